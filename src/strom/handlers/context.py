@@ -1,0 +1,148 @@
+"""What handlers may use: the broker's components, and the operations that span them.
+
+The server builds one BrokerContext and passes it to every handler. Handlers never touch
+sockets; they await only the methods here (the fetch long-poll wait). Tests build a context
+over a temporary directory without any listener.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from strom.log.config import LogConfig
+from strom.log.manager import LogManager
+from strom.log.partition import PartitionLog
+from strom.metadata.broker_config import BrokerConfig
+from strom.metadata.configs import log_config_for
+from strom.metadata.store import MetadataStore, TopicMetadata
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    node_id: int
+    host: str
+    port: int
+    rack: str | None = None
+
+
+class AppendNotifier:
+    """Wakes parked fetches when any partition gets new data (DESIGN.md: purgatory).
+
+    One shared future replaced on every notify: waiters re-check their own partitions, which
+    is cheap and avoids per-partition bookkeeping on the produce path."""
+
+    def __init__(self) -> None:
+        self._waiter: asyncio.Future[None] | None = None
+
+    def notify(self) -> None:
+        if self._waiter is not None:
+            if not self._waiter.done():
+                self._waiter.set_result(None)
+            self._waiter = None
+
+    async def wait(self, timeout_s: float) -> bool:
+        """Wait until the next append or the timeout; True when woken by an append."""
+        if timeout_s <= 0:
+            return False
+        if self._waiter is None:
+            self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._waiter), timeout_s)
+            return True
+        except TimeoutError:
+            return False
+
+
+@dataclass
+class BrokerContext:
+    config: BrokerConfig
+    metadata: MetadataStore
+    logs: LogManager
+    node: Node
+    appends: AppendNotifier = field(default_factory=AppendNotifier)
+    # Fetch sessions (KIP-227) live as long as the broker; owned by handlers.fetch.
+    fetch_sessions: object | None = None
+
+    @property
+    def cluster_id(self) -> str:
+        return self.metadata.cluster_id
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.config.data_dir)
+
+    def now_ms(self) -> int:
+        return time.time_ns() // 1_000_000
+
+    def nodes(self) -> list[Node]:
+        return [self.node]
+
+    # --- topics: metadata and logs change together --------------------------------------
+
+    def partition_log(self, topic: str, partition: int) -> PartitionLog | None:
+        return self.logs.get(topic, partition)
+
+    def topic_name(self, topic_id: uuid.UUID | None) -> str | None:
+        """The name of the topic with this id (Fetch v13+, Produce v13 name topics by id)."""
+        for topic in self.metadata.topics().values():
+            if topic.topic_id == topic_id:
+                return topic.name
+        return None
+
+    def log_config(self, topic_configs: Mapping[str, str]) -> LogConfig:
+        """Effective log config: topic overrides over the broker's dynamic and static configs."""
+        return log_config_for(
+            topic_configs,
+            self.config,
+            self.metadata.broker_configs(),
+            self.metadata.node_configs(self.config.node_id),
+        )
+
+    def create_topic(
+        self, name: str, partitions: int, configs: dict[str, str], topic_id: uuid.UUID | None = None
+    ) -> TopicMetadata:
+        """Record the topic, then create its partition logs. Callers validated the input."""
+        topic = self.metadata.create_topic(name, partitions, configs, topic_id=topic_id)
+        log_config = self.log_config(topic.configs)
+        for p in range(partitions):
+            self.logs.create(name, p, log_config, self.now_ms())
+        return topic
+
+    def delete_topic(self, name: str) -> None:
+        self.metadata.delete_topic(name)
+        doomed = self.logs.delete_topic(name)
+        if doomed:  # removing the files may take long: a thread does it
+            asyncio.get_running_loop().run_in_executor(None, LogManager.purge, doomed)
+
+    def add_partitions(self, name: str, total: int) -> None:
+        topic = self.metadata.set_partitions(name, total)
+        log_config = self.log_config(topic.configs)
+        for p in range(total):
+            self.logs.create(name, p, log_config, self.now_ms())
+
+    def apply_configs(self, name: str | None = None) -> None:
+        """Push effective configs into open logs after a topic (or broker) config change."""
+        for topic in self.metadata.topics().values():
+            if name is not None and topic.name != name:
+                continue
+            log_config = self.log_config(topic.configs)
+            for p in range(topic.partitions):
+                log = self.logs.get(topic.name, p)
+                if log is not None:
+                    log.update_config(log_config)
+
+    async def flush(self, log: PartitionLog) -> None:
+        """fsync a log in a worker thread (flush.messages, flush.ms, after a roll)."""
+        job = log.prepare_flush()
+        await asyncio.to_thread(PartitionLog.run_flush, job)
+        log.complete_flush(job, self.now_ms())
+
+    def topic_partitions(self) -> Iterator[tuple[TopicMetadata, int]]:
+        for topic in self.metadata.topics().values():
+            for p in range(topic.partitions):
+                yield topic, p

@@ -1,0 +1,147 @@
+"""Fetch (key 1), versions 4-18.
+
+For each partition: find the batch holding fetch_offset, return file regions up to
+partition_max_bytes and the request's max_bytes, always at least one whole batch for the
+first partition that has data (KIP-74), stopping at the high watermark (read_uncommitted) or
+the last stable offset (read_committed). If fewer than min_bytes are ready the request waits
+for appends until max_wait_ms (DESIGN.md, "A fetch"). Fetch sessions (KIP-227, v7+) are in
+fetch_sessions.py. v13+ names topics by id. The response is encoded by hand
+(protocol.fetch_response) so records go out with os.sendfile.
+Not done: follower fetches (replica_id / replica_state), preferred read replicas, rack
+awareness, aborted transaction lists (no transactions yet: LSO = high watermark).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from strom.handlers.context import BrokerContext
+from strom.handlers.fetch_sessions import FetchSessionCache, PartitionKey, SessionStart
+from strom.handlers.registry import RawResponse, Request, handles
+from strom.log.partition import OffsetOutOfRange
+from strom.protocol.api import ApiKey
+from strom.protocol.errors import ErrorCode
+from strom.protocol.fetch_response import (
+    FetchPartitionResult,
+    FetchTopicResult,
+    encode_fetch_response,
+)
+
+READ_COMMITTED = 1
+
+
+def _sessions(ctx: BrokerContext) -> FetchSessionCache:
+    if ctx.fetch_sessions is None:
+        ctx.fetch_sessions = FetchSessionCache()
+    return ctx.fetch_sessions  # type: ignore[return-value]
+
+
+def _key(ctx: BrokerContext, version: int, topic: Any) -> tuple[str | None, Any]:
+    if version >= 13:
+        return ctx.topic_name(topic.topic_id), topic.topic_id
+    return topic.topic, None
+
+
+def _start(ctx: BrokerContext, request: Request) -> SessionStart:
+    body = request.body
+    version = request.version
+    requested = []
+    for topic in body.topics:
+        name, topic_id = _key(ctx, version, topic)
+        for p in topic.partitions:
+            requested.append((PartitionKey(name, topic_id, p.partition), p.fetch_offset, p.partition_max_bytes))
+    if version < 7:
+        return _sessions(ctx).begin(0, -1, requested, [])
+    forgotten = []
+    for topic in body.forgotten_topics_data:
+        name, topic_id = _key(ctx, version, topic)
+        forgotten.extend(PartitionKey(name, topic_id, p) for p in topic.partitions)
+    return _sessions(ctx).begin(body.session_id, body.session_epoch, requested, forgotten)
+
+
+def _read(ctx: BrokerContext, start: SessionStart, max_bytes: int, isolation: int) -> tuple[list[FetchTopicResult], int, bool]:
+    """Read every partition once; returns topics, total record bytes, and whether any
+    partition has an error (errors are answered at once, without waiting)."""
+    topics: dict[Any, FetchTopicResult] = {}
+    budget = max_bytes
+    total = 0
+    errors = False
+    for key, position in start.partitions.items():
+        result = FetchPartitionResult(key.partition)
+        log = ctx.partition_log(key.topic, key.partition) if key.topic is not None else None
+        if log is None:
+            result.error_code = ErrorCode.UNKNOWN_TOPIC_ID if key.topic is None else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            errors = True
+        else:
+            result.high_watermark = log.high_watermark
+            result.last_stable_offset = log.high_watermark
+            result.log_start_offset = log.log_start_offset
+            limit = min(position.partition_max_bytes, budget)
+            try:
+                read = log.read(
+                    position.fetch_offset,
+                    max(limit, 0),
+                    max_offset=result.last_stable_offset if isolation == READ_COMMITTED else log.high_watermark,
+                    min_one_batch=total == 0,
+                )
+            except OffsetOutOfRange:
+                result.error_code = ErrorCode.OFFSET_OUT_OF_RANGE
+                errors = True
+            else:
+                result.records = read.regions
+                result.records_size = read.size
+                budget -= read.size
+                total += read.size
+            if isolation == READ_COMMITTED:
+                result.aborted_transactions = []
+        if start.incremental and not _changed(result, position):
+            continue
+        topic = topics.get(key.topic_id or key.topic)
+        if topic is None:
+            topic = topics[key.topic_id or key.topic] = FetchTopicResult(key.topic, key.topic_id, [])
+        topic.partitions.append(result)
+    return list(topics.values()), total, errors
+
+
+def _changed(result: FetchPartitionResult, position: Any) -> bool:
+    return bool(
+        result.records_size
+        or result.error_code
+        or result.high_watermark != position.sent_high_watermark
+        or result.log_start_offset != position.sent_log_start_offset
+        or result.last_stable_offset != position.sent_last_stable_offset
+    )
+
+
+def _remember(start: SessionStart, topics: list[FetchTopicResult]) -> None:
+    if start.session is None:
+        return
+    for topic in topics:
+        for result in topic.partitions:
+            position = start.partitions.get(PartitionKey(topic.name, topic.topic_id, result.partition_index))
+            if position is not None:
+                position.sent_high_watermark = result.high_watermark
+                position.sent_log_start_offset = result.log_start_offset
+                position.sent_last_stable_offset = result.last_stable_offset
+
+
+@handles(ApiKey.FETCH, 4, 18)
+async def fetch(ctx: BrokerContext, request: Request) -> RawResponse:
+    body = request.body
+    version = request.version
+    start = _start(ctx, request)
+    if start.error:
+        chunks, size = encode_fetch_response(version, [], error_code=start.error)
+        return RawResponse(chunks, size)
+    max_wait_ms = int(body.max_wait.total_seconds() * 1000)
+    deadline = ctx.now_ms() + max_wait_ms
+    isolation = body.isolation_level if version >= 4 else 0
+    while True:
+        topics, total, errors = _read(ctx, start, body.max_bytes, isolation)
+        remaining_ms = deadline - ctx.now_ms()
+        if total >= body.min_bytes or errors or remaining_ms <= 0:
+            break
+        await ctx.appends.wait(remaining_ms / 1000)
+    _remember(start, topics)
+    chunks, size = encode_fetch_response(version, topics, session_id=start.session_id)
+    return RawResponse(chunks, size)

@@ -1,0 +1,61 @@
+"""ListOffsets (key 2), versions 1-11.
+
+Timestamps: -2 earliest (log start offset), -1 latest (high watermark, or the last stable
+offset for read_committed), -3 the record with the largest timestamp (KIP-734), -4 earliest
+local (KIP-405; no tiered storage, so the log start offset), -5 earliest pending upload
+(KIP-1005: nothing is ever pending, so "none": offset -1), and >= 0 the first record whose
+timestamp is at or after it (-1 when none is).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from strom.handlers.context import BrokerContext
+from strom.handlers.registry import Request, handles
+from strom.protocol.api import ApiKey
+from strom.protocol.errors import ErrorCode
+
+LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL, EARLIEST_PENDING_UPLOAD = -1, -2, -3, -4, -5
+
+
+def _lookup(ctx: BrokerContext, topic: str, partition: Any, isolation: int) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "partition_index": partition.partition_index,
+        "error_code": ErrorCode.NONE,
+        "timestamp": -1,
+        "offset": -1,
+        "leader_epoch": -1,
+    }
+    log = ctx.partition_log(topic, partition.partition_index)
+    if log is None:
+        result["error_code"] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        return result
+    result["leader_epoch"] = log.leader_epoch
+    timestamp = partition.timestamp
+    if timestamp in (EARLIEST, EARLIEST_LOCAL):
+        result["offset"] = log.log_start_offset
+    elif timestamp == LATEST:
+        result["offset"] = log.high_watermark  # LSO == HW until transactions exist
+    elif timestamp == MAX_TIMESTAMP:
+        found = log.max_timestamp_offset()
+        if found is not None:
+            result["offset"], result["timestamp"] = found
+    elif timestamp >= 0:
+        found = log.offset_for_timestamp(timestamp)
+        if found is not None:
+            result["offset"], result["timestamp"] = found
+    elif timestamp != EARLIEST_PENDING_UPLOAD:
+        result["error_code"] = ErrorCode.INVALID_REQUEST
+    return result
+
+
+@handles(ApiKey.LIST_OFFSETS, 1, 11)
+async def list_offsets(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+    body = request.body
+    isolation = body.isolation_level if request.version >= 2 else 0
+    topics = [
+        {"name": t.name, "partitions": [_lookup(ctx, t.name, p, isolation) for p in t.partitions]}
+        for t in body.topics
+    ]
+    return {"throttle_time": 0, "topics": topics}

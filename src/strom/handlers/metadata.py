@@ -1,0 +1,112 @@
+"""Metadata (key 3), versions 0-13.
+
+Topics are looked up by name, or by topic id (v10+). A null topic list means every topic; an
+empty list means none (v1+). Unknown topics are created when both the request
+(allow_auto_topic_creation, v4+; always true before) and the broker
+(auto.create.topics.enable) allow it, with num.partitions and the broker's default configs;
+creation is synchronous on a single node, so the first answer already has the partitions.
+Not done: authorized operations are reported as "not requested" (no ACLs yet).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from strom.handlers.context import BrokerContext
+from strom.handlers.registry import Request, handles
+from strom.metadata.configs import ConfigError
+from strom.metadata.store import TopicMetadata, validate_topic_name
+from strom.protocol.api import ApiKey
+from strom.protocol.errors import ErrorCode
+
+NO_AUTHORIZED_OPERATIONS = -(2**31)
+ZERO_UUID = uuid.UUID(int=0)
+
+
+def topic_entry(ctx: BrokerContext, topic: TopicMetadata) -> dict[str, Any]:
+    node = ctx.node.node_id
+    partitions = []
+    for p in range(topic.partitions):
+        log = ctx.partition_log(topic.name, p)
+        partitions.append(
+            {
+                "error_code": ErrorCode.NONE if log else ErrorCode.LEADER_NOT_AVAILABLE,
+                "partition_index": p,
+                "leader_id": node if log else -1,
+                "leader_epoch": log.leader_epoch if log else -1,
+                "replica_nodes": [node],
+                "isr_nodes": [node] if log else [],
+                "offline_replicas": [],
+            }
+        )
+    return {
+        "error_code": ErrorCode.NONE,
+        "name": topic.name,
+        "topic_id": topic.topic_id,
+        "is_internal": topic.internal,
+        "partitions": partitions,
+        "topic_authorized_operations": NO_AUTHORIZED_OPERATIONS,
+    }
+
+
+def _error_entry(name: str | None, topic_id: uuid.UUID, error: int) -> dict[str, Any]:
+    return {
+        "error_code": error,
+        "name": name,
+        "topic_id": topic_id,
+        "partitions": [],
+        "topic_authorized_operations": NO_AUTHORIZED_OPERATIONS,
+    }
+
+
+def _topic_by_id(ctx: BrokerContext, topic_id: uuid.UUID) -> TopicMetadata | None:
+    return next((t for t in ctx.metadata.topics().values() if t.topic_id == topic_id), None)
+
+
+def auto_create(ctx: BrokerContext, name: str) -> int:
+    """Create a topic with the broker's defaults; returns an error code."""
+    try:
+        validate_topic_name(name)
+    except ConfigError as exc:
+        return exc.error_code
+    ctx.create_topic(name, ctx.config.num_partitions, {})
+    return ErrorCode.NONE
+
+
+@handles(ApiKey.METADATA, 0, 13)
+async def metadata(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+    body = request.body
+    allow_create = ctx.config.auto_create_topics_enable and (
+        request.version < 4 or body.allow_auto_topic_creation
+    )
+    topics: list[dict[str, Any]] = []
+    if body.topics is None or (request.version == 0 and not body.topics):
+        topics = [topic_entry(ctx, t) for t in ctx.metadata.topics().values()]
+    else:
+        for wanted in body.topics:
+            name = wanted.name
+            topic_id = getattr(wanted, "topic_id", None) or ZERO_UUID
+            if name is None:
+                topic = _topic_by_id(ctx, topic_id)
+                if topic is None:
+                    topics.append(_error_entry(None, topic_id, ErrorCode.UNKNOWN_TOPIC_ID))
+                    continue
+            else:
+                topic = ctx.metadata.topic(name)
+                if topic is None:
+                    error = auto_create(ctx, name) if allow_create else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                    topic = ctx.metadata.topic(name) if error == ErrorCode.NONE else None
+                    if topic is None:
+                        topics.append(_error_entry(name, ZERO_UUID, error))
+                        continue
+            topics.append(topic_entry(ctx, topic))
+    node = ctx.node
+    return {
+        "throttle_time": 0,
+        "brokers": [{"node_id": n.node_id, "host": n.host, "port": n.port, "rack": n.rack} for n in ctx.nodes()],
+        "cluster_id": ctx.cluster_id,
+        "controller_id": node.node_id,
+        "topics": topics,
+        "cluster_authorized_operations": NO_AUTHORIZED_OPERATIONS,
+    }

@@ -1,0 +1,104 @@
+"""Produce (key 0), versions 0-13; v0-2 are advertised but answered UNSUPPORTED_VERSION.
+
+Kafka 4 accepts Produce v3+ only (KIP-896) yet advertises v0, because older librdkafka turns
+compression off unless v0 is advertised (KAFKA-18659); the server answers v0-2 through
+protocol.codec's v0-2 helpers. v13 names topics by id.
+
+Each partition's records are validated (magic 2, CRC-32C, lengths, max.message.bytes) without
+decoding records, then appended as they arrived with offsets patched in (DESIGN.md, "A
+produce"). acks=0 sends no response; acks=1 and acks=all answer once the batch is in the
+log: on a single node the high watermark is the log end, so both are satisfied at append.
+Not done yet: idempotent/transactional producer state (sequence checks, fencing).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from strom.handlers.context import BrokerContext
+from strom.handlers.registry import Request, handles
+from strom.protocol.api import ApiKey
+from strom.protocol.errors import ErrorCode
+from strom.protocol.records import InvalidRecord, InvalidRecords, decode_records, validate_batches
+
+log = logging.getLogger(__name__)
+
+
+def _partition_result(index: int, error: int, message: str | None = None) -> dict[str, Any]:
+    return {
+        "index": index,
+        "error_code": error,
+        "base_offset": -1,
+        "log_append_time": -1,
+        "log_start_offset": -1,
+        "error_message": message,
+    }
+
+
+def _append(ctx: BrokerContext, topic: str, index: int, records: Any, now_ms: int) -> dict[str, Any]:
+    log_ = ctx.partition_log(topic, index)
+    if log_ is None:
+        return _partition_result(index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+    if not records:
+        return _partition_result(index, ErrorCode.INVALID_RECORD, "No records in the request")
+    try:
+        headers = validate_batches(records, log_.config.max_message_bytes)
+        if "compact" in log_.config.cleanup_policy:
+            _require_keys(records, headers)
+    except InvalidRecords as exc:
+        return _partition_result(index, exc.error_code, str(exc) or None)
+    try:
+        info = log_.append(records, headers, now_ms)
+    except OSError:
+        log.exception("append to %s-%d failed", topic, index)
+        return _partition_result(index, ErrorCode.KAFKA_STORAGE_ERROR)
+    return {
+        "index": index,
+        "error_code": ErrorCode.NONE,
+        "base_offset": info.base_offset,
+        "log_append_time": info.log_append_time,
+        "log_start_offset": info.log_start_offset,
+    }
+
+
+def _require_keys(records: Any, headers: list[Any]) -> None:
+    """A compacted topic keeps the newest record per key, so keyless records are refused."""
+    pos = 0
+    view = memoryview(records)
+    for header in headers:
+        for record in decode_records(view[pos : pos + header.size]):
+            if record.key is None:
+                raise InvalidRecord("Compacted topic cannot accept message without key")
+        pos += header.size
+
+
+@handles(ApiKey.PRODUCE, 0, 13, decodable_from=3)
+async def produce(ctx: BrokerContext, request: Request) -> dict[str, Any] | None:
+    body = request.body
+    now_ms = ctx.now_ms()
+    responses = []
+    for topic_data in body.topic_data:
+        name = getattr(topic_data, "name", None)
+        topic_id = getattr(topic_data, "topic_id", None)
+        if name is None:
+            name = ctx.topic_name(topic_id)
+        partitions = []
+        for data in topic_data.partition_data:
+            if name is None:
+                partitions.append(_partition_result(data.index, ErrorCode.UNKNOWN_TOPIC_ID))
+            else:
+                partitions.append(_append(ctx, name, data.index, data.records, now_ms))
+        responses.append({"name": name, "topic_id": topic_id, "partition_responses": partitions})
+    ctx.appends.notify()
+    # flush.messages: Kafka fsyncs in the append path once that many messages are unflushed,
+    # so the acknowledgement waits for it (in a worker thread, not on the event loop).
+    for topic_data in body.topic_data:
+        name = getattr(topic_data, "name", None) or ctx.topic_name(getattr(topic_data, "topic_id", None))
+        for data in topic_data.partition_data:
+            log_ = ctx.partition_log(name, data.index) if name is not None else None
+            if log_ is not None and log_.unflushed_messages >= log_.config.flush_messages:
+                await ctx.flush(log_)
+    if body.acks == 0:
+        return None
+    return {"responses": responses, "throttle_time": 0}

@@ -1,0 +1,38 @@
+"""DeleteRecords (key 21), versions 0-2.
+
+Moves a partition's log start offset (offset -1 means the high watermark); whole segments
+below it are deleted, and consumers reading from "earliest" start there. An offset above
+the high watermark is OFFSET_OUT_OF_RANGE, as in Kafka.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from strom.handlers.context import BrokerContext
+from strom.handlers.registry import Request, handles
+from strom.log.partition import OffsetOutOfRange
+from strom.protocol.api import ApiKey
+from strom.protocol.errors import ErrorCode
+
+
+def _delete(ctx: BrokerContext, topic: str, partition: Any) -> dict[str, Any]:
+    result = {"partition_index": partition.partition_index, "low_watermark": -1, "error_code": ErrorCode.NONE}
+    log = ctx.partition_log(topic, partition.partition_index)
+    if log is None:
+        result["error_code"] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        return result
+    try:
+        result["low_watermark"] = log.delete_records_before(partition.offset)
+    except OffsetOutOfRange:
+        result["error_code"] = ErrorCode.OFFSET_OUT_OF_RANGE
+    return result
+
+
+@handles(ApiKey.DELETE_RECORDS, 0, 2)
+async def delete_records(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+    topics = [
+        {"name": t.name, "partitions": [_delete(ctx, t.name, p) for p in t.partitions]}
+        for t in request.body.topics
+    ]
+    return {"throttle_time": 0, "topics": topics}

@@ -1,0 +1,77 @@
+"""The one list of APIs strom serves.
+
+Each handler module registers itself with ``@handles(ApiKey.X, min_version, max_version)``;
+dispatch and the ApiVersions answer are both built from this table, so an API is advertised
+exactly when a handler for it exists (API-SCOPE.md: never advertise what is not implemented).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from strom.protocol.framing import RequestHeader
+
+# A handler returns the response body as a plain dict tree (encoded by protocol.codec at the
+# request's version), a RawResponse it encoded itself, or None when no response is sent
+# (Produce with acks=0).
+HandlerResult = "dict[str, Any] | RawResponse | None"
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    header: RequestHeader
+    body: Any  # the decoded request entity (kio dataclass); field names are Kafka's, snake_case
+
+    @property
+    def version(self) -> int:
+        return self.header.api_version
+
+
+@dataclass(frozen=True, slots=True)
+class RawResponse:
+    """A response body the handler encoded itself: bytes, and file regions the server sends
+    with os.sendfile (zero copy). ``size`` is the total body length."""
+
+    chunks: list[Any]  # bytes | strom.log FileRegion
+    size: int
+
+
+Handler = Callable[[Any, Request], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    api_key: int
+    min_version: int
+    max_version: int
+    handler: Handler
+    # Versions advertised but answered with an error without decoding (Produce v0-2).
+    decodable_from: int
+
+
+_REGISTRY: dict[int, Registration] = {}
+
+
+def handles(
+    api_key: int, min_version: int, max_version: int, *, decodable_from: int | None = None
+) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        if api_key in _REGISTRY:
+            raise RuntimeError(f"API key {api_key} registered twice")
+        _REGISTRY[api_key] = Registration(
+            api_key, min_version, max_version, handler,
+            min_version if decodable_from is None else decodable_from,
+        )
+        return handler
+
+    return register
+
+
+def registrations() -> dict[int, Registration]:
+    """Every registered API, importing the handler modules first."""
+    from strom.handlers import load_all
+
+    load_all()
+    return _REGISTRY

@@ -1,0 +1,257 @@
+"""Log compaction (cleanup.policy=compact): keep the newest record per key in closed segments.
+
+Three steps, so that the event loop never waits on the heavy part:
+
+1. ``plan`` (event loop): pick the cleanable range of one log, [log start, first uncleanable
+   offset), where the first uncleanable offset is the active segment's base or the first
+   segment younger than min.compaction.lag.ms; clean only when the dirty share of that range
+   (bytes after the cleaner checkpoint) reaches min.cleanable.dirty.ratio.
+2. ``clean`` (worker thread): read the segments through descriptors of its own, build the map
+   key -> newest offset over the dirty part, and write each segment that changes as
+   ``<base>.log.cleaned`` with its indexes. Offsets never change; batches keep their codec,
+   producer fields and base offset.
+3. ``install`` (event loop): per segment, if it is still the one planned, rename cleaned ->
+   swap, delete the old files, rename swap -> live. A crash at any point leaves either the old
+   segment or a complete ``.swap`` that PartitionLog's loader finishes installing.
+
+Tombstones (null values) follow KIP-534: the first pass that keeps one stamps its batch with a
+delete horizon (now + delete.retention.ms); a later pass after the horizon drops it. Records
+without a key cannot be compacted and are dropped, as Kafka's cleaner does. Control and
+transactional batches are copied untouched (transactions come with their own issue).
+Memory: the key map holds each distinct key of the dirty range once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from strom.log.partition import PartitionLog
+from strom.log.segment import CLEANED_SUFFIX, SWAP_SUFFIX, LogSegment, segment_name
+from strom.protocol.records import (
+    BATCH_HEADER_SIZE,
+    BatchHeader,
+    build_batch,
+    decode_records,
+    read_header,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentRef:
+    """A closed segment as planned: identity is checked again at install time."""
+
+    base_offset: int
+    size: int
+    next_offset: int
+
+
+@dataclass(slots=True)
+class CleanPlan:
+    log: PartitionLog
+    directory: Path
+    segments: list[SegmentRef]  # [log start .. first uncleanable), in order
+    first_dirty_offset: int
+    first_uncleanable_offset: int
+    now_ms: int
+    delete_retention_ms: int
+    index_interval_bytes: int
+    max_index_bytes: int
+
+
+@dataclass(slots=True)
+class CleanResult:
+    plan: CleanPlan
+    cleaned: set[int] = field(default_factory=set)  # bases with a .cleaned segment written
+    bytes_before: int = 0
+    bytes_after: int = 0
+
+
+def dirty_ratio(log: PartitionLog, first_dirty_offset: int, now_ms: int) -> tuple[float, list[LogSegment], int]:
+    """(dirty bytes / cleanable bytes, cleanable segments, first uncleanable offset)."""
+    config = log.config
+    cleanable: list[LogSegment] = []
+    for segment in log.segments[:-1]:
+        if config.min_compaction_lag_ms > 0 and now_ms - segment.max_timestamp < config.min_compaction_lag_ms:
+            break
+        cleanable.append(segment)
+    if not cleanable:
+        return 0.0, [], log.active.base_offset
+    first_uncleanable = cleanable[-1].next_offset
+    total = sum(s.size for s in cleanable)
+    dirty = sum(s.size for s in cleanable if s.next_offset > first_dirty_offset)
+    return (dirty / total if total else 0.0), cleanable, first_uncleanable
+
+
+def plan(log: PartitionLog, first_dirty_offset: int, now_ms: int, *, force: bool = False) -> CleanPlan | None:
+    """A cleaning plan when the log is compacted and dirty enough (event loop)."""
+    if not log.config.compact:
+        return None
+    ratio, cleanable, first_uncleanable = dirty_ratio(log, max(first_dirty_offset, log.log_start_offset), now_ms)
+    if not cleanable or (not force and (ratio <= 0 or ratio < log.config.min_cleanable_dirty_ratio)):
+        return None
+    for segment in cleanable:
+        segment.seal()  # pending index entries reach the files the worker reads
+    return CleanPlan(
+        log=log,
+        directory=log.directory,
+        segments=[SegmentRef(s.base_offset, s.size, s.next_offset) for s in cleanable],
+        first_dirty_offset=max(first_dirty_offset, log.log_start_offset),
+        first_uncleanable_offset=first_uncleanable,
+        now_ms=now_ms,
+        delete_retention_ms=log.config.delete_retention_ms,
+        index_interval_bytes=log.config.index_interval_bytes,
+        max_index_bytes=log.config.segment_index_bytes,
+    )
+
+
+def _read_batches(path: Path, size: int):  # noqa: ANN202 - yields (header, bytes)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        position = 0
+        while position < size:
+            head = os.pread(fd, BATCH_HEADER_SIZE, position)
+            header = read_header(head)
+            data = os.pread(fd, header.size, position)
+            yield header, data
+            position += header.size
+    finally:
+        os.close(fd)
+
+
+def clean(plan: CleanPlan) -> CleanResult:
+    """Worker thread: build the key map over the dirty range and write cleaned segments."""
+    result = CleanResult(plan)
+    latest: dict[bytes, int] = {}
+    paths = {ref.base_offset: plan.directory / segment_name(ref.base_offset) for ref in plan.segments}
+    for ref in plan.segments:
+        if ref.next_offset <= plan.first_dirty_offset:
+            continue
+        for header, data in _read_batches(paths[ref.base_offset], ref.size):
+            if header.is_control:
+                continue
+            for record in decode_records(data):
+                if record.key is not None and record.offset >= plan.first_dirty_offset:
+                    latest[record.key] = record.offset
+    for ref in plan.segments:
+        result.bytes_before += ref.size
+        kept_batches: list[bytes] = []
+        changed = False
+        for header, data in _read_batches(paths[ref.base_offset], ref.size):
+            rebuilt = _clean_batch(header, data, latest, plan)
+            if rebuilt is not data:
+                changed = True
+            if rebuilt:
+                kept_batches.append(rebuilt)
+        if not changed:
+            result.bytes_after += ref.size
+            continue
+        result.cleaned.add(ref.base_offset)
+        result.bytes_after += _write_cleaned(plan, ref.base_offset, kept_batches)
+    return result
+
+
+def _clean_batch(header: BatchHeader, data: bytes, latest: dict[bytes, int], plan: CleanPlan) -> bytes:
+    """The batch unchanged (the same object), rebuilt with fewer records, or b"" if none remain."""
+    if header.is_control or header.is_transactional:
+        return data
+    records = decode_records(data)
+    horizon = header.delete_horizon_ms
+    kept = []
+    stamp_horizon = False
+    for record in records:
+        if record.key is None or latest.get(record.key, -1) > record.offset:
+            continue  # superseded by a newer record with the same key (or keyless)
+        if record.value is None:
+            if horizon is None:
+                stamp_horizon = True
+            elif plan.now_ms >= horizon:
+                continue  # tombstone past its delete horizon
+        kept.append(record)
+    if len(kept) == len(records) and not stamp_horizon:
+        return data
+    if not kept:
+        return b""
+    return build_batch(
+        kept,
+        base_offset=header.base_offset,
+        compression=header.compression,
+        producer_id=header.producer_id,
+        producer_epoch=header.producer_epoch,
+        base_sequence=header.base_sequence,
+        leader_epoch=header.partition_leader_epoch,
+        timestamp_type=header.timestamp_type,
+        delete_horizon_ms=plan.now_ms + plan.delete_retention_ms if stamp_horizon else horizon,
+    )
+
+
+def _write_cleaned(plan: CleanPlan, base_offset: int, batches: list[bytes]) -> int:
+    for path in plan.directory.glob(f"{segment_name(base_offset, '')}*{CLEANED_SUFFIX}"):
+        path.unlink()
+    segment = LogSegment(
+        plan.directory,
+        base_offset,
+        index_interval_bytes=plan.index_interval_bytes,
+        max_index_bytes=plan.max_index_bytes,
+        create=True,
+        now_ms=plan.now_ms,
+        variant=CLEANED_SUFFIX,
+    )
+    try:
+        if batches:  # an emptied segment stays as an empty file, so the offsets keep their place
+            segment.append(b"".join(batches), [read_header(b) for b in batches])
+        segment.seal()
+        for fd in segment.flush_fds():
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        return segment.size
+    finally:
+        segment.close()
+
+
+def install(result: CleanResult) -> int:
+    """Event loop: swap in the cleaned segments that still match the plan; returns how many
+    were replaced. Leftover ``.cleaned`` files of skipped segments are removed."""
+    plan = result.plan
+    log_ = plan.log
+    installed = 0
+    for ref in plan.segments:
+        if ref.base_offset not in result.cleaned:
+            continue
+        index = next((i for i, s in enumerate(log_.segments) if s.base_offset == ref.base_offset), None)
+        current = log_.segments[index] if index is not None else None
+        if current is None or current is log_.active or (current.size, current.next_offset) != (ref.size, ref.next_offset):
+            _discard_cleaned(plan.directory, ref.base_offset)
+            continue
+        log_.replace_segment(index, _swap_in(log_, current))
+        installed += 1
+    return installed
+
+
+def _swap_in(log_: PartitionLog, current: LogSegment) -> LogSegment:
+    base = current.base_offset
+    cleaned = LogSegment(log_.directory, base, variant=CLEANED_SUFFIX)
+    cleaned.close()
+    cleaned.set_variant(SWAP_SUFFIX)
+    current.delete()
+    cleaned.set_variant("")
+    segment = LogSegment(
+        log_.directory,
+        base,
+        index_interval_bytes=log_.config.index_interval_bytes,
+        max_index_bytes=log_.config.segment_index_bytes,
+    )
+    if not segment.load():
+        segment.recover()
+    return segment
+
+
+def _discard_cleaned(directory: Path, base_offset: int) -> None:
+    for path in directory.glob(f"{segment_name(base_offset, '')}*{CLEANED_SUFFIX}"):
+        path.unlink(missing_ok=True)

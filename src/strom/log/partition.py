@@ -1,0 +1,562 @@
+"""One partition's log: segments ordered by base offset, and the offsets that name its state.
+
+``PartitionLog`` assigns offsets on append, rolls segments, answers reads with file regions,
+and moves the log start offset (retention, DeleteRecords). Its offsets always satisfy
+
+    log_start_offset <= high_watermark <= log_end_offset,   recovery_point <= log_end_offset
+
+checked in ``_check_offsets`` after every change (redpanda's offset_tracker). On a single node
+the high watermark is the log end offset; replication will hold it back later.
+
+The event loop owns a PartitionLog. fsync runs in another thread through ``prepare_flush`` /
+``run_flush`` / ``complete_flush``, which touch only duplicated descriptors off the loop.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from strom.log.checkpoint import LEADER_EPOCH_CHECKPOINT, LeaderEpochCache
+from strom.log.config import LogConfig
+from strom.log.segment import (
+    CLEANED_SUFFIX,
+    INDEX_SUFFIX,
+    LOG_SUFFIX,
+    SWAP_SUFFIX,
+    TIME_INDEX_SUFFIX,
+    FileRegion,
+    LogSegment,
+    SegmentCorrupt,
+    segment_name,
+)
+from strom.protocol.records import BatchHeader, assign_offsets
+
+log = logging.getLogger(__name__)
+
+
+class OffsetOutOfRange(Exception):
+    """A read or DeleteRecords offset outside [log start, log end] (OFFSET_OUT_OF_RANGE)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AppendInfo:
+    base_offset: int
+    last_offset: int
+    log_append_time: int  # -1 unless the topic uses LogAppendTime
+    log_start_offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    regions: list[FileRegion]
+    size: int
+
+
+EMPTY_READ = ReadResult([], 0)
+
+
+@dataclass(slots=True)
+class FlushJob:
+    """Descriptors to fsync (duplicates, closed by run_flush) and the offset they cover."""
+
+    fds: list[int]
+    upto_offset: int
+    directory: Path | None  # fsync'd too when segments were created or deleted
+
+
+class PartitionLog:
+    """Fields:
+
+    ``segments`` (with ``_bases`` for bisect): sorted by base offset; the last one is active
+    and takes appends. Changed by append (roll), retention, DeleteRecords, the cleaner's
+    install and truncation, all on the event loop.
+    ``log_start_offset``: first offset a consumer may read; moved by retention and
+    DeleteRecords, never backwards. ``log_end_offset``: next offset to assign.
+    ``high_watermark``: last offset + 1 that consumers see (== log end on one node).
+    ``recovery_point``: everything below it is fsynced; recovery starts at its segment.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        topic: str,
+        partition: int,
+        config: LogConfig,
+        *,
+        recovery_point: int = 0,
+        log_start_offset: int = 0,
+        clean_shutdown: bool = True,
+        now_ms: int = 0,
+        leader_epoch: int = 0,
+    ) -> None:
+        self.directory = directory
+        self.topic = topic
+        self.partition = partition
+        self.config = config
+        self.segments: list[LogSegment] = []
+        self._bases: list[int] = []
+        self.log_start_offset = 0
+        self.log_end_offset = 0
+        self.high_watermark = 0
+        self.recovery_point = 0
+        self.unflushed_messages = 0
+        self.last_flush_ms = now_ms
+        self.flush_pending_dir = False
+        self.leader_epoch = leader_epoch
+        self.epochs = LeaderEpochCache(directory / LEADER_EPOCH_CHECKPOINT)
+        directory.mkdir(parents=True, exist_ok=True)
+        self._open(recovery_point, log_start_offset, clean_shutdown, now_ms)
+        self.epochs.assign(leader_epoch, self.log_end_offset)
+
+    # --- loading and recovery ----------------------------------------------------------------
+
+    def _open(self, recovery_point: int, log_start_offset: int, clean_shutdown: bool, now_ms: int) -> None:
+        self._finish_interrupted_swaps()
+        bases = sorted(
+            int(p.name[: -len(LOG_SUFFIX)])
+            for p in self.directory.iterdir()
+            if p.name.endswith(LOG_SUFFIX) and p.name[: -len(LOG_SUFFIX)].isdigit()
+        )
+        self._remove_orphan_indexes(set(bases))
+        segments = [self._segment(base, now_ms=now_ms) for base in bases]
+        recover_from = len(segments)
+        if not clean_shutdown:
+            # Recovery starts at the segment holding the recovery point (Kafka's LogLoader).
+            recover_from = max(0, bisect.bisect_right(bases, recovery_point) - 1)
+        kept: list[LogSegment] = []
+        damaged = False
+        for i, segment in enumerate(segments):
+            if damaged:
+                log.warning("%s: deleting %s after damage in an earlier segment", self.name, segment.path.name)
+                segment.delete()
+                continue
+            if kept and segment.base_offset < kept[-1].next_offset:
+                log.warning("%s: segment %s overlaps its predecessor; deleting it", self.name, segment.path.name)
+                segment.delete()
+                damaged = True
+                continue
+            if i >= recover_from or not segment.load():
+                truncated = segment.recover(max(self.config.max_message_bytes, 1 << 20) * 2)
+                if truncated:
+                    log.warning(
+                        "%s: recovery cut %d damaged bytes from %s", self.name, truncated, segment.path.name
+                    )
+                    damaged = True
+            kept.append(segment)
+        if not kept:
+            kept = [self._segment(max(log_start_offset, 0), create=True, now_ms=now_ms)]
+        elif kept[-1].size == 0 and kept[-1].base_offset < log_start_offset:
+            # Everything below the checkpointed log start is gone: start the new log there.
+            kept[-1].delete()
+            kept[-1] = self._segment(log_start_offset, create=True, now_ms=now_ms)
+        self.segments = kept
+        self._bases = [s.base_offset for s in kept]
+        self.log_end_offset = kept[-1].next_offset
+        self.high_watermark = self.log_end_offset
+        self.log_start_offset = min(max(log_start_offset, kept[0].base_offset), self.log_end_offset)
+        self.recovery_point = self.log_end_offset if clean_shutdown else min(recovery_point, self.log_end_offset)
+        if damaged:
+            self.epochs.truncate_from_end(self.log_end_offset)
+        self._check_offsets()
+
+    def _segment(self, base: int, *, create: bool = False, now_ms: int = 0, variant: str = "") -> LogSegment:
+        return LogSegment(
+            self.directory,
+            base,
+            index_interval_bytes=self.config.index_interval_bytes,
+            max_index_bytes=self.config.segment_index_bytes,
+            create=create,
+            now_ms=now_ms,
+            variant=variant,
+        )
+
+    def _finish_interrupted_swaps(self) -> None:
+        """Complete or undo a cleaner install that a crash interrupted (Kafka's swap files).
+
+        ``.cleaned`` files were never installed: delete them. A ``.swap`` segment was complete
+        when it was renamed, and replaces the live segment with the same base offset.
+        """
+        for path in list(self.directory.iterdir()):
+            if path.name.endswith(CLEANED_SUFFIX):
+                path.unlink(missing_ok=True)
+        for path in sorted(self.directory.glob(f"*{LOG_SUFFIX}{SWAP_SUFFIX}")):
+            base = int(path.name.split(".")[0])
+            for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX):
+                (self.directory / segment_name(base, suffix)).unlink(missing_ok=True)
+            swap = self._segment(base, variant=SWAP_SUFFIX)
+            swap.set_variant("")
+            swap.close()
+            log.info("%s: completed an interrupted cleaner swap of segment %d", self.name, base)
+
+    def _remove_orphan_indexes(self, bases: set[int]) -> None:
+        for path in self.directory.iterdir():
+            for suffix in (INDEX_SUFFIX, TIME_INDEX_SUFFIX):
+                stem = path.name[: -len(suffix)]
+                if path.name.endswith(suffix) and stem.isdigit() and int(stem) not in bases:
+                    path.unlink(missing_ok=True)
+
+    # --- invariants ----------------------------------------------------------------------------
+
+    def _check_offsets(self) -> None:
+        """The one place the offsets' order is checked (STYLE.md: name offsets, assert order)."""
+        if not (0 <= self.log_start_offset <= self.high_watermark <= self.log_end_offset):
+            raise AssertionError(
+                f"{self.name}: log start {self.log_start_offset} <= high watermark "
+                f"{self.high_watermark} <= log end {self.log_end_offset} does not hold"
+            )
+        if self.recovery_point > self.log_end_offset:
+            raise AssertionError(f"{self.name}: recovery point {self.recovery_point} past the log end")
+
+    @property
+    def name(self) -> str:
+        return f"{self.topic}-{self.partition}"
+
+    @property
+    def active(self) -> LogSegment:
+        return self.segments[-1]
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(s.size for s in self.segments)
+
+    def update_config(self, config: LogConfig) -> None:
+        """New topic configs apply from the next append, read or retention pass."""
+        self.config = config
+        for segment in self.segments:
+            segment.index_interval_bytes = config.index_interval_bytes
+            segment.max_index_bytes = config.segment_index_bytes
+
+    # --- append ----------------------------------------------------------------------------------
+
+    def append(self, records: bytes | bytearray | memoryview, headers: list[BatchHeader], now_ms: int) -> AppendInfo:
+        """Assign offsets to validated batches, patch them in, and write them to the log."""
+        base_offset = self.log_end_offset
+        log_append_time = now_ms if self.config.log_append_time else None
+        data, next_offset = assign_offsets(records, headers, base_offset, self.leader_epoch, log_append_time)
+        size = len(data)
+        self._maybe_roll(size, headers, base_offset, next_offset - 1, now_ms)
+        stamped = _restamped(headers, base_offset, log_append_time)
+        self.active.append(data, stamped)
+        self.log_end_offset = self.high_watermark = next_offset
+        self.unflushed_messages += next_offset - base_offset
+        self._check_offsets()
+        return AppendInfo(
+            base_offset, next_offset - 1, log_append_time if log_append_time is not None else -1, self.log_start_offset
+        )
+
+    def append_batches(self, data: bytes | bytearray, headers: list[BatchHeader], now_ms: int) -> None:
+        """Append batches that already carry their offsets (tests, replication, recovery tools).
+        The first base offset must be the log end offset."""
+        if headers[0].base_offset != self.log_end_offset:
+            raise ValueError(f"batch at {headers[0].base_offset} does not start at log end {self.log_end_offset}")
+        self._maybe_roll(len(data), headers, headers[0].base_offset, headers[-1].last_offset, now_ms)
+        self.active.append(data, headers)
+        self.log_end_offset = self.high_watermark = headers[-1].next_offset
+        self.unflushed_messages += sum(h.last_offset_delta + 1 for h in headers)
+        self._check_offsets()
+
+    def _maybe_roll(self, size: int, headers: list[BatchHeader], base_offset: int, last_offset: int, now_ms: int) -> None:
+        """Kafka's LogSegment.shouldRoll: size, time, a full index, or an offset range that no
+        longer fits the index's int32 relative offsets."""
+        active = self.active
+        if active.size == 0:
+            return
+        config = self.config
+        if active.rolling_timestamp is not None and active.rolling_timestamp >= 0:
+            # Time is measured in record timestamps, as Kafka does, so old data does not roll.
+            waited = max(h.max_timestamp for h in headers) - active.rolling_timestamp
+        else:
+            waited = now_ms - active.created_ms
+        if (
+            active.size > config.segment_bytes - size
+            or waited > config.segment_ms
+            or active.index_full()
+            or not active.offset_fits(last_offset)
+        ):
+            self.roll(base_offset, now_ms)
+
+    def roll(self, base_offset: int | None = None, now_ms: int = 0) -> LogSegment:
+        """Start a new active segment at ``base_offset`` (default: the log end)."""
+        base = self.log_end_offset if base_offset is None else base_offset
+        self.active.seal()
+        segment = self._segment(base, create=True, now_ms=now_ms)
+        self.segments.append(segment)
+        self._bases.append(base)
+        self.flush_pending_dir = True
+        return segment
+
+    # --- read ------------------------------------------------------------------------------------
+
+    def read(self, offset: int, max_bytes: int, *, max_offset: int | None = None, min_one_batch: bool = True) -> ReadResult:
+        """File regions from the batch holding ``offset``, up to ``max_bytes`` and not past the
+        batch holding ``max_offset`` (default: the high watermark), from one segment.
+
+        As in Kafka, the region may end inside a batch (clients drop a partial last batch),
+        except that with ``min_one_batch`` the first batch is always returned whole (KIP-74).
+        """
+        if offset < self.log_start_offset or offset > self.log_end_offset:
+            raise OffsetOutOfRange(
+                f"offset {offset} outside [{self.log_start_offset}, {self.log_end_offset}] of {self.name}"
+            )
+        limit = self.high_watermark if max_offset is None else max_offset
+        if offset >= limit:
+            return EMPTY_READ
+        index = max(0, bisect.bisect_right(self._bases, offset) - 1)
+        while index < len(self.segments):
+            segment = self.segments[index]
+            found = segment.find(offset)
+            if found is not None:
+                break
+            index += 1  # the offset lies in a gap after compaction: the next segment has it
+        else:
+            return EMPTY_READ
+        if found.header.base_offset >= limit:
+            return EMPTY_READ
+        start = found.position
+        end = segment.size
+        if limit < segment.next_offset:
+            stop = segment.find(limit)
+            if stop is not None:
+                end = stop.position
+        length = min(end - start, max_bytes)
+        if min_one_batch:
+            length = max(length, min(found.header.size, end - start))
+        if length <= 0:
+            return EMPTY_READ
+        return ReadResult([segment.region(start, start + length)], length)
+
+    def batches(self, start_offset: int = 0) -> Iterator[tuple[LogSegment, int, BatchHeader]]:
+        """Every batch from the one holding ``start_offset`` on: (segment, position, header)."""
+        index = max(0, bisect.bisect_right(self._bases, start_offset) - 1)
+        for segment in self.segments[index:]:
+            found = segment.find(start_offset)
+            if found is not None:
+                for batch in segment.batches(found.position):
+                    yield segment, batch.position, batch.header
+
+    def read_bytes(self, start_offset: int = 0) -> bytes:
+        """Every batch from ``start_offset`` as bytes (tests and tools; not the fetch path)."""
+        out = bytearray()
+        for segment, position, header in self.batches(start_offset):
+            out += os.pread(segment.fd, header.size, position)
+        return bytes(out)
+
+    # --- timestamps (ListOffsets) --------------------------------------------------------------
+
+    def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first record with timestamp >= ``timestamp``."""
+        for segment in self.segments:
+            if segment.max_timestamp >= timestamp and segment.next_offset > self.log_start_offset:
+                found = segment.find_timestamp(timestamp, self.log_start_offset)
+                if found is not None and found[0] < self.high_watermark:
+                    return found
+        return None
+
+    def max_timestamp_offset(self) -> tuple[int, int] | None:
+        """(offset, timestamp) of the record with the largest timestamp (KIP-734)."""
+        best = None
+        for segment in self.segments:
+            if segment.max_timestamp >= 0 and (best is None or segment.max_timestamp > best.max_timestamp):
+                best = segment
+        if best is None:
+            return None
+        found = best.find(best.offset_of_max_timestamp)
+        if found is None:
+            return None
+        for record in best.records(found):
+            if record.timestamp == best.max_timestamp:
+                return record.offset, record.timestamp
+        return best.offset_of_max_timestamp, best.max_timestamp
+
+    # --- moving the log start ------------------------------------------------------------------
+
+    def delete_records_before(self, offset: int) -> int:
+        """DeleteRecords: move the log start offset to ``offset`` (-1: the high watermark);
+        returns the new log start (the low watermark)."""
+        if offset == -1:
+            offset = self.high_watermark
+        if offset < 0 or offset > self.high_watermark:
+            raise OffsetOutOfRange(f"offset {offset} is above the high watermark {self.high_watermark}")
+        if offset > self.log_start_offset:
+            self.log_start_offset = offset
+            self.epochs.truncate_from_start(offset)
+            self._delete_segments_below_start()
+            self._check_offsets()
+        return self.log_start_offset
+
+    def _delete_segments_below_start(self) -> int:
+        count = 0
+        while len(self.segments) > 1 and self.segments[1].base_offset <= self.log_start_offset:
+            self._delete_oldest()
+            count += 1
+        return count
+
+    def _delete_oldest(self) -> None:
+        segment = self.segments.pop(0)
+        self._bases.pop(0)
+        segment.delete()
+        self.flush_pending_dir = True
+        if self.log_start_offset < self.segments[0].base_offset:
+            self.log_start_offset = self.segments[0].base_offset
+
+    def apply_retention(self, now_ms: int) -> int:
+        """Delete closed segments past retention.ms / retention.bytes (cleanup.policy delete),
+        and any wholly below the log start offset. Returns how many were deleted."""
+        deleted = self._delete_segments_below_start()
+        config = self.config
+        if config.delete:
+            if config.retention_ms >= 0:
+                while len(self.segments) > 1 and self._expired(self.segments[0], now_ms):
+                    self._delete_oldest()
+                    deleted += 1
+                # Kafka also deletes the active segment once it has expired, by rolling first.
+                active = self.active
+                if len(self.segments) == 1 and active.size and self._expired(active, now_ms):
+                    self.roll(now_ms=now_ms)
+                    self._delete_oldest()
+                    deleted += 1
+            if config.retention_bytes >= 0:
+                excess = self.size_bytes - config.retention_bytes
+                while len(self.segments) > 1 and excess >= self.segments[0].size:
+                    excess -= self.segments[0].size
+                    self._delete_oldest()
+                    deleted += 1
+        if deleted:
+            self.epochs.truncate_from_start(self.log_start_offset)
+            self._check_offsets()
+        return deleted
+
+    def _expired(self, segment: LogSegment, now_ms: int) -> bool:
+        # Kafka uses the segment's largest timestamp. A closed segment the cleaner emptied
+        # holds nothing to keep.
+        if segment.size == 0:
+            return segment is not self.active
+        return segment.max_timestamp >= 0 and now_ms - segment.max_timestamp > self.config.retention_ms
+
+    def replace_segment(self, index: int, segment: LogSegment) -> None:
+        """Put a cleaned copy in place of the closed segment at ``index`` (same base offset)."""
+        if segment.base_offset != self._bases[index] or index == len(self.segments) - 1:
+            raise ValueError(f"{self.name}: {segment} cannot replace segment {index}")
+        self.segments[index] = segment
+        self.flush_pending_dir = True
+
+    # --- truncation (recovery tools, replication later) ----------------------------------------
+
+    def truncate_to(self, offset: int) -> None:
+        """Remove everything at and after ``offset`` (must be >= the log start offset)."""
+        if offset >= self.log_end_offset:
+            return
+        if offset < self.log_start_offset:
+            raise OffsetOutOfRange(f"cannot truncate below the log start {self.log_start_offset}")
+        while len(self.segments) > 1 and self.segments[-1].base_offset >= offset:
+            self.segments.pop().delete()
+            self._bases.pop()
+        self.active.truncate_to(offset)
+        self.log_end_offset = self.high_watermark = self.active.next_offset
+        self.recovery_point = min(self.recovery_point, self.log_end_offset)
+        self.epochs.truncate_from_end(self.log_end_offset)
+        self._check_offsets()
+
+    # --- flushing --------------------------------------------------------------------------------
+
+    def flush_due(self, now_ms: int) -> bool:
+        """Whether flush.messages or flush.ms asks for an fsync now."""
+        if self.flush_pending_dir:  # a roll or a deletion: Kafka flushes after a roll too
+            return True
+        if self.recovery_point >= self.log_end_offset:
+            return False
+        return self.unflushed_messages >= self.config.flush_messages or now_ms - self.last_flush_ms >= self.config.flush_ms
+
+    def prepare_flush(self) -> FlushJob:
+        """On the event loop: write pending index entries and duplicate the descriptors of
+        every segment not yet fully fsynced."""
+        fds: list[int] = []
+        index = max(0, bisect.bisect_right(self._bases, self.recovery_point) - 1)
+        for segment in self.segments[index:]:
+            fds.extend(segment.flush_fds())
+        directory = self.directory if self.flush_pending_dir else None
+        self.flush_pending_dir = False
+        job = FlushJob(fds, self.log_end_offset, directory)
+        self.unflushed_messages = 0
+        return job
+
+    @staticmethod
+    def run_flush(job: FlushJob) -> None:
+        """In any thread: fsync and close the duplicated descriptors."""
+        try:
+            for fd in job.fds:
+                os.fsync(fd)
+            if job.directory is not None and job.directory.exists():
+                fd = os.open(job.directory, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        finally:
+            for fd in job.fds:
+                os.close(fd)
+
+    def complete_flush(self, job: FlushJob, now_ms: int) -> None:
+        self.recovery_point = max(self.recovery_point, min(job.upto_offset, self.log_end_offset))
+        self.last_flush_ms = now_ms
+        self._check_offsets()
+
+    def flush(self, now_ms: int = 0) -> None:
+        """fsync everything now, on this thread (shutdown, tests)."""
+        job = self.prepare_flush()
+        self.run_flush(job)
+        self.complete_flush(job, now_ms)
+
+    # --- closing ---------------------------------------------------------------------------------
+
+    def close(self, *, flush: bool = True) -> None:
+        """Seal the active segment's indexes, fsync (unless the log is being deleted), close."""
+        self.active.seal()
+        if flush:
+            self.flush()
+        for segment in self.segments:
+            segment.close()
+
+    def delete(self) -> None:
+        """Remove every segment file and checkpoint of this partition (the directory stays)."""
+        for segment in self.segments:
+            segment.delete()
+        self.segments.clear()
+        self._bases.clear()
+        for path in self.directory.iterdir():
+            path.unlink(missing_ok=True)
+
+    def __repr__(self) -> str:
+        return (
+            f"<PartitionLog {self.name} start={self.log_start_offset} hw={self.high_watermark} "
+            f"end={self.log_end_offset} segments={len(self.segments)}>"
+        )
+
+
+def _restamped(headers: list[BatchHeader], base_offset: int, log_append_time: int | None) -> list[BatchHeader]:
+    """The headers as they are after assign_offsets patched the batches."""
+    out = []
+    offset = base_offset
+    for header in headers:
+        if log_append_time is not None:
+            header = header._replace(base_offset=offset, max_timestamp=log_append_time)
+        else:
+            header = header._replace(base_offset=offset)
+        out.append(header)
+        offset += header.last_offset_delta + 1
+    return out
+
+
+__all__ = [
+    "AppendInfo",
+    "FlushJob",
+    "OffsetOutOfRange",
+    "PartitionLog",
+    "ReadResult",
+    "SegmentCorrupt",
+]

@@ -1,0 +1,219 @@
+"""The broker's static configuration: Kafka's names, from a TOML file, the environment and flags.
+
+Sources, lowest priority first:
+  1. a TOML file whose keys are Kafka's config names (``num.partitions = 3``,
+     ``log.retention.hours = 24``, ``log.dirs = "/var/lib/strom"``,
+     ``listeners = "PLAINTEXT://0.0.0.0:9092"``); dotted keys and tables both work, so
+     ``[log] retention.hours = 24`` means ``log.retention.hours``;
+  2. environment variables ``STROM_<NAME>``: the Kafka name upper-cased with '.' replaced by
+     '_' (``STROM_NUM_PARTITIONS=3``, ``STROM_LOG_RETENTION_HOURS=24``, ``STROM_LOG_DIRS=...``).
+     Kafka's names hold no '_', so the mapping is one to one. ``STROM_BROKERS`` (the CLI's
+     bootstrap address) and the test harness's ``STROM_TEST_*`` are not broker configs;
+  3. ``overrides`` (the CLI flags, already translated to Kafka names).
+
+Every value is checked against its definition in ``strom.metadata.configs.BROKER_CONFIGS``;
+an unknown name or a bad value raises BrokerConfigError with a sentence naming the key and
+where it came from.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from strom.metadata.configs import BROKER_CONFIGS, InvalidValue, format_value, parse_value
+
+ENV_PREFIX = "STROM_"
+# STROM_* variables that are not broker configs.
+ENV_IGNORED = frozenset({"STROM_BROKERS"})
+ENV_IGNORED_PREFIXES = ("STROM_TEST_",)
+ENV_NAMES: dict[str, str] = {ENV_PREFIX + n.upper().replace(".", "_"): n for n in BROKER_CONFIGS}
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 9092
+
+
+class BrokerConfigError(ValueError):
+    """A static broker config could not be loaded; the message is a full sentence."""
+
+
+@dataclass
+class BrokerConfig:
+    """Typed static settings the broker reads, plus ``values``: the Kafka-named static values
+    that were set explicitly (DescribeConfigs reports them as STATIC_BROKER_CONFIG).
+
+    Attributes without a special note are the Kafka config of the same name with '_' for '.'.
+    Dynamic (DescribeConfigs-altered) values live in the MetadataStore, not here."""
+
+    node_id: int = 0
+    data_dir: str | Path = "./data"  # log.dirs, else log.dir
+    listen_host: str = DEFAULT_HOST  # listeners
+    listen_port: int = DEFAULT_PORT
+    advertised_host: str | None = None  # advertised.listeners
+    advertised_port: int | None = None
+    broker_rack: str | None = None
+    num_partitions: int = 1
+    default_replication_factor: int = 1
+    auto_create_topics_enable: bool = True
+    delete_topic_enable: bool = True
+    socket_request_max_bytes: int = 104857600
+    fetch_max_bytes: int = 57671680
+    connections_max_idle_ms: int = 600000
+    message_max_bytes: int = 1048588
+    offsets_topic_num_partitions: int = 50
+    offsets_retention_minutes: int = 10080
+    offsets_retention_check_interval_ms: int = 600000
+    group_initial_rebalance_delay_ms: int = 3000
+    group_min_session_timeout_ms: int = 6000
+    group_max_session_timeout_ms: int = 1800000
+    group_max_size: int = 2**31 - 1
+    transaction_state_log_num_partitions: int = 50
+    transaction_max_timeout_ms: int = 900000
+    transactional_id_expiration_ms: int = 604800000
+    producer_id_expiration_ms: int = 86400000
+    log_retention_check_interval_ms: int = 300000
+    log_flush_scheduler_interval_ms: int = 2**63 - 1
+    log_flush_offset_checkpoint_interval_ms: int = 60000
+    log_cleaner_enable: bool = True
+    log_cleaner_backoff_ms: int = 15000
+    values: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, str]) -> BrokerConfig:
+        """Build from Kafka-named static values (already validated by load_broker_config)."""
+        kwargs: dict[str, Any] = {}
+        for attr, name in _PLAIN_ATTRS.items():
+            if name in values:
+                kwargs[attr] = parse_value(BROKER_CONFIGS[name], values[name])
+        data_dir = values.get("log.dirs") or values.get("log.dir")
+        if data_dir is not None:
+            kwargs["data_dir"] = data_dir
+        if "listeners" in values:
+            host, port = parse_listener(values["listeners"])
+            kwargs.update(listen_host=host or "0.0.0.0", listen_port=port)
+        if "advertised.listeners" in values:
+            host, port = parse_listener(values["advertised.listeners"])
+            kwargs.update(advertised_host=host or None, advertised_port=port)
+        return cls(**kwargs, values=dict(values))
+
+    def static_configs(self) -> dict[str, str]:
+        """The explicitly set static values by Kafka name, including typed attributes that a
+        caller set directly (``BrokerConfig(data_dir=...)`` in tests)."""
+        out = dict(self.values)
+        for attr, name in _PLAIN_ATTRS.items():
+            value = getattr(self, attr)
+            if name not in out and value is not None and value != _ATTR_DEFAULTS[attr]:
+                out[name] = format_value(BROKER_CONFIGS[name], value)
+        if "log.dirs" not in out and "log.dir" not in out and str(self.data_dir) != "./data":
+            out["log.dirs"] = str(self.data_dir)
+        if "listeners" not in out and (self.listen_host, self.listen_port) != (DEFAULT_HOST, DEFAULT_PORT):
+            out["listeners"] = f"PLAINTEXT://{_host(self.listen_host)}:{self.listen_port}"
+        if "advertised.listeners" not in out and (self.advertised_host or self.advertised_port):
+            port = self.advertised_port or self.listen_port
+            out["advertised.listeners"] = f"PLAINTEXT://{_host(self.advertised_host or '')}:{port}"
+        return out
+
+
+_SPECIAL_ATTRS = frozenset(
+    {"data_dir", "listen_host", "listen_port", "advertised_host", "advertised_port", "values"}
+)
+_PLAIN_ATTRS: dict[str, str] = {
+    f.name: f.name.replace("_", ".") for f in fields(BrokerConfig) if f.name not in _SPECIAL_ATTRS
+}
+_ATTR_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(BrokerConfig)}
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def parse_listener(value: str) -> tuple[str, int]:
+    """``PLAINTEXT://host:port`` (Kafka's syntax; a bare ``host:port`` also works) to
+    (host, port); an empty host means every interface. strom serves one PLAINTEXT listener."""
+    listeners = [item.strip() for item in value.split(",") if item.strip()]
+    if len(listeners) != 1:
+        raise ValueError(f"strom serves exactly one listener, got {len(listeners)}")
+    listener = listeners[0]
+    scheme, sep, address = listener.partition("://")
+    if not sep:
+        scheme, address = "PLAINTEXT", listener
+    if scheme.upper() != "PLAINTEXT":
+        raise ValueError(f"strom serves only PLAINTEXT listeners, not {scheme}")
+    host, sep, port_text = address.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"'{listener}' is not of the form PLAINTEXT://host:port")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port_text)
+
+
+def _toml_string(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(_toml_string(v) for v in value)
+    return str(value)
+
+
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    # TOML turns `num.partitions = 3` into {"num": {"partitions": 3}}; join the keys back.
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _read_file(path: Path) -> dict[str, str]:
+    try:
+        with path.open("rb") as f:
+            table = tomllib.load(f)
+    except FileNotFoundError:
+        raise BrokerConfigError(f"The config file {path} does not exist.") from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise BrokerConfigError(f"The config file {path} could not be read: {exc}.") from None
+    return {name: _toml_string(value) for name, value in _flatten(table).items()}
+
+
+def load_broker_config(
+    config_file: Path | None, env: Mapping[str, str], overrides: Mapping[str, str]
+) -> BrokerConfig:
+    """Merge file < environment < flags, check every value, and build the BrokerConfig."""
+    raw: dict[str, tuple[str, str]] = {}  # name -> (value, where it came from)
+    if config_file is not None:
+        for name, value in _read_file(config_file).items():
+            raw[name] = (value, f"in the config file {config_file}")
+    for var, value in sorted(env.items()):
+        if not var.startswith(ENV_PREFIX) or var in ENV_IGNORED or var.startswith(ENV_IGNORED_PREFIXES):
+            continue
+        name = ENV_NAMES.get(var)
+        if name is None:
+            raise BrokerConfigError(
+                f"The environment variable {var} names no broker config strom knows "
+                f"(STROM_<NAME> maps to the Kafka config name, e.g. STROM_NUM_PARTITIONS)."
+            )
+        raw[name] = (value, f"from the environment variable {var}")
+    for name, value in overrides.items():
+        raw[name] = (value, "from the command line")
+
+    values: dict[str, str] = {}
+    for name, (value, where) in raw.items():
+        defn = BROKER_CONFIGS.get(name)
+        if defn is None:
+            raise BrokerConfigError(f"The broker config '{name}' {where} is not one strom knows.")
+        try:
+            values[name] = format_value(defn, parse_value(defn, value))
+            if name in ("listeners", "advertised.listeners"):
+                parse_listener(values[name])
+            if name in ("log.dirs", "log.dir") and "," in values[name]:
+                raise ValueError("strom uses a single data directory")
+        except ValueError as exc:
+            reason = exc.reason if isinstance(exc, InvalidValue) else str(exc)
+            raise BrokerConfigError(f"The value '{value}' of {name} {where} is invalid: {reason}.") from None
+    return BrokerConfig.from_values(values)

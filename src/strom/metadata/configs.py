@@ -1,0 +1,636 @@
+"""Topic and broker config definitions with Kafka's names, types, defaults and validation.
+
+The topic configs are those Kafka 4.0 reports for a topic in DescribeConfigs (LogConfig /
+TopicConfig); each names its broker-level synonyms (ServerTopicConfigSynonyms) in priority
+order, so that e.g. ``retention.ms`` falls back to ``log.retention.ms``, then
+``log.retention.minutes``, then ``log.retention.hours`` (converted to milliseconds).
+
+An effective value comes from the first layer that sets it: topic override, dynamic broker
+config for this node, dynamic cluster-default broker config, static broker config (file, env,
+flags), and finally the config's default. DescribeConfigs reports the layers as synonyms with
+Kafka's ConfigSource codes. One deliberate difference: Kafka drops the leading synonyms whose
+name differs from the primary broker name (a side effect of trimming listener overrides), so it
+reports ``retention.ms`` with no synonyms at all; strom lists every layer that is set.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any
+
+from strom.protocol.errors import ErrorCode
+
+if TYPE_CHECKING:
+    from strom.log.config import LogConfig
+    from strom.metadata.broker_config import BrokerConfig
+
+LONG_MAX = 2**63 - 1
+INT_MAX = 2**31 - 1
+
+
+class ConfigError(Exception):
+    """A config (or topic name) was rejected; ``error_code`` is the Kafka error to answer."""
+
+    def __init__(self, error_code: int, message: str) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+        self.message = message
+
+
+class ConfigSource(IntEnum):
+    """DescribeConfigs' ConfigSource codes (AdminClient's ConfigEntry.ConfigSource names)."""
+
+    UNKNOWN = 0
+    DYNAMIC_TOPIC_CONFIG = 1
+    DYNAMIC_BROKER_CONFIG = 2
+    DYNAMIC_DEFAULT_BROKER_CONFIG = 3
+    STATIC_BROKER_CONFIG = 4
+    DEFAULT_CONFIG = 5
+
+
+class ConfigType(IntEnum):
+    """DescribeConfigs v3+ config_type (KIP-569)."""
+
+    UNKNOWN = 0
+    BOOLEAN = 1
+    STRING = 2
+    INT = 3
+    SHORT = 4
+    LONG = 5
+    DOUBLE = 6
+    LIST = 7
+    CLASS = 8
+    PASSWORD = 9
+
+
+# A validator gets the parsed value and returns Kafka's complaint, or None when it is fine.
+Validator = Callable[[Any], "str | None"]
+
+
+@dataclass(frozen=True)
+class ConfigDef:
+    name: str
+    type: str  # boolean | string | int | short | long | double | list | class | password
+    default: str | None
+    doc: str
+    validator: Validator | None = None
+    # Broker configs this one falls back to, highest priority first (a broker config lists
+    # itself first, then its lower-priority synonyms: log.retention.ms, .minutes, .hours).
+    broker_synonyms: tuple[str, ...] = ()
+    read_only: bool = False  # broker configs: not updatable dynamically
+    sensitive: bool = False
+
+    @property
+    def config_type(self) -> ConfigType:
+        return ConfigType[self.type.upper()]
+
+
+@dataclass(frozen=True)
+class ConfigSynonym:
+    name: str
+    value: str | None
+    source: ConfigSource
+
+
+@dataclass(frozen=True)
+class ConfigEntry:
+    """One DescribeConfigs result entry; the handler drops synonyms/documentation on request."""
+
+    name: str
+    value: str | None
+    read_only: bool
+    source: ConfigSource
+    is_sensitive: bool
+    synonyms: tuple[ConfigSynonym, ...]
+    config_type: ConfigType
+    documentation: str
+
+
+# --- validators (messages as Kafka's ConfigDef validators word them) -----------------------
+
+
+def at_least(minimum: float) -> Validator:
+    return lambda v: None if v >= minimum else f"Value must be at least {minimum}"
+
+
+def between(low: float, high: float) -> Validator:
+    def check(v: Any) -> str | None:
+        if v < low:
+            return f"Value must be at least {low}"
+        return None if v <= high else f"Value must be no more than {high}"
+
+    return check
+
+
+def one_of(*options: str) -> Validator:
+    return lambda v: None if v in options else f"String must be one of: {', '.join(options)}"
+
+
+def each_of(*options: str) -> Validator:
+    def check(items: list[str]) -> str | None:
+        bad = [i for i in items if i not in options]
+        return f"String must be one of: {', '.join(options)}" if bad else None
+
+    return check
+
+
+def _gzip_level(v: int) -> str | None:
+    return None if v == -1 or 1 <= v <= 9 else "Value must be between 1 and 9, or -1"
+
+
+_THROTTLED = re.compile(r"\d+:\d+")
+
+
+def _throttled_replicas(items: list[str]) -> str | None:
+    if items == ["*"] or all(_THROTTLED.fullmatch(i) for i in items):
+        return None
+    return (
+        "must be the literal '*' or a list of replicas in the following format: "
+        "[partitionId]:[brokerId],[partitionId]:[brokerId],..."
+    )
+
+
+# --- topic configs (Kafka 4.0 LogConfig) -----------------------------------------------------
+
+_COMPRESSION_TYPES = ("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer")
+
+
+def _t(name: str, type_: str, default: str | None, doc: str, validator: Validator | None = None,
+       synonyms: tuple[str, ...] = ()) -> ConfigDef:
+    return ConfigDef(name, type_, default, doc, validator, synonyms)
+
+
+_TOPIC_DEFS = (
+    _t("cleanup.policy", "list", "delete",
+       "Retention policy for old segments: delete, compact, or both.",
+       each_of("compact", "delete"), ("log.cleanup.policy",)),
+    _t("compression.gzip.level", "int", "-1", "Compression level when compression.type is gzip.",
+       _gzip_level, ("compression.gzip.level",)),
+    _t("compression.lz4.level", "int", "9", "Compression level when compression.type is lz4.",
+       between(1, 17), ("compression.lz4.level",)),
+    _t("compression.type", "string", "producer",
+       "Final compression of the topic's data; 'producer' keeps the producer's codec.",
+       one_of(*_COMPRESSION_TYPES), ("compression.type",)),
+    _t("compression.zstd.level", "int", "3", "Compression level when compression.type is zstd.",
+       between(-131072, 22), ("compression.zstd.level",)),
+    _t("delete.retention.ms", "long", "86400000",
+       "How long delete tombstones are kept in a compacted topic.",
+       at_least(0), ("log.cleaner.delete.retention.ms",)),
+    _t("file.delete.delay.ms", "long", "60000",
+       "How long to wait before deleting a segment file from the filesystem.",
+       at_least(0), ("log.segment.delete.delay.ms",)),
+    _t("flush.messages", "long", str(LONG_MAX),
+       "Number of messages appended to a partition before it is fsynced.",
+       at_least(1), ("log.flush.interval.messages",)),
+    _t("flush.ms", "long", str(LONG_MAX), "Maximum time data stays unfsynced.",
+       at_least(0), ("log.flush.interval.ms", "log.flush.scheduler.interval.ms")),
+    _t("follower.replication.throttled.replicas", "list", "",
+       "Replicas whose follower-side replication is throttled ('*' for all).", _throttled_replicas),
+    _t("index.interval.bytes", "int", "4096", "Bytes of log between offset index entries.",
+       at_least(0), ("log.index.interval.bytes",)),
+    _t("leader.replication.throttled.replicas", "list", "",
+       "Replicas whose leader-side replication is throttled ('*' for all).", _throttled_replicas),
+    _t("local.retention.bytes", "long", "-2",
+       "Local size limit with tiered storage; -2 means retention.bytes.",
+       at_least(-2), ("log.local.retention.bytes",)),
+    _t("local.retention.ms", "long", "-2",
+       "Local time limit with tiered storage; -2 means retention.ms.",
+       at_least(-2), ("log.local.retention.ms",)),
+    _t("max.compaction.lag.ms", "long", str(LONG_MAX),
+       "Maximum time a message stays ineligible for compaction.",
+       at_least(1), ("log.cleaner.max.compaction.lag.ms",)),
+    _t("max.message.bytes", "int", "1048588", "Largest record batch size allowed.",
+       at_least(0), ("message.max.bytes",)),
+    _t("message.timestamp.after.max.ms", "long", "3600000",
+       "How far a CreateTime timestamp may lie ahead of the broker's clock.",
+       at_least(0), ("log.message.timestamp.after.max.ms",)),
+    _t("message.timestamp.before.max.ms", "long", str(LONG_MAX),
+       "How far a CreateTime timestamp may lie behind the broker's clock.",
+       at_least(0), ("log.message.timestamp.before.max.ms",)),
+    _t("message.timestamp.type", "string", "CreateTime",
+       "Whether record timestamps are the producer's (CreateTime) or the broker's.",
+       one_of("CreateTime", "LogAppendTime"), ("log.message.timestamp.type",)),
+    _t("min.cleanable.dirty.ratio", "double", "0.5",
+       "Dirty log ratio above which the compactor cleans the log.",
+       between(0, 1), ("log.cleaner.min.cleanable.ratio",)),
+    _t("min.compaction.lag.ms", "long", "0",
+       "Minimum time a message stays uncompacted.", at_least(0),
+       ("log.cleaner.min.compaction.lag.ms",)),
+    _t("min.insync.replicas", "int", "1",
+       "Replicas that must acknowledge an acks=all write.", at_least(1), ("min.insync.replicas",)),
+    _t("preallocate", "boolean", "false", "Preallocate segment files on creation.",
+       None, ("log.preallocate",)),
+    _t("remote.log.copy.disable", "boolean", "false",
+       "Stop copying segments to tiered storage."),
+    _t("remote.log.delete.on.disable", "boolean", "false",
+       "Delete tiered data when tiered storage is disabled for the topic."),
+    _t("remote.storage.enable", "boolean", "false", "Enable tiered storage for the topic."),
+    _t("retention.bytes", "long", "-1",
+       "Maximum partition size before old segments are deleted; -1 means no limit.",
+       None, ("log.retention.bytes",)),
+    _t("retention.ms", "long", "604800000",
+       "Maximum age of a segment before it is deleted; -1 means no limit.", at_least(-1),
+       ("log.retention.ms", "log.retention.minutes", "log.retention.hours")),
+    _t("segment.bytes", "int", "1073741824", "Segment file size.",
+       at_least(1024 * 1024), ("log.segment.bytes",)),
+    _t("segment.index.bytes", "int", "10485760", "Size of a segment's offset index file.",
+       at_least(4), ("log.index.size.max.bytes",)),
+    _t("segment.jitter.ms", "long", "0", "Random jitter subtracted from segment.ms.",
+       at_least(0), ("log.roll.jitter.ms", "log.roll.jitter.hours")),
+    _t("segment.ms", "long", "604800000", "Time after which a segment is rolled even if not full.",
+       at_least(1), ("log.roll.ms", "log.roll.hours")),
+    _t("unclean.leader.election.enable", "boolean", "false",
+       "Allow an out-of-sync replica to become leader (may lose data).",
+       None, ("unclean.leader.election.enable",)),
+)
+TOPIC_CONFIGS: dict[str, ConfigDef] = {d.name: d for d in _TOPIC_DEFS}
+
+# --- broker configs ----------------------------------------------------------------------------
+
+# Synonyms expressed in a coarser unit (Kafka converts them to milliseconds).
+_UNIT_MS: dict[str, int] = {
+    "log.retention.minutes": 60_000,
+    "log.retention.hours": 3_600_000,
+    "log.roll.hours": 3_600_000,
+    "log.roll.jitter.hours": 3_600_000,
+}
+
+
+def _b(name: str, type_: str, default: str | None, doc: str, validator: Validator | None = None,
+       *, dynamic: bool = False, lower: tuple[str, ...] = ()) -> ConfigDef:
+    return ConfigDef(name, type_, default, doc, validator, (name, *lower), read_only=not dynamic)
+
+
+def _topic_default(broker_name: str, topic_name: str, *, lower: tuple[str, ...] = ()) -> ConfigDef:
+    """A cluster-wide dynamic broker default for a topic config (Kafka's DynamicLogConfig)."""
+    topic = TOPIC_CONFIGS[topic_name]
+    return _b(broker_name, topic.type, topic.default, f"The default {topic_name} for topics. {topic.doc}",
+              topic.validator, dynamic=True, lower=lower)
+
+
+_BROKER_DEFS = (
+    # Static: the broker reads these at start (read-only in DescribeConfigs).
+    _b("node.id", "int", "0", "This broker's node id.", at_least(0)),
+    _b("log.dirs", "string", None, "The data directory (strom uses one); overrides log.dir."),
+    _b("log.dir", "string", "./data", "The data directory, when log.dirs is not set."),
+    _b("listeners", "string", "PLAINTEXT://127.0.0.1:9092", "The listener, as NAME://host:port."),
+    _b("advertised.listeners", "string", None, "The address clients are told to use."),
+    _b("broker.rack", "string", None, "This broker's rack."),
+    _b("num.partitions", "int", "1", "Default partition count for new topics.", at_least(1)),
+    _b("default.replication.factor", "int", "1", "Default replication factor for new topics."),
+    _b("auto.create.topics.enable", "boolean", "true",
+       "Create a topic on first Metadata request for it."),
+    _b("delete.topic.enable", "boolean", "true", "Allow topics to be deleted."),
+    _b("socket.request.max.bytes", "int", "104857600", "Largest request the broker accepts.",
+       at_least(1)),
+    _b("fetch.max.bytes", "int", "57671680", "Largest fetch response the broker builds.",
+       at_least(1024)),
+    _b("connections.max.idle.ms", "long", "600000", "Idle connections are closed after this."),
+    _b("offsets.topic.num.partitions", "int", "50", "Partitions of __consumer_offsets.",
+       at_least(1)),
+    _b("offsets.retention.minutes", "int", "10080",
+       "How long committed offsets of an empty group are kept.", at_least(1)),
+    _b("offsets.retention.check.interval.ms", "long", "600000",
+       "How often expired offsets are removed.", at_least(1)),
+    _b("group.initial.rebalance.delay.ms", "int", "3000",
+       "Wait before the first rebalance of a new group."),
+    _b("group.min.session.timeout.ms", "int", "6000", "Smallest session timeout allowed."),
+    _b("group.max.session.timeout.ms", "int", "1800000", "Largest session timeout allowed."),
+    _b("group.max.size", "int", str(INT_MAX), "Largest number of members in a group.",
+       at_least(1)),
+    _b("transaction.state.log.num.partitions", "int", "50",
+       "Partitions of __transaction_state.", at_least(1)),
+    _b("transaction.max.timeout.ms", "int", "900000", "Largest transaction timeout allowed.",
+       at_least(1)),
+    _b("transactional.id.expiration.ms", "int", "604800000",
+       "Idle transactional ids expire after this.", at_least(1)),
+    _b("producer.id.expiration.ms", "int", "86400000",
+       "Idle idempotent producer ids expire after this.", at_least(1)),
+    _b("log.retention.check.interval.ms", "long", "300000",
+       "How often retention is enforced.", at_least(1)),
+    _b("log.flush.scheduler.interval.ms", "long", str(LONG_MAX),
+       "How often the flusher checks flush.ms."),
+    _b("log.flush.offset.checkpoint.interval.ms", "int", "60000",
+       "How often recovery points are checkpointed.", at_least(0)),
+    _b("log.cleaner.enable", "boolean", "true", "Run the log compactor."),
+    _b("log.cleaner.backoff.ms", "long", "15000", "Compactor sleep when there is nothing to clean.",
+       at_least(0)),
+    _b("log.retention.minutes", "int", None,
+       "Retention in minutes, when log.retention.ms is not set.", lower=("log.retention.hours",)),
+    _b("log.retention.hours", "int", "168",
+       "Retention in hours, when log.retention.ms and .minutes are not set."),
+    _b("log.roll.hours", "int", "168", "Segment roll time in hours, when log.roll.ms is not set.",
+       at_least(1)),
+    _b("log.roll.jitter.hours", "int", "0", "Roll jitter in hours, when log.roll.jitter.ms is not set.",
+       at_least(0)),
+    # Dynamic, cluster-wide: the broker defaults of topic configs.
+    _topic_default("log.cleanup.policy", "cleanup.policy"),
+    _topic_default("compression.type", "compression.type"),
+    _topic_default("compression.gzip.level", "compression.gzip.level"),
+    _topic_default("compression.lz4.level", "compression.lz4.level"),
+    _topic_default("compression.zstd.level", "compression.zstd.level"),
+    _topic_default("log.cleaner.delete.retention.ms", "delete.retention.ms"),
+    _topic_default("log.segment.delete.delay.ms", "file.delete.delay.ms"),
+    _topic_default("log.flush.interval.messages", "flush.messages"),
+    _b("log.flush.interval.ms", "long", None, "The default flush.ms for topics.", at_least(0),
+       dynamic=True, lower=("log.flush.scheduler.interval.ms",)),
+    _topic_default("log.index.interval.bytes", "index.interval.bytes"),
+    _topic_default("log.local.retention.bytes", "local.retention.bytes"),
+    _topic_default("log.local.retention.ms", "local.retention.ms"),
+    _topic_default("log.cleaner.max.compaction.lag.ms", "max.compaction.lag.ms"),
+    _topic_default("message.max.bytes", "max.message.bytes"),
+    _topic_default("log.message.timestamp.after.max.ms", "message.timestamp.after.max.ms"),
+    _topic_default("log.message.timestamp.before.max.ms", "message.timestamp.before.max.ms"),
+    _topic_default("log.message.timestamp.type", "message.timestamp.type"),
+    _topic_default("log.cleaner.min.cleanable.ratio", "min.cleanable.dirty.ratio"),
+    _topic_default("log.cleaner.min.compaction.lag.ms", "min.compaction.lag.ms"),
+    _topic_default("min.insync.replicas", "min.insync.replicas"),
+    _topic_default("log.preallocate", "preallocate"),
+    _topic_default("log.retention.bytes", "retention.bytes"),
+    _b("log.retention.ms", "long", None, "The default retention.ms for topics.", None,
+       dynamic=True, lower=("log.retention.minutes", "log.retention.hours")),
+    _topic_default("log.segment.bytes", "segment.bytes"),
+    _topic_default("log.index.size.max.bytes", "segment.index.bytes"),
+    _b("log.roll.jitter.ms", "long", None, "The default segment.jitter.ms for topics.", at_least(0),
+       dynamic=True, lower=("log.roll.jitter.hours",)),
+    _b("log.roll.ms", "long", None, "The default segment.ms for topics.", at_least(1),
+       dynamic=True, lower=("log.roll.hours",)),
+    _topic_default("unclean.leader.election.enable", "unclean.leader.election.enable"),
+)
+BROKER_CONFIGS: dict[str, ConfigDef] = {d.name: d for d in _BROKER_DEFS}
+
+# --- parsing -------------------------------------------------------------------------------------
+
+_INT_BITS = {"short": 16, "int": 32, "long": 64}
+_INTEGER = re.compile(r"[+-]?\d+")
+
+
+class InvalidValue(ValueError):
+    """Kafka's ConfigException sentence; ``reason`` is the part after the colon."""
+
+    def __init__(self, name: str, value: str, reason: str) -> None:
+        super().__init__(f"Invalid value {value} for configuration {name}: {reason}")
+        self.reason = reason
+
+
+def parse_value(defn: ConfigDef, value: str) -> Any:
+    """Parse like Kafka's ConfigDef.parseType, then validate; raises InvalidValue."""
+    text = value.strip()
+    parsed: Any
+    if defn.type == "boolean":
+        if text.lower() not in ("true", "false"):
+            raise InvalidValue(defn.name, value, "Expected value to be either true or false")
+        parsed = text.lower() == "true"
+    elif defn.type in _INT_BITS:
+        bits = _INT_BITS[defn.type]
+        if not _INTEGER.fullmatch(text) or not -(2 ** (bits - 1)) <= int(text) < 2 ** (bits - 1):
+            raise InvalidValue(defn.name, value, f"Not a number of type {defn.type.upper()}")
+        parsed = int(text)
+    elif defn.type == "double":
+        try:
+            if "_" in text:  # Python's float() accepts digit separators, Java's does not
+                raise ValueError
+            parsed = float(text)
+        except ValueError:
+            raise InvalidValue(defn.name, value, "Not a number of type DOUBLE") from None
+    elif defn.type == "list":
+        parsed = [] if not text else [item.strip() for item in text.split(",")]
+    else:
+        parsed = text
+    if defn.validator is not None and (why := defn.validator(parsed)) is not None:
+        raise InvalidValue(defn.name, value, why)
+    return parsed
+
+
+def format_value(defn: ConfigDef, parsed: Any) -> str:
+    """Kafka's ConfigDef.convertToString: the canonical string of a parsed value."""
+    if defn.type == "boolean":
+        return "true" if parsed else "false"
+    if defn.type == "list":
+        return ",".join(parsed)
+    return str(parsed)
+
+
+def normalize(defn: ConfigDef, value: str) -> str:
+    return format_value(defn, parse_value(defn, value))
+
+
+# --- topic config validation ---------------------------------------------------------------------
+
+
+def validate_topic_config(name: str, value: str | None) -> str:
+    """Check one topic config override and return its canonical value."""
+    defn = TOPIC_CONFIGS.get(name)
+    if defn is None:
+        raise ConfigError(ErrorCode.INVALID_CONFIG, f"Unknown topic config name: {name}")
+    if value is None:
+        raise ConfigError(ErrorCode.INVALID_CONFIG, f"Null value not supported for topic configs: {name}")
+    try:
+        parsed = parse_value(defn, value)
+    except ValueError as exc:
+        raise ConfigError(ErrorCode.INVALID_CONFIG, str(exc)) from None
+    if name == "remote.storage.enable" and parsed:
+        raise ConfigError(
+            ErrorCode.INVALID_CONFIG,
+            "Tiered Storage functionality is disabled in the broker. "
+            "Topic cannot be configured with remote log storage.",
+        )
+    return format_value(defn, parsed)
+
+
+def validate_topic_configs(
+    configs: Mapping[str, str | None],
+    broker: BrokerConfig,
+    broker_dynamic: Mapping[str, str],
+    node_dynamic: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Check a whole override set (each value, then the cross-field rules of Kafka's
+    LogConfig.validateValues against the effective values); returns canonical values."""
+    checked = {name: validate_topic_config(name, value) for name, value in configs.items()}
+    effective = effective_topic_configs(checked, broker, broker_dynamic, node_dynamic)
+    min_lag, max_lag = int(effective["min.compaction.lag.ms"]), int(effective["max.compaction.lag.ms"])
+    if min_lag > max_lag:
+        raise ConfigError(
+            ErrorCode.INVALID_CONFIG,
+            f"conflict topic config setting min.compaction.lag.ms ({min_lag}) > "
+            f"max.compaction.lag.ms ({max_lag})",
+        )
+    return checked
+
+
+# --- layers: where a value comes from ------------------------------------------------------------
+
+
+class _Layers:
+    """The broker-side sources of a value, highest priority first."""
+
+    def __init__(
+        self,
+        broker: BrokerConfig,
+        broker_dynamic: Mapping[str, str],
+        node_dynamic: Mapping[str, str] | None,
+    ) -> None:
+        self.sources: tuple[tuple[ConfigSource, Mapping[str, str]], ...] = (
+            (ConfigSource.DYNAMIC_BROKER_CONFIG, node_dynamic or {}),
+            (ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG, broker_dynamic),
+            (ConfigSource.STATIC_BROKER_CONFIG, broker.static_configs()),
+            (ConfigSource.DEFAULT_CONFIG, _BROKER_DEFAULTS),
+        )
+
+    def value(self, name: str) -> str | None:
+        for _, values in self.sources:
+            if name in values:
+                return values[name]
+        return None
+
+    def synonyms(self, names: Iterable[str]) -> list[ConfigSynonym]:
+        # Kafka's order: grouped by source, then by synonym priority within a source.
+        names = tuple(names)
+        return [
+            ConfigSynonym(n, values[n], source)
+            for source, values in self.sources
+            for n in names
+            if n in values
+        ]
+
+
+_BROKER_DEFAULTS: dict[str, str] = {
+    d.name: d.default for d in _BROKER_DEFS if d.default is not None
+}
+
+
+def _effective(defn: ConfigDef, overrides: Mapping[str, str], layers: _Layers) -> str:
+    if defn.name in overrides:
+        return normalize(defn, overrides[defn.name])
+    for synonym in defn.broker_synonyms:
+        raw = layers.value(synonym)
+        if raw is None:
+            continue
+        if synonym in _UNIT_MS:
+            ms = int(raw) * _UNIT_MS[synonym]
+            return str(-1 if ms < 0 else ms)
+        return normalize(defn, raw)
+    assert defn.default is not None, defn.name
+    return defn.default
+
+
+def effective_topic_configs(
+    overrides: Mapping[str, str],
+    broker: BrokerConfig,
+    broker_dynamic: Mapping[str, str],
+    node_dynamic: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Every topic config with its effective value (canonical strings, Kafka names)."""
+    layers = _Layers(broker, broker_dynamic, node_dynamic)
+    return {name: _effective(defn, overrides, layers) for name, defn in TOPIC_CONFIGS.items()}
+
+
+def log_config_for(
+    topic_overrides: Mapping[str, str],
+    broker: BrokerConfig,
+    broker_dynamic: Mapping[str, str],
+    node_dynamic: Mapping[str, str] | None = None,
+) -> LogConfig:
+    from strom.log.config import LogConfig  # log sits below metadata; imported lazily for speed
+
+    return LogConfig.from_kafka(effective_topic_configs(topic_overrides, broker, broker_dynamic, node_dynamic))
+
+
+# --- DescribeConfigs ------------------------------------------------------------------------------
+
+
+def describe_topic_configs(
+    overrides: Mapping[str, str],
+    broker: BrokerConfig,
+    broker_dynamic: Mapping[str, str],
+    node_dynamic: Mapping[str, str] | None = None,
+) -> list[ConfigEntry]:
+    """Every topic config, sorted by name, as Kafka's ConfigHelper.createTopicConfigEntry."""
+    layers = _Layers(broker, broker_dynamic, node_dynamic)
+    entries = []
+    for name, defn in sorted(TOPIC_CONFIGS.items()):
+        synonyms = layers.synonyms(defn.broker_synonyms)
+        if name in overrides:
+            synonyms.insert(0, ConfigSynonym(name, overrides[name], ConfigSource.DYNAMIC_TOPIC_CONFIG))
+        entries.append(_entry(defn, _effective(defn, overrides, layers), synonyms, read_only=False))
+    return entries
+
+
+def describe_broker_configs(
+    broker: BrokerConfig,
+    broker_dynamic: Mapping[str, str],
+    node_dynamic: Mapping[str, str] | None = None,
+) -> list[ConfigEntry]:
+    """Every broker config of this node with its current value (a per-broker describe)."""
+    layers = _Layers(broker, broker_dynamic, node_dynamic)
+    return [
+        _entry(defn, layers.value(name), layers.synonyms(defn.broker_synonyms), defn.read_only)
+        for name, defn in sorted(BROKER_CONFIGS.items())
+    ]
+
+
+def describe_broker_default_configs(broker_dynamic: Mapping[str, str]) -> list[ConfigEntry]:
+    """The cluster-default describe (empty broker name): only the dynamic defaults set."""
+    entries = []
+    for name in sorted(broker_dynamic):
+        defn = BROKER_CONFIGS.get(name)
+        if defn is not None:
+            value = broker_dynamic[name]
+            synonym = ConfigSynonym(name, value, ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG)
+            entries.append(_entry(defn, value, [synonym], defn.read_only))
+    return entries
+
+
+def _entry(defn: ConfigDef, value: str | None, synonyms: list[ConfigSynonym], read_only: bool) -> ConfigEntry:
+    if defn.sensitive:
+        value = None
+        synonyms = [ConfigSynonym(s.name, None, s.source) for s in synonyms]
+    return ConfigEntry(
+        name=defn.name,
+        value=value,
+        read_only=read_only,
+        source=synonyms[0].source if synonyms else ConfigSource.DEFAULT_CONFIG,
+        is_sensitive=defn.sensitive,
+        synonyms=tuple(synonyms),
+        config_type=defn.config_type,
+        documentation=defn.doc,
+    )
+
+
+# --- dynamic broker configs ------------------------------------------------------------------------
+
+
+def broker_config_value(
+    name: str,
+    broker: BrokerConfig,
+    broker_dynamic: Mapping[str, str],
+    node_dynamic: Mapping[str, str] | None = None,
+) -> str | None:
+    """The current value of a broker config at one level: this node's when ``node_dynamic``
+    is given, else the cluster default's (dynamic default, static, definition default)."""
+    return _Layers(broker, broker_dynamic, node_dynamic).value(name)
+
+
+def validate_broker_dynamic_configs(configs: Mapping[str, str | None]) -> dict[str, str]:
+    """Check a dynamic broker config set; returns canonical values. Kafka answers these
+    failures with INVALID_REQUEST, not INVALID_CONFIG (see KAFKA-13609)."""
+    unknown = sorted(n for n in configs if n not in BROKER_CONFIGS)
+    if unknown:
+        raise ConfigError(ErrorCode.INVALID_REQUEST, f"Unknown broker configs: {', '.join(unknown)}")
+    static = sorted(n for n in configs if BROKER_CONFIGS[n].read_only)
+    if static:
+        raise ConfigError(
+            ErrorCode.INVALID_REQUEST, f"Cannot update these configs dynamically: Set({', '.join(static)})"
+        )
+    checked = {}
+    for name, value in configs.items():
+        if value is None:
+            raise ConfigError(ErrorCode.INVALID_REQUEST, f"Null value not supported for : {name}")
+        try:
+            checked[name] = normalize(BROKER_CONFIGS[name], value)
+        except ValueError as exc:
+            raise ConfigError(ErrorCode.INVALID_REQUEST, str(exc)) from None
+    return checked

@@ -1,0 +1,159 @@
+"""The composition root: config, metadata, logs, handlers and the listener, plus the
+background tasks (retention, flush.ms, checkpoints, compaction) and clean shutdown.
+
+``Broker.start()`` returns once the port is open; ``Broker.stop()`` closes the listener and
+connections, flushes every log and writes the clean-shutdown marker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from strom.handlers.context import BrokerContext, Node
+from strom.handlers.registry import registrations
+from strom.log import cleaner
+from strom.log.config import LogConfig
+from strom.log.manager import LogManager
+from strom.metadata.broker_config import BrokerConfig
+from strom.metadata.store import LocalMetadataStore
+from strom.server.connection import CloseReason, KafkaConnection
+
+log = logging.getLogger(__name__)
+
+FLUSH_CHECK_INTERVAL_S = 1.0  # flush.ms and post-roll flushes are checked this often
+
+
+class Broker:
+    def __init__(self, config: BrokerConfig) -> None:
+        self.config = config
+        self.ctx: BrokerContext | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._connections: set[KafkaConnection] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.port: int = config.listen_port
+
+    async def start(self) -> None:
+        started = time.perf_counter()
+        config = self.config
+        data_dir = Path(config.data_dir)
+        logs = LogManager(data_dir)  # takes the data directory's lock first
+        metadata = LocalMetadataStore(data_dir, config.node_id)
+        node = Node(config.node_id, config.listen_host, config.listen_port, config.broker_rack)
+        self.ctx = ctx = BrokerContext(config=config, metadata=metadata, logs=logs, node=node)
+        registry = registrations()
+        loop = asyncio.get_running_loop()
+
+        def factory() -> KafkaConnection:
+            conn = KafkaConnection(ctx, registry, config.socket_request_max_bytes, self._connections.discard)
+            self._connections.add(conn)
+            return conn
+
+        # Bind before loading (a busy port fails fast, data untouched); serve after loading.
+        self._server = await loop.create_server(
+            factory, config.listen_host, config.listen_port, reuse_address=True, backlog=1024, start_serving=False
+        )
+
+        def topic_log_config(name: str) -> LogConfig | None:
+            topic = metadata.topic(name)
+            return ctx.log_config(topic.configs) if topic is not None else None
+
+        await asyncio.to_thread(logs.load, topic_log_config, self._now_ms())
+        # Partitions recorded in metadata but missing on disk (a crash between the two
+        # writes) are created now, so metadata and logs agree.
+        for topic, p in ctx.topic_partitions():
+            if logs.get(topic.name, p) is None:
+                logs.create(topic.name, p, ctx.log_config(topic.configs), self._now_ms())
+        await self._server.start_serving()
+        self.port = self._server.sockets[0].getsockname()[1]
+        ctx.node = Node(
+            config.node_id,
+            config.advertised_host or config.listen_host,
+            config.advertised_port or self.port,
+            config.broker_rack,
+        )
+        self._tasks = [
+            loop.create_task(self._every(config.log_retention_check_interval_ms / 1000, self._retention)),
+            loop.create_task(self._every(FLUSH_CHECK_INTERVAL_S, self._flush_due)),
+            loop.create_task(self._every(config.log_flush_offset_checkpoint_interval_ms / 1000, self._checkpoint)),
+        ]
+        if config.log_cleaner_enable:
+            self._tasks.append(loop.create_task(self._every(config.log_cleaner_backoff_ms / 1000, self._compact)))
+        log.info(
+            "strom node %d listening on %s:%d (advertised %s:%d), data in %s, started in %.0f ms",
+            config.node_id, config.listen_host, self.port, ctx.node.host, ctx.node.port,
+            data_dir, (time.perf_counter() - started) * 1000,
+        )
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for conn in list(self._connections):
+            conn.close(CloseReason.SHUTDOWN)
+        self._connections.clear()
+        if self.ctx is not None:
+            await asyncio.to_thread(self.ctx.logs.close)
+            self.ctx = None
+        log.info("strom stopped cleanly")
+
+    async def serve_forever(self) -> None:
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    # --- background work ------------------------------------------------------------------
+
+    async def _every(self, interval_s: float, job: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await job()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background job %s failed", job.__name__)
+
+    def _now_ms(self) -> int:
+        return time.time_ns() // 1_000_000
+
+    async def _retention(self) -> None:
+        if self.ctx is not None:
+            deleted = self.ctx.logs.apply_retention(self._now_ms())
+            if deleted:
+                log.info("retention deleted %d segments", deleted)
+
+    async def _flush_due(self) -> None:
+        if self.ctx is not None:
+            for partition_log in self.ctx.logs.logs_to_flush(self._now_ms()):
+                await self.ctx.flush(partition_log)
+
+    async def _checkpoint(self) -> None:
+        if self.ctx is not None:
+            logs = self.ctx.logs
+            # Snapshot on the loop; the fsyncs run in a thread.
+            await asyncio.to_thread(logs.checkpoint)
+
+    async def _compact(self) -> None:
+        if self.ctx is None:
+            return
+        logs = self.ctx.logs
+        for plan in logs.cleaning_plans(self._now_ms()):
+            try:
+                result = await asyncio.to_thread(cleaner.clean, plan)
+            except OSError as exc:  # e.g. the topic was deleted while it was being cleaned
+                log.warning("cleaning %s failed: %s", plan.log.name, exc)
+                continue
+            installed = logs.install_cleaned(result)
+            if installed:
+                log.info(
+                    "cleaned %s: %d segments, %d -> %d bytes",
+                    plan.log.name, installed, result.bytes_before, result.bytes_after,
+                )

@@ -1,0 +1,196 @@
+"""One client connection: bytes in, frames, handlers, responses out in request order.
+
+Frames are decoded as they arrive (data_received), queued, and served one at a time by the
+connection's task, so responses leave in the order requests came (the Kafka protocol's rule;
+clients pipeline). Reading pauses while too many requests are queued. A frame that fails to
+decode, an unknown API key, or an unsupported version closes this connection with one log
+line; the broker keeps serving everyone else. Record data of fetch responses goes out with
+os.sendfile when the socket's buffer is empty, else by a pread copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from strom.handlers.api_versions import unsupported_version_response
+from strom.handlers.context import BrokerContext
+from strom.handlers.registry import RawResponse, Registration, Request
+from strom.protocol.api import ApiKey
+from strom.protocol.codec import (
+    UnsupportedVersion,
+    decode_produce_topics_v0_2,
+    decode_request,
+    encode_produce_error_response_v0_2,
+    encode_response,
+)
+from strom.protocol.errors import ErrorCode, RemoteProtocolError
+from strom.protocol.framing import (
+    FrameDecoder,
+    encode_response_frame,
+    parse_request_header,
+    response_header,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_QUEUED_REQUESTS = 64
+
+
+class CloseReason(enum.Enum):
+    PEER_CLOSED = "peer closed"
+    MALFORMED = "malformed request"
+    UNKNOWN_API = "unknown API key"
+    UNSUPPORTED_VERSION = "unsupported version"
+    HANDLER_FAILED = "handler failed"
+    SHUTDOWN = "broker shutdown"
+
+
+class KafkaConnection(asyncio.Protocol):
+    def __init__(
+        self,
+        ctx: BrokerContext,
+        registry: dict[int, Registration],
+        max_frame_size: int,
+        on_close: Callable[[KafkaConnection], None] = lambda conn: None,
+    ) -> None:
+        self.ctx = ctx
+        self._on_close = on_close
+        self.registry = registry
+        self.decoder = FrameDecoder(max_frame_size)
+        self.frames: deque[bytes] = deque()
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.close_reason: CloseReason | None = None
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._paused = False
+
+    # --- asyncio.Protocol ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self._task = asyncio.get_running_loop().create_task(self._serve())
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            frames = self.decoder.feed(data)
+        except RemoteProtocolError as exc:
+            self.close(CloseReason.MALFORMED, str(exc))
+            return
+        if frames:
+            self.frames.extend(frames)
+            self._ready.set()
+            if len(self.frames) >= MAX_QUEUED_REQUESTS and not self._paused and self.transport:
+                self._paused = True
+                self.transport.pause_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.close_reason is None:
+            self.close_reason = CloseReason.PEER_CLOSED
+        if self._task is not None:
+            self._task.cancel()
+        self._on_close(self)
+
+    def close(self, reason: CloseReason, detail: str = "") -> None:
+        if self.close_reason is None:
+            self.close_reason = reason
+            if reason not in (CloseReason.PEER_CLOSED, CloseReason.SHUTDOWN):
+                log.warning("closing connection from %s: %s%s", self.peer, reason.value, f" ({detail})" if detail else "")
+        if self.transport is not None:
+            self.transport.close()
+
+    # --- the request pipeline -----------------------------------------------------------
+
+    async def _serve(self) -> None:
+        try:
+            while self.close_reason is None:
+                if not self.frames:
+                    self._ready.clear()
+                    await self._ready.wait()
+                    continue
+                frame = self.frames.popleft()
+                if self._paused and len(self.frames) < MAX_QUEUED_REQUESTS // 2 and self.transport:
+                    self._paused = False
+                    self.transport.resume_reading()
+                await self._handle(frame)
+        except asyncio.CancelledError:
+            pass
+
+    async def _handle(self, frame: bytes) -> None:
+        try:
+            header, offset = parse_request_header(frame)
+        except RemoteProtocolError as exc:
+            self.close(CloseReason.MALFORMED, str(exc))
+            return
+        key, version = header.api_key, header.api_version
+        registration = self.registry.get(key)
+        if registration is None:
+            self.close(CloseReason.UNKNOWN_API, f"api_key={key}")
+            return
+        if not registration.min_version <= version <= registration.max_version:
+            if key == ApiKey.API_VERSIONS:  # KIP-511: answer v0 so any client can read it
+                body = encode_response(key, 0, unsupported_version_response())
+                self._write(encode_response_frame(key, 0, header.correlation_id, body))
+            else:
+                self.close(CloseReason.UNSUPPORTED_VERSION, f"api_key={key} version={version}")
+            return
+        if version < registration.decodable_from:  # Produce v0-2 (see handlers.produce)
+            try:
+                topics = decode_produce_topics_v0_2(memoryview(frame)[offset:])
+            except RemoteProtocolError as exc:
+                self.close(CloseReason.MALFORMED, str(exc))
+                return
+            body = encode_produce_error_response_v0_2(version, topics, ErrorCode.UNSUPPORTED_VERSION)
+            self._write(encode_response_frame(key, version, header.correlation_id, body))
+            return
+        try:
+            request = decode_request(key, version, memoryview(frame)[offset:])
+        except (RemoteProtocolError, UnsupportedVersion) as exc:
+            self.close(CloseReason.MALFORMED, f"api_key={key} version={version}: {exc}")
+            return
+        try:
+            result = await registration.handler(self.ctx, Request(header, request))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("handler for api_key=%d version=%d failed", key, version)
+            self.close(CloseReason.HANDLER_FAILED)
+            return
+        if result is None or self.close_reason is not None:
+            return
+        if isinstance(result, RawResponse):
+            self._write(response_header(key, version, header.correlation_id, result.size))
+            for chunk in result.chunks:
+                self._write(chunk if isinstance(chunk, bytes | bytearray | memoryview) else self._region(chunk))
+        else:
+            self._write(encode_response_frame(key, version, header.correlation_id, encode_response(key, version, result)))
+
+    def _write(self, data: Any) -> None:
+        if self.transport is not None and not self.transport.is_closing() and data:
+            self.transport.write(data)
+
+    def _region(self, region: Any) -> bytes:
+        """A file region's bytes: sent here with os.sendfile when the transport has nothing
+        buffered (so ordering holds), otherwise read for an ordinary buffered write."""
+        transport = self.transport
+        if transport is not None and transport.get_write_buffer_size() == 0:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                try:
+                    sent = os.sendfile(sock.fileno(), region.fd, region.position, region.length)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except OSError:
+                    sent = 0
+                if sent == region.length:
+                    return b""
+                return os.pread(region.fd, region.length - sent, region.position + sent)
+        return os.pread(region.fd, region.length, region.position)
