@@ -87,7 +87,7 @@ def test_create_topic_with_partitions_and_configs(broker, adm, unique_topic):
         assert p.isrs == [bid]
     cfg = describe_topic_configs(adm, topic)
     assert cfg["retention.ms"].value == "3600000"
-    assert cfg["retention.ms"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG
+    assert ConfigSource(cfg["retention.ms"].source) == ConfigSource.DYNAMIC_TOPIC_CONFIG
     assert not cfg["retention.ms"].is_default
 
 
@@ -132,7 +132,7 @@ def test_create_existing_topic_fails(broker, adm, unique_topic):
 @pytest.mark.parametrize("name", ["bad/name", "has space", "..", ".", "a" * 250, "ünïcode", "star*"])
 def test_create_invalid_topic_name_fails(adm, name):
     futs = adm.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)], request_timeout=T)
-    assert error_code(futs[name]) == KafkaError.INVALID_TOPIC_EXCEPTION
+    assert error_code(futs[name]) == KafkaError.TOPIC_EXCEPTION
 
 
 def test_create_topics_batch_partial_failure(broker, adm, unique_topic):
@@ -148,7 +148,7 @@ def test_create_topics_batch_partial_failure(broker, adm, unique_topic):
     )
     assert error_code(futs[good]) is None
     assert error_code(futs[existing]) == KafkaError.TOPIC_ALREADY_EXISTS
-    assert error_code(futs["bad name"]) == KafkaError.INVALID_TOPIC_EXCEPTION
+    assert error_code(futs["bad name"]) == KafkaError.TOPIC_EXCEPTION
     wait_for_topic(adm, good)
 
 
@@ -224,13 +224,13 @@ def test_describe_topic_configs_defaults_and_overrides(broker, adm, unique_topic
     cfg = describe_topic_configs(adm, topic)
     seg = cfg["segment.bytes"]
     assert seg.value == "1048576"
-    assert seg.source == ConfigSource.DYNAMIC_TOPIC_CONFIG
+    assert ConfigSource(seg.source) == ConfigSource.DYNAMIC_TOPIC_CONFIG
     mmb = cfg["max.message.bytes"]
     assert mmb.value == "1048588"
-    assert mmb.source == ConfigSource.DEFAULT_CONFIG
+    assert ConfigSource(mmb.source) == ConfigSource.DEFAULT_CONFIG
     assert mmb.is_default
     assert cfg["cleanup.policy"].value == "delete"
-    assert cfg["cleanup.policy"].source == ConfigSource.DEFAULT_CONFIG
+    assert ConfigSource(cfg["cleanup.policy"].source) == ConfigSource.DEFAULT_CONFIG
     for name in ("retention.ms", "retention.bytes", "message.timestamp.type", "min.insync.replicas"):
         assert name in cfg, name
     for entry in cfg.values():
@@ -251,7 +251,7 @@ def test_describe_broker_configs(adm):
     assert "num.partitions" in cfg, sorted(cfg)
     assert "auto.create.topics.enable" in cfg, sorted(cfg)
     for entry in cfg.values():
-        assert entry.source in (
+        assert ConfigSource(entry.source) in (
             ConfigSource.DEFAULT_CONFIG,
             ConfigSource.STATIC_BROKER_CONFIG,
             ConfigSource.DYNAMIC_BROKER_CONFIG,
@@ -266,9 +266,9 @@ def test_alter_configs_replaces_dynamic_configs(broker, adm, unique_topic):
     assert error_code(adm.alter_configs([res], request_timeout=T)[res]) is None
     cfg = describe_topic_configs(adm, topic)
     assert cfg["retention.ms"].value == "123456"
-    assert cfg["retention.ms"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG
+    assert ConfigSource(cfg["retention.ms"].source) == ConfigSource.DYNAMIC_TOPIC_CONFIG
     # AlterConfigs (non-incremental) replaces the whole set: segment.bytes is back to its default
-    assert cfg["segment.bytes"].source == ConfigSource.DEFAULT_CONFIG
+    assert ConfigSource(cfg["segment.bytes"].source) == ConfigSource.DEFAULT_CONFIG
     assert cfg["segment.bytes"].value != "1048576"
     # an invalid value is rejected and changes nothing
     bad = ConfigResource(ResourceType.TOPIC, topic, set_config={"retention.ms": "abc"})
@@ -281,7 +281,7 @@ def test_alter_configs_validate_only(broker, adm, unique_topic):
     create_topic(broker.bootstrap, topic)
     res = ConfigResource(ResourceType.TOPIC, topic, set_config={"retention.ms": "999"})
     assert error_code(adm.alter_configs([res], validate_only=True, request_timeout=T)[res]) is None
-    assert describe_topic_configs(adm, topic)["retention.ms"].source == ConfigSource.DEFAULT_CONFIG
+    assert ConfigSource(describe_topic_configs(adm, topic)["retention.ms"].source) == ConfigSource.DEFAULT_CONFIG
 
 
 def test_incremental_alter_configs(broker, adm, unique_topic):
@@ -299,8 +299,8 @@ def test_incremental_alter_configs(broker, adm, unique_topic):
     assert error_code(adm.incremental_alter_configs([res], request_timeout=T)[res]) is None
     cfg = describe_topic_configs(adm, topic)
     assert cfg["retention.ms"].value == "7777"
-    assert cfg["retention.ms"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG
-    assert cfg["segment.bytes"].source == ConfigSource.DEFAULT_CONFIG
+    assert ConfigSource(cfg["retention.ms"].source) == ConfigSource.DYNAMIC_TOPIC_CONFIG
+    assert ConfigSource(cfg["segment.bytes"].source) == ConfigSource.DEFAULT_CONFIG
     assert set(cfg["cleanup.policy"].value.split(",")) == {"delete", "compact"}
     # SUBTRACT from the list
     res = ConfigResource(
@@ -449,4 +449,5 @@ def test_list_offsets_unknown_partition(broker, adm, unique_topic):
     create_topic(broker.bootstrap, topic)
     futs = adm.list_offsets({TopicPartition(topic, 7): OffsetSpec.latest()}, request_timeout=T)
     code = error_code(next(iter(futs.values())))
-    assert code in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION), code
+    # librdkafka may refuse locally (_NOENT) once its metadata shows the partition is missing.
+    assert code in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION, KafkaError._NOENT), code

@@ -145,7 +145,7 @@ def test_restart_keeps_topic_metadata(fresh_broker, unique_topic):
     cr = ConfigResource(ResourceType.TOPIC, kept)
     cfg = a.describe_configs([cr])[cr].result(30)
     assert cfg["retention.ms"].value == "86400000"
-    assert cfg["retention.ms"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG
+    assert ConfigSource(cfg["retention.ms"].source) == ConfigSource.DYNAMIC_TOPIC_CONFIG
     assert cfg["segment.bytes"].value == "2097152"
     assert watermarks(b.bootstrap, kept, 3) == (20, 50)
     msgs = consume(b.bootstrap, kept, [3])
