@@ -10,7 +10,14 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic
 
 # Generous but bounded waits: every loop in this suite ends by itself.
@@ -193,11 +200,14 @@ def wait_for_topic(a, topic: str, partitions: int | None = None, timeout: float 
         md = a.list_topics(topic=topic, timeout=5)
         t = md.topics.get(topic)
         last = t
-        if t is not None and t.error is None and t.partitions:
-            if (partitions is None or len(t.partitions) == partitions) and all(
-                p.leader >= 0 for p in t.partitions.values()
-            ):
-                return t
+        if (
+            t is not None
+            and t.error is None
+            and t.partitions
+            and (partitions is None or len(t.partitions) == partitions)
+            and all(p.leader >= 0 for p in t.partitions.values())
+        ):
+            return t
         time.sleep(0.05)
     raise AssertionError(f"topic {topic} not ready after {timeout}s: {last}")
 

@@ -23,7 +23,15 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from .helpers import admin, consume, create_topic, produce_many, producer, wait_for_topic, watermarks
+from .helpers import (
+    admin,
+    consume,
+    create_topic,
+    produce_many,
+    producer,
+    wait_for_topic,
+    watermarks,
+)
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -5,7 +5,11 @@ import uuid
 import pytest
 
 from strom.protocol.codec import decode_response
-from strom.protocol.fetch_response import FetchPartitionResult, FetchTopicResult, encode_fetch_response
+from strom.protocol.fetch_response import (
+    FetchPartitionResult,
+    FetchTopicResult,
+    encode_fetch_response,
+)
 
 
 class Region:

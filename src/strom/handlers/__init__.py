@@ -8,6 +8,7 @@ _MODULES = (
     "produce",
     "fetch",
     "list_offsets",
+    "leader_epoch",
     "topics",
     "configs",
     "records",

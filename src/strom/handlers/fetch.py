@@ -16,7 +16,13 @@ from __future__ import annotations
 from typing import Any
 
 from strom.handlers.context import BrokerContext
-from strom.handlers.fetch_sessions import FetchSessionCache, PartitionKey, SessionStart
+from strom.handlers.fetch_sessions import (
+    FetchPosition,
+    FetchSessionCache,
+    PartitionKey,
+    SessionStart,
+)
+from strom.handlers.leader_epoch import check_leader_epoch
 from strom.handlers.registry import RawResponse, Request, handles
 from strom.log.partition import OffsetOutOfRange
 from strom.protocol.api import ApiKey
@@ -49,7 +55,8 @@ def _start(ctx: BrokerContext, request: Request) -> SessionStart:
     for topic in body.topics:
         name, topic_id = _key(ctx, version, topic)
         for p in topic.partitions:
-            requested.append((PartitionKey(name, topic_id, p.partition), p.fetch_offset, p.partition_max_bytes))
+            position = FetchPosition(p.fetch_offset, p.partition_max_bytes, getattr(p, "current_leader_epoch", -1))
+            requested.append((PartitionKey(name, topic_id, p.partition), position))
     if version < 7:
         return _sessions(ctx).begin(0, -1, requested, [])
     forgotten = []
@@ -71,6 +78,9 @@ def _read(ctx: BrokerContext, start: SessionStart, max_bytes: int, isolation: in
         log = ctx.partition_log(key.topic, key.partition) if key.topic is not None else None
         if log is None:
             result.error_code = ErrorCode.UNKNOWN_TOPIC_ID if key.topic is None else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            errors = True
+        elif error := check_leader_epoch(log, position.current_leader_epoch):
+            result.error_code = error
             errors = True
         else:
             result.high_watermark = log.high_watermark

@@ -30,6 +30,7 @@ class PartitionKey(NamedTuple):
 class FetchPosition:
     fetch_offset: int
     partition_max_bytes: int
+    current_leader_epoch: int = -1  # KIP-320 (v9+); -1: not checked
     # What the last response said, so an incremental response can skip unchanged partitions.
     sent_high_watermark: int = -2
     sent_log_start_offset: int = -2
@@ -70,10 +71,10 @@ class FetchSessionCache:
         self,
         session_id: int,
         epoch: int,
-        requested: list[tuple[PartitionKey, int, int]],  # key, fetch_offset, partition_max_bytes
+        requested: list[tuple[PartitionKey, FetchPosition]],
         forgotten: list[PartitionKey],
     ) -> SessionStart:
-        fresh = OrderedDict((key, FetchPosition(offset, max_bytes)) for key, offset, max_bytes in requested)
+        fresh = OrderedDict(requested)
         if epoch in (INITIAL_EPOCH, FINAL_EPOCH):
             if session_id:
                 self._sessions.pop(session_id, None)
@@ -97,6 +98,7 @@ class FetchSessionCache:
             else:
                 known.fetch_offset = position.fetch_offset
                 known.partition_max_bytes = position.partition_max_bytes
+                known.current_leader_epoch = position.current_leader_epoch
         session.next_epoch = session.next_epoch + 1 if session.next_epoch < 2**31 - 1 else 1
         return SessionStart(ErrorCode.NONE, session, session.partitions, True)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from strom.handlers.context import BrokerContext
+from strom.handlers.leader_epoch import check_leader_epoch
 from strom.handlers.registry import Request, handles
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
@@ -32,6 +33,10 @@ def _lookup(ctx: BrokerContext, topic: str, partition: Any, isolation: int) -> d
         result["error_code"] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
         return result
     result["leader_epoch"] = log.leader_epoch
+    error = check_leader_epoch(log, getattr(partition, "current_leader_epoch", -1))
+    if error:
+        result["error_code"] = error
+        return result
     timestamp = partition.timestamp
     if timestamp in (EARLIEST, EARLIEST_LOCAL):
         result["offset"] = log.log_start_offset

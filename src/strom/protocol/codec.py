@@ -17,7 +17,7 @@ from kio.schema.index import api_key_map, schema_name_map
 from kio.serial import entity_reader
 from kio.static.constants import EntityType
 
-from .decoder import FallbackDecoder
+from .decoder import ArrayCountGuard, FallbackDecoder
 from .encoder import encode_struct
 from .errors import RemoteProtocolError, UnsupportedVersion
 from .legacy_produce import decode_produce_topics_v0_2, encode_produce_error_response_v0_2
@@ -43,6 +43,7 @@ _REQUEST: Final = EntityType.request
 _RESPONSE: Final = EntityType.response
 
 _fallback = FallbackDecoder(error_code=_KioErrorCode)
+_guard = ArrayCountGuard()
 _classes: dict[tuple[int, int, EntityType], type] = {}
 _decoders: dict[tuple[int, int, EntityType], _Decode] = {}
 _flexible: dict[tuple[int, int, EntityType], bool] = {}
@@ -68,8 +69,12 @@ def _message_class(api_key: int, api_version: int, kind: EntityType) -> type:
 
 def _make_decoder(cls: type) -> _Decode:
     native = entity_reader(cls)
+    check_array_counts = _guard.check
 
     def decode(body: Body, offset: int) -> Any:
+        # kio's reader reserves an array's declared count up front, and a failed
+        # allocation aborts the process: reject counts the body cannot hold first.
+        check_array_counts(cls, body, offset)
         try:
             return native(body, offset)[0]
         except KeyError:

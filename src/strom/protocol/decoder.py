@@ -4,10 +4,15 @@ The native (kio) reader is the fast path; it rejects unknown tags, while Kafka
 requires receivers to skip them (KIP-482: tags may be added to existing versions).
 This reader builds the same entities from the same classes and is used as a fallback.
 Readers take ``(buf, pos)`` and return ``(value, new_pos)``.
+
+``ArrayCountGuard`` runs before the native reader: that reader reserves room for an
+array's declared count before reading any element, and a failed allocation aborts the
+process, so a body of a few bytes declaring 2**34 elements would kill the broker.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import struct
@@ -41,6 +46,9 @@ _CODES: Final = {
     "datetime_i64": "q",
     "uuid": "16s",
 }
+
+
+_FIXED_SIZES: Final = {name: struct.calcsize(">" + code) for name, code in _CODES.items()}
 
 
 def _check_bool(value: int) -> bool:
@@ -241,3 +249,164 @@ def _blob_reader(is_text: bool, flexible: bool, nullable: bool) -> Reader:
         return (str(data, "utf-8") if is_text else bytes(data)), end
 
     return read_blob
+
+
+# -- array count guard ----------------------------------------------------------------------
+
+Skipper = Callable[[Buf, int], int]
+
+
+class _Stop(Exception):
+    """The native reader fails or gives up here, before reaching any later array."""
+
+
+def _read_length(buf: Buf, pos: int) -> tuple[int, int]:
+    """A compact length (uvarint N+1) as N, with the one-byte case inline."""
+    byte = buf[pos]
+    if byte < 0x80:
+        return byte - 1, pos + 1
+    value, pos = read_uvarint(buf, pos)
+    return value - 1, pos
+
+
+def _skip_tags_start(buf: Buf, pos: int) -> tuple[int, int]:
+    byte = buf[pos]
+    if byte < 0x80:
+        return byte, pos + 1
+    return read_uvarint(buf, pos)
+
+
+class ArrayCountGuard:
+    """Walks a body along the native reader's path; rejects array counts past its end.
+
+    Only lengths are read: fixed-width runs are skipped in one step, strings and bytes by
+    their length. The walk stops quietly where the native reader itself fails (a field
+    running past the end) or gives up (an unknown tag, after which FallbackDecoder, which
+    checks counts itself, takes over), as nothing after that point reaches an allocation.
+    """
+
+    def __init__(self) -> None:
+        self._structs: dict[type, Skipper] = {}
+
+    def check(self, cls: type, body: bytes | bytearray | memoryview, pos: int = 0) -> None:
+        """Raise RemoteProtocolError if an array of ``body`` claims more elements than bytes."""
+        skip = self._structs.get(cls)
+        if skip is None:
+            skip = self._structs[cls] = self._compile_struct(cls)
+        with contextlib.suppress(_Stop, IndexError, struct.error):
+            skip(body, pos)
+
+    def _compile_struct(self, cls: type) -> Skipper:
+        # Message structs never nest themselves, so compiling eagerly terminates.
+        flexible = is_flexible(cls)
+        steps: list[tuple[int, Skipper]] = []  # (fixed-width bytes before, skipper)
+        fixed = 0
+        for spec in struct_fields(cls):
+            if spec.tag is not None:
+                continue
+            size = None if spec.array else _FIXED_SIZES.get(spec.kafka_type)
+            if size is not None:
+                fixed += size
+            else:
+                steps.append((fixed, self._value_skipper(spec, flexible, spec.nullable)))
+                fixed = 0
+        trailing = fixed
+        compiled = tuple(steps)
+        tagged = {
+            s.tag: self._value_skipper(s, True, s.nullable or s.kafka_type != STRUCT)
+            for s in struct_fields(cls)
+            if s.tag is not None
+        }
+
+        def skip_struct(buf: Buf, pos: int) -> int:
+            for before, skip in compiled:
+                pos = skip(buf, pos + before)
+            pos += trailing
+            if flexible:
+                count, pos = _skip_tags_start(buf, pos)
+                for _ in range(count):
+                    tag, pos = read_uvarint(buf, pos)
+                    _size, pos = read_uvarint(buf, pos)
+                    skip = tagged.get(tag)
+                    if skip is None:
+                        raise _Stop  # the native reader raises KeyError on unknown tags
+                    # The native reader reads a known tag by its type, as Kafka's does.
+                    pos = skip(buf, pos)
+            return pos
+
+        return skip_struct
+
+    def _value_skipper(self, spec: FieldSpec, flexible: bool, nullable: bool) -> Skipper:
+        if spec.array:
+            return self._array_skipper(spec, flexible)
+        kafka_type = spec.kafka_type
+        if kafka_type == STRUCT:
+            assert spec.struct is not None
+            skip_struct = self._structs.get(spec.struct)
+            if skip_struct is None:
+                skip_struct = self._structs[spec.struct] = self._compile_struct(spec.struct)
+            if not nullable:
+                return skip_struct
+
+            def skip_nullable_struct(buf: Buf, pos: int) -> int:
+                (marker,) = INT8.unpack_from(buf, pos)
+                return pos + 1 if marker == -1 else skip_struct(buf, pos + 1)
+
+            return skip_nullable_struct
+        if kafka_type in ("string", "bytes", "records"):
+            return _blob_skipper(kafka_type == "string", flexible)
+        size = _FIXED_SIZES[kafka_type]
+
+        def skip_fixed(buf: Buf, pos: int) -> int:
+            return pos + size
+
+        return skip_fixed
+
+    def _array_skipper(self, spec: FieldSpec, flexible: bool) -> Skipper:
+        name = spec.name
+        size = _FIXED_SIZES.get(spec.kafka_type, 0)
+        element = None
+        if not size:
+            element = self._value_skipper(dataclasses.replace(spec, array=False), flexible, False)
+        legacy_count = INT32.unpack_from
+
+        def skip_array(buf: Buf, pos: int) -> int:
+            if flexible:
+                count, pos = _read_length(buf, pos)
+            else:
+                (count,) = legacy_count(buf, pos)
+                pos += 4
+            if count < 0:
+                return pos
+            # As Kafka does: every element takes at least one byte.
+            if count > len(buf) - pos:
+                raise RemoteProtocolError(f"array {name} of {count} exceeds the buffer")
+            if element is None:
+                pos += count * size
+                if pos > len(buf):
+                    raise _Stop
+                return pos
+            for _ in range(count):
+                pos = element(buf, pos)
+            return pos
+
+        return skip_array
+
+
+def _blob_skipper(is_text: bool, flexible: bool) -> Skipper:
+    legacy_length = (INT16 if is_text else INT32).unpack_from
+    width = 2 if is_text else 4
+
+    def skip_blob(buf: Buf, pos: int) -> int:
+        if flexible:
+            size, pos = _read_length(buf, pos)
+        else:
+            (size,) = legacy_length(buf, pos)
+            pos += width
+        if size > 0:
+            pos += size
+            if pos > len(buf):
+                raise _Stop
+        return pos
+
+    return skip_blob
