@@ -11,12 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from kio.index import load_request_schema, load_response_schema
-from kio.schema.errors import ErrorCode as _KioErrorCode
-from kio.schema.index import api_key_map, schema_name_map
-from kio.serial import entity_reader
-from kio.static.constants import EntityType
-
+from ._kio import (
+    EntityType,
+    _KioErrorCode,
+    api_key_map,
+    entity_reader,
+    load_request_schema,
+    load_response_schema,
+    schema_name_map,
+)
 from .decoder import ArrayCountGuard, FallbackDecoder
 from .encoder import encode_struct
 from .errors import RemoteProtocolError, UnsupportedVersion

@@ -1,0 +1,1 @@
+"""Helpers for testing applications against strom (the pytest plugin lives here)."""
