@@ -136,3 +136,28 @@ def test_compacted_topic_refuses_records_without_keys(fast_broker, unique_topic)
     p.flush(10)
     assert errors and errors[0] is not None
     assert errors[0].code() == 87 or "INVALID_RECORD" in errors[0].name()
+
+
+def test_topic_compression_type_converts_batches(fast_broker, unique_topic):
+    from strom.protocol.records import COMPRESSION_GZIP, read_header
+
+    topic = unique_topic()
+    create_topic(fast_broker.bootstrap, topic, config={"compression.type": "gzip"})
+    p = producer(fast_broker.bootstrap, **{"compression.type": "none"})
+    produce_many(p, topic, [{"key": f"{i}".encode(), "value": b"abc" * 100} for i in range(50)])
+    data = (fast_broker.data_dir / f"{topic}-0" / "00000000000000000000.log").read_bytes()
+    assert read_header(data).compression == COMPRESSION_GZIP
+    assert len(data) < 50 * 300  # stored compressed
+    msgs = consume(fast_broker.bootstrap, topic)
+    assert [m.key() for m in msgs] == [f"{i}".encode() for i in range(50)]
+
+
+def test_timestamp_far_in_the_future_is_refused(fast_broker, unique_topic):
+    topic = unique_topic()
+    create_topic(fast_broker.bootstrap, topic)
+    p = producer(fast_broker.bootstrap, **{"message.timeout.ms": 5000, "retries": 0})
+    errors = []
+    future = int(time.time() * 1000) + 2 * 3_600_000
+    p.produce(topic, value=b"later", timestamp=future, on_delivery=lambda err, msg: errors.append(err))
+    p.flush(10)
+    assert errors and errors[0] is not None and errors[0].code() == 32  # INVALID_TIMESTAMP

@@ -158,3 +158,12 @@ def test_emptied_segment_keeps_its_place(open_log):
     assert log.segments[0].base_offset == first_base == log.log_start_offset
     assert log.segments[0].size == 0
     assert read_header(log.read_bytes(0)).base_offset > 0  # reads skip to the next record
+
+
+def test_max_compaction_lag_cleans_below_the_dirty_ratio(open_log):
+    log = open_log(COMPACT.replace(min_cleanable_dirty_ratio=0.99, max_compaction_lag_ms=60_000))
+    for i in range(40):
+        put(log, f"k{i % 4}", b"m" * 60, timestamp=NOW)
+    first_dirty = log.segments[1].base_offset  # only part of the log is dirty
+    assert cleaner.plan(log, first_dirty, NOW + 1_000) is None
+    assert cleaner.plan(log, first_dirty, NOW + 120_000) is not None

@@ -226,3 +226,11 @@ def test_log_append_time(open_log):
     assert info.log_append_time == NOW + 7
     header = read_header(log.read_bytes(0))
     assert header.timestamp_type == 1 and header.max_timestamp == NOW + 7
+
+
+def test_segment_jitter_rolls_early_by_a_random_share(open_log):
+    log = open_log(LogConfig(segment_ms=1000, segment_jitter_ms=400))
+    append(log, batch(b"a", timestamp=NOW))
+    assert 0 <= log.active.roll_jitter_ms < 400
+    append(log, batch(b"b", timestamp=NOW + 1000 - log.active.roll_jitter_ms + 1))
+    assert len(log.segments) == 2

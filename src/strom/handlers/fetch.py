@@ -146,8 +146,9 @@ async def fetch(ctx: BrokerContext, request: Request) -> RawResponse:
     max_wait_ms = int(body.max_wait.total_seconds() * 1000)
     deadline = ctx.now_ms() + max_wait_ms
     isolation = body.isolation_level if version >= 4 else 0
+    max_bytes = min(body.max_bytes, ctx.config.fetch_max_bytes)  # the broker's cap (fetch.max.bytes)
     while True:
-        topics, total, errors = _read(ctx, start, body.max_bytes, isolation)
+        topics, total, errors = _read(ctx, start, max_bytes, isolation)
         remaining_ms = deadline - ctx.now_ms()
         if total >= body.min_bytes or errors or remaining_ms <= 0:
             break

@@ -4,9 +4,10 @@ Kafka 4 accepts Produce v3+ only (KIP-896) yet advertises v0, because older libr
 compression off unless v0 is advertised (KAFKA-18659); the server answers v0-2 through
 protocol.codec's v0-2 helpers. v13 names topics by id.
 
-Each partition's records are validated (magic 2, CRC-32C, lengths, max.message.bytes) without
-decoding records, then appended as they arrived with offsets patched in (DESIGN.md, "A
-produce"). acks=0 sends no response; acks=1 and acks=all answer once the batch is in the
+Each partition's records are validated by log.validator (magic 2, CRC-32C, lengths,
+max.message.bytes, timestamp bounds; records are decoded only for compacted topics,
+message.timestamp.before.max.ms or a topic compression.type to convert to), then appended as
+they arrived with offsets patched in (DESIGN.md, "A produce"). acks=0 sends no response; acks=1 and acks=all answer once the batch is in the
 log: on a single node the high watermark is the log end, so both are satisfied at append.
 Not done yet: idempotent/transactional producer state (sequence checks, fencing).
 """
@@ -18,9 +19,10 @@ from typing import Any
 
 from strom.handlers.context import BrokerContext
 from strom.handlers.registry import Request, handles
+from strom.log.validator import validate_append
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
-from strom.protocol.records import InvalidRecord, InvalidRecords, decode_records, validate_batches
+from strom.protocol.records import InvalidRecords
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +45,7 @@ def _append(ctx: BrokerContext, topic: str, index: int, records: Any, now_ms: in
     if not records:
         return _partition_result(index, ErrorCode.INVALID_RECORD, "No records in the request")
     try:
-        headers = validate_batches(records, log_.config.max_message_bytes)
-        if "compact" in log_.config.cleanup_policy:
-            _require_keys(records, headers)
+        records, headers = validate_append(records, log_.config, now_ms)
     except InvalidRecords as exc:
         return _partition_result(index, exc.error_code, str(exc) or None)
     try:
@@ -60,17 +60,6 @@ def _append(ctx: BrokerContext, topic: str, index: int, records: Any, now_ms: in
         "log_append_time": info.log_append_time,
         "log_start_offset": info.log_start_offset,
     }
-
-
-def _require_keys(records: Any, headers: list[Any]) -> None:
-    """A compacted topic keeps the newest record per key, so keyless records are refused."""
-    pos = 0
-    view = memoryview(records)
-    for header in headers:
-        for record in decode_records(view[pos : pos + header.size]):
-            if record.key is None:
-                raise InvalidRecord("Compacted topic cannot accept message without key")
-        pos += header.size
 
 
 @handles(ApiKey.PRODUCE, 0, 13, decodable_from=3)

@@ -91,8 +91,17 @@ def plan(log: PartitionLog, first_dirty_offset: int, now_ms: int, *, force: bool
     """A cleaning plan when the log is compacted and dirty enough (event loop)."""
     if not log.config.compact:
         return None
-    ratio, cleanable, first_uncleanable = dirty_ratio(log, max(first_dirty_offset, log.log_start_offset), now_ms)
-    if not cleanable or (not force and (ratio <= 0 or ratio < log.config.min_cleanable_dirty_ratio)):
+    first_dirty_offset = max(first_dirty_offset, log.log_start_offset)
+    ratio, cleanable, first_uncleanable = dirty_ratio(log, first_dirty_offset, now_ms)
+    if not cleanable or ratio <= 0:
+        return None
+    # max.compaction.lag.ms: dirty records older than this are cleaned whatever the ratio.
+    overdue = any(
+        s.next_offset > first_dirty_offset and s.rolling_timestamp is not None
+        and 0 <= s.rolling_timestamp < now_ms - log.config.max_compaction_lag_ms
+        for s in cleanable
+    )
+    if not (force or overdue or ratio >= log.config.min_cleanable_dirty_ratio):
         return None
     for segment in cleanable:
         segment.seal()  # pending index entries reach the files the worker reads
@@ -100,7 +109,7 @@ def plan(log: PartitionLog, first_dirty_offset: int, now_ms: int, *, force: bool
         log=log,
         directory=log.directory,
         segments=[SegmentRef(s.base_offset, s.size, s.next_offset) for s in cleanable],
-        first_dirty_offset=max(first_dirty_offset, log.log_start_offset),
+        first_dirty_offset=first_dirty_offset,
         first_uncleanable_offset=first_uncleanable,
         now_ms=now_ms,
         delete_retention_ms=log.config.delete_retention_ms,

@@ -29,6 +29,14 @@ class LogConfig:
     flush_messages: int = _LONG_MAX  # flush.messages
     flush_ms: int = _LONG_MAX  # flush.ms
     message_timestamp_type: str = "CreateTime"  # message.timestamp.type
+    message_timestamp_after_max_ms: int = 3_600_000  # message.timestamp.after.max.ms
+    message_timestamp_before_max_ms: int = _LONG_MAX  # message.timestamp.before.max.ms
+    max_compaction_lag_ms: int = _LONG_MAX  # max.compaction.lag.ms
+    segment_jitter_ms: int = 0  # segment.jitter.ms
+    compression_type: str = "producer"  # compression.type: producer keeps the producer's codec
+    compression_gzip_level: int = -1  # compression.gzip.level (-1: the codec's default)
+    compression_lz4_level: int = 9  # compression.lz4.level
+    compression_zstd_level: int = 3  # compression.zstd.level
     file_delete_delay_ms: int = 60_000  # file.delete.delay.ms
 
     def __post_init__(self) -> None:
@@ -57,6 +65,17 @@ class LogConfig:
     @property
     def delete(self) -> bool:
         return "delete" in self.cleanup_policy_set
+
+    @property
+    def compression(self) -> tuple[int, int | None] | None:
+        """(codec, level) the topic stores batches in, or None to keep the producer's."""
+        codecs = {"uncompressed": (0, None), "gzip": (1, self.compression_gzip_level), "snappy": (2, None),
+                  "lz4": (3, self.compression_lz4_level), "zstd": (4, self.compression_zstd_level)}
+        found = codecs.get(self.compression_type)
+        if found is None:
+            return None
+        codec, level = found
+        return codec, (None if level == -1 else level)
 
     @property
     def log_append_time(self) -> bool:
@@ -104,4 +123,12 @@ KAFKA_NAMES: dict[str, tuple[str, type]] = {
     "flush.ms": ("flush_ms", int),
     "message.timestamp.type": ("message_timestamp_type", str),
     "file.delete.delay.ms": ("file_delete_delay_ms", int),
+    "message.timestamp.after.max.ms": ("message_timestamp_after_max_ms", int),
+    "message.timestamp.before.max.ms": ("message_timestamp_before_max_ms", int),
+    "max.compaction.lag.ms": ("max_compaction_lag_ms", int),
+    "segment.jitter.ms": ("segment_jitter_ms", int),
+    "compression.type": ("compression_type", str),
+    "compression.gzip.level": ("compression_gzip_level", int),
+    "compression.lz4.level": ("compression_lz4_level", int),
+    "compression.zstd.level": ("compression_zstd_level", int),
 }

@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 import logging
 import os
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,7 +166,7 @@ class PartitionLog:
         self._check_offsets()
 
     def _segment(self, base: int, *, create: bool = False, now_ms: int = 0, variant: str = "") -> LogSegment:
-        return LogSegment(
+        segment = LogSegment(
             self.directory,
             base,
             index_interval_bytes=self.config.index_interval_bytes,
@@ -174,6 +175,11 @@ class PartitionLog:
             now_ms=now_ms,
             variant=variant,
         )
+        # segment.jitter.ms: each segment rolls a random bit early, so that partitions created
+        # together do not all roll at once (Kafka's randomSegmentJitter).
+        jitter = min(self.config.segment_jitter_ms, self.config.segment_ms)
+        segment.roll_jitter_ms = random.randrange(jitter) if jitter > 0 else 0
+        return segment
 
     def _finish_interrupted_swaps(self) -> None:
         """Complete or undo a cleaner install that a crash interrupted (Kafka's swap files).
@@ -274,7 +280,7 @@ class PartitionLog:
             waited = now_ms - active.created_ms
         if (
             active.size > config.segment_bytes - size
-            or waited > config.segment_ms
+            or waited > config.segment_ms - active.roll_jitter_ms
             or active.index_full()
             or not active.offset_fits(last_offset)
         ):

@@ -115,6 +115,7 @@ class LogSegment:
         self.rolling_timestamp: int | None = None
         self.created_ms = now_ms
         self.bytes_since_index_entry = 0
+        self.roll_jitter_ms = 0  # segment.jitter.ms share of this segment, set by the partition
         self.closed = False
 
     # --- opening -----------------------------------------------------------------------------

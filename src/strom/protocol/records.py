@@ -332,9 +332,9 @@ def _snappy_compress(data: bytes) -> bytes:
     return bytes(out)
 
 
-def _lz4_compress(data: bytes) -> bytes:
+def _lz4_compress(data: bytes, level: int | None) -> bytes:
     # Independent blocks: Kafka's Java LZ4 reader decodes each block on its own.
-    compressor = cramjam.lz4.Compressor(content_checksum=False, block_linked=False)
+    compressor = cramjam.lz4.Compressor(level=level, content_checksum=False, block_linked=False)
     compressor.compress(data)
     return bytes(compressor.finish())
 
@@ -357,18 +357,37 @@ def decompress(codec: int, data: bytes) -> bytes:
     raise CorruptRecord(f"unknown compression codec {codec}")
 
 
-def compress(codec: int, data: bytes) -> bytes:
+def compress(codec: int, data: bytes, level: int | None = None) -> bytes:
+    """``level`` None means the codec's default (Kafka's compression.<codec>.level)."""
     if codec == COMPRESSION_NONE:
         return data
     if codec == COMPRESSION_GZIP:
-        return bytes(cramjam.gzip.compress(data))
+        return bytes(cramjam.gzip.compress(data, level=level))
     if codec == COMPRESSION_SNAPPY:
         return _snappy_compress(data)
     if codec == COMPRESSION_LZ4:
-        return _lz4_compress(data)
+        return _lz4_compress(data, level)
     if codec == COMPRESSION_ZSTD:
-        return bytes(cramjam.zstd.compress(data))
+        return bytes(cramjam.zstd.compress(data, level=level))
     raise ValueError(f"unknown compression codec {codec}")
+
+
+def recompress(batch: bytes | bytearray | memoryview, codec: int, level: int | None = None) -> bytes:
+    """The batch rebuilt with another codec (topic compression.type), producer fields, flags
+    and timestamps kept; the broker assigns its offsets afterwards."""
+    header = read_header(batch)
+    return build_batch(
+        decode_records(batch),
+        base_offset=header.base_offset,
+        compression=codec,
+        producer_id=header.producer_id,
+        producer_epoch=header.producer_epoch,
+        base_sequence=header.base_sequence,
+        is_transactional=header.is_transactional,
+        leader_epoch=header.partition_leader_epoch,
+        timestamp_type=header.timestamp_type,
+        compression_level=level,
+    )
 
 
 def decode_records(batch: bytes | bytearray | memoryview) -> list[Record]:
@@ -487,6 +506,7 @@ def build_batch(
     leader_epoch: int = 0,
     timestamp_type: int = TIMESTAMP_CREATE_TIME,
     delete_horizon_ms: int | None = None,
+    compression_level: int | None = None,
 ) -> bytes:
     """Encode one batch with a correct CRC.
 
@@ -514,7 +534,7 @@ def build_batch(
     body = bytearray()
     for delta, timestamp, key, value, headers in entries:
         _encode_record(body, delta, timestamp - base_timestamp, key, value, headers)
-    payload = compress(compression, bytes(body))
+    payload = compress(compression, bytes(body), compression_level)
     attributes = compression & COMPRESSION_CODEC_MASK
     if timestamp_type:
         attributes |= TIMESTAMP_TYPE_MASK
