@@ -58,3 +58,11 @@ def test_damaged_metadata_refuses_to_start(tmp_path):
     (tmp_path / "strom-metadata.json").write_text("{not json")
     with pytest.raises(RuntimeError, match="cannot read cluster metadata"):
         LocalMetadataStore(tmp_path)
+
+
+def test_producer_ids_are_never_reused_across_restarts(tmp_path):
+    store = LocalMetadataStore(tmp_path)
+    first = [store.allocate_producer_id() for _ in range(3)]
+    assert first == [0, 1, 2]
+    again = LocalMetadataStore(tmp_path)  # e.g. after a crash: the rest of the block is skipped
+    assert again.allocate_producer_id() > max(first)

@@ -6,6 +6,7 @@ _MODULES = (
     "api_versions",
     "metadata",
     "produce",
+    "producers",
     "fetch",
     "list_offsets",
     "leader_epoch",

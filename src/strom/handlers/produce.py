@@ -9,7 +9,10 @@ max.message.bytes, timestamp bounds; records are decoded only for compacted topi
 message.timestamp.before.max.ms or a topic compression.type to convert to), then appended as
 they arrived with offsets patched in (DESIGN.md, "A produce"). acks=0 sends no response; acks=1 and acks=all answer once the batch is in the
 log: on a single node the high watermark is the log end, so both are satisfied at append.
-Not done yet: idempotent/transactional producer state (sequence checks, fencing).
+Idempotent producers (producer id >= 0) are checked against the partition's producer state
+(log.producer_state): a stale epoch is INVALID_PRODUCER_EPOCH, a sequence gap
+OUT_OF_ORDER_SEQUENCE_NUMBER, and a retried batch is answered with its original offsets without
+being written twice (Kafka's behaviour). Not done yet: transactions.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 
 from strom.handlers.context import BrokerContext
 from strom.handlers.registry import Request, handles
+from strom.log.producer_state import ProducerStateError
 from strom.log.validator import validate_append
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
@@ -50,6 +54,8 @@ def _append(ctx: BrokerContext, topic: str, index: int, records: Any, now_ms: in
         return _partition_result(index, exc.error_code, str(exc) or None)
     try:
         info = log_.append(records, headers, now_ms)
+    except ProducerStateError as exc:
+        return _partition_result(index, exc.error_code, str(exc))
     except OSError:
         log.exception("append to %s-%d failed", topic, index)
         return _partition_result(index, ErrorCode.KAFKA_STORAGE_ERROR)

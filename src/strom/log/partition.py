@@ -24,6 +24,7 @@ from pathlib import Path
 
 from strom.log.checkpoint import LEADER_EPOCH_CHECKPOINT, LeaderEpochCache
 from strom.log.config import LogConfig
+from strom.log.producer_state import ProducerStateManager
 from strom.log.segment import (
     CLEANED_SUFFIX,
     INDEX_SUFFIX,
@@ -110,9 +111,11 @@ class PartitionLog:
         self.flush_pending_dir = False
         self.leader_epoch = leader_epoch
         self.epochs = LeaderEpochCache(directory / LEADER_EPOCH_CHECKPOINT)
+        self.producer_state = ProducerStateManager(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self._open(recovery_point, log_start_offset, clean_shutdown, now_ms)
         self.epochs.assign(leader_epoch, self.log_end_offset)
+        self._load_producer_state()
 
     # --- loading and recovery ----------------------------------------------------------------
 
@@ -164,6 +167,15 @@ class PartitionLog:
         if damaged:
             self.epochs.truncate_from_end(self.log_end_offset)
         self._check_offsets()
+
+    def _load_producer_state(self) -> None:
+        """The newest snapshot, then the batches after it (headers only)."""
+        state = self.producer_state
+        start = max(state.load_snapshot(self.log_end_offset), self.log_start_offset)
+        for _segment, _position, header in self.batches(start):
+            if header.producer_id >= 0 and header.base_offset >= start:
+                state.update(header)
+        state.truncate_head(self.log_start_offset)
 
     def _segment(self, base: int, *, create: bool = False, now_ms: int = 0, variant: str = "") -> LogSegment:
         segment = LogSegment(
@@ -240,7 +252,14 @@ class PartitionLog:
     # --- append ----------------------------------------------------------------------------------
 
     def append(self, records: bytes | bytearray | memoryview, headers: list[BatchHeader], now_ms: int) -> AppendInfo:
-        """Assign offsets to validated batches, patch them in, and write them to the log."""
+        """Assign offsets to validated batches, patch them in, and write them to the log.
+
+        Idempotent producers' batches are checked first (ProducerStateError on a stale epoch or
+        a sequence gap); a retry of a batch already written is not written again: the answer
+        carries the offsets it got the first time, as Kafka's."""
+        duplicate = self.producer_state.check(headers)
+        if duplicate is not None:
+            return AppendInfo(duplicate.first_offset, duplicate.last_offset, -1, self.log_start_offset)
         base_offset = self.log_end_offset
         log_append_time = now_ms if self.config.log_append_time else None
         data, next_offset = assign_offsets(records, headers, base_offset, self.leader_epoch, log_append_time)
@@ -248,6 +267,9 @@ class PartitionLog:
         self._maybe_roll(size, headers, base_offset, next_offset - 1, now_ms)
         stamped = _restamped(headers, base_offset, log_append_time)
         self.active.append(data, stamped)
+        for header in stamped:
+            if header.producer_id >= 0:
+                self.producer_state.update(header)
         self.log_end_offset = self.high_watermark = next_offset
         self.unflushed_messages += next_offset - base_offset
         self._check_offsets()
@@ -262,6 +284,9 @@ class PartitionLog:
             raise ValueError(f"batch at {headers[0].base_offset} does not start at log end {self.log_end_offset}")
         self._maybe_roll(len(data), headers, headers[0].base_offset, headers[-1].last_offset, now_ms)
         self.active.append(data, headers)
+        for header in headers:
+            if header.producer_id >= 0:
+                self.producer_state.update(header)
         self.log_end_offset = self.high_watermark = headers[-1].next_offset
         self.unflushed_messages += sum(h.last_offset_delta + 1 for h in headers)
         self._check_offsets()
@@ -290,6 +315,7 @@ class PartitionLog:
         """Start a new active segment at ``base_offset`` (default: the log end)."""
         base = self.log_end_offset if base_offset is None else base_offset
         self.active.seal()
+        self.producer_state.take_snapshot(base)
         segment = self._segment(base, create=True, now_ms=now_ms)
         self.segments.append(segment)
         self._bases.append(base)
@@ -392,6 +418,7 @@ class PartitionLog:
             self.log_start_offset = offset
             self.epochs.truncate_from_start(offset)
             self._delete_segments_below_start()
+            self.producer_state.truncate_head(offset)
             self._check_offsets()
         return self.log_start_offset
 
@@ -434,6 +461,7 @@ class PartitionLog:
                     deleted += 1
         if deleted:
             self.epochs.truncate_from_start(self.log_start_offset)
+            self.producer_state.truncate_head(self.log_start_offset)
             self._check_offsets()
         return deleted
 
@@ -466,6 +494,8 @@ class PartitionLog:
         self.log_end_offset = self.high_watermark = self.active.next_offset
         self.recovery_point = min(self.recovery_point, self.log_end_offset)
         self.epochs.truncate_from_end(self.log_end_offset)
+        self.producer_state.truncate_tail(self.log_end_offset)
+        self._load_producer_state()
         self._check_offsets()
 
     # --- flushing --------------------------------------------------------------------------------
@@ -524,6 +554,7 @@ class PartitionLog:
         """Seal the active segment's indexes, fsync (unless the log is being deleted), close."""
         self.active.seal()
         if flush:
+            self.producer_state.take_snapshot(self.log_end_offset)
             self.flush()
         for segment in self.segments:
             segment.close()

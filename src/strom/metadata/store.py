@@ -23,6 +23,7 @@ from strom.metadata.configs import ConfigError
 from strom.protocol.errors import ErrorCode
 
 METADATA_FILE = "strom-metadata.json"
+PRODUCER_ID_BLOCK = 1000  # ids reserved per metadata write, as Kafka's controller hands out blocks
 META_PROPERTIES = "meta.properties"
 FORMAT_VERSION = 1
 
@@ -108,6 +109,10 @@ class MetadataStore(Protocol):
         """Replace the dynamic configs of one node, or the cluster defaults when None."""
         ...
 
+    def allocate_producer_id(self) -> int:
+        """A producer id never handed out before in this cluster (survives restarts)."""
+        ...
+
 
 class LocalMetadataStore:
     """Single-node MetadataStore in ``<data_dir>/strom-metadata.json``.
@@ -122,6 +127,9 @@ class LocalMetadataStore:
         self._broker_configs: dict[str, str] = {}
         self._node_configs: dict[int, dict[str, str]] = {}
         self._cluster_id = ""
+        # Producer ids below _producer_id_block_end are reserved; the next one to hand out.
+        self._next_producer_id = 0
+        self._producer_id_block_end = 0
         if self.path.exists():
             self._load()
         else:
@@ -191,6 +199,15 @@ class LocalMetadataStore:
             self._node_configs.pop(node_id, None)
         self._save()
 
+    def allocate_producer_id(self) -> int:
+        if self._next_producer_id >= self._producer_id_block_end:
+            # Reserve a block durably first: after a restart ids continue past it, never reused.
+            self._producer_id_block_end = self._next_producer_id + PRODUCER_ID_BLOCK
+            self._save()
+        producer_id = self._next_producer_id
+        self._next_producer_id += 1
+        return producer_id
+
     # --- persistence ------------------------------------------------------------------------
 
     def _require(self, name: str) -> TopicMetadata:
@@ -211,6 +228,7 @@ class LocalMetadataStore:
                 )
             self._broker_configs = dict(doc.get("broker_configs", {}))
             self._node_configs = {int(k): dict(v) for k, v in doc.get("node_configs", {}).items()}
+            self._next_producer_id = self._producer_id_block_end = int(doc.get("producer_id_block_end", 0))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             # Refuse to start rather than serve an empty cluster over existing data.
             raise RuntimeError(f"cannot read cluster metadata {self.path}: {exc}") from exc
@@ -225,6 +243,7 @@ class LocalMetadataStore:
             ],
             "broker_configs": self._broker_configs,
             "node_configs": {str(k): v for k, v in self._node_configs.items()},
+            "producer_id_block_end": self._producer_id_block_end,
         }
         write_atomic(self.path, json.dumps(doc, indent=1, sort_keys=True).encode())
 

@@ -1,7 +1,9 @@
-"""Regenerate the config tables of docs/configuration.md from strom.metadata.configs.
+"""Regenerate the reference parts of the docs from the code, so they cannot drift:
+the config tables of docs/configuration.md (strom.metadata.configs) and the table of
+advertised APIs in docs/architecture.md (strom.handlers.registry).
 
-    python tools/gen_config_docs.py          # rewrite the file
-    python tools/gen_config_docs.py --check  # exit 1 if the file is out of date (tests run this)
+    python tools/gen_docs.py          # rewrite the files
+    python tools/gen_docs.py --check  # exit 1 if a file is out of date (the tests run this)
 
 Only the text between the BEGIN/END markers is generated; the rest is written by hand.
 """
@@ -11,10 +13,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from strom.handlers.registry import registrations
 from strom.metadata.configs import BROKER_CONFIGS, TOPIC_CONFIGS, ConfigDef
+from strom.protocol.api import ApiKey
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
-BEGIN = "<!-- BEGIN GENERATED: tools/gen_config_docs.py -->"
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+BEGIN = "<!-- BEGIN GENERATED: tools/gen_docs.py -->"
 END = "<!-- END GENERATED -->"
 
 
@@ -30,7 +34,25 @@ def _row(defn: ConfigDef, extra: str) -> str:
     return f"| `{defn.name}` | {defn.type} | {_cell(defn.default)} | {extra} | {defn.doc.replace('|', '/')} |"
 
 
-def generated() -> str:
+def api_table() -> str:
+    lines = [
+        BEGIN,
+        "",
+        "| key | API | versions | handler |",
+        "|---:|---|---|---|",
+    ]
+    for key, registration in sorted(registrations().items()):
+        name = "".join(part.capitalize() for part in ApiKey(key).name.split("_"))
+        versions = f"{registration.min_version}-{registration.max_version}"
+        if registration.decodable_from > registration.min_version:
+            versions += f" (v{registration.min_version}-{registration.decodable_from - 1}: UNSUPPORTED_VERSION)"
+        module = registration.handler.__module__.removeprefix("strom.")
+        lines.append(f"| {key} | {name} | {versions} | `{module}` |")
+    lines += ["", END]
+    return "\n".join(lines)
+
+
+def config_tables() -> str:
     lines = [
         BEGIN,
         "",
@@ -64,20 +86,27 @@ def generated() -> str:
     return "\n".join(lines)
 
 
-def render(text: str) -> str:
+GENERATORS = {"configuration.md": config_tables, "architecture.md": api_table}
+
+
+def render(text: str, generated: str) -> str:
     start, end = text.index(BEGIN), text.index(END) + len(END)
-    return text[:start] + generated() + text[end:]
+    return text[:start] + generated + text[end:]
 
 
 def main() -> int:
-    current = DOC.read_text()
-    wanted = render(current)
-    if "--check" in sys.argv[1:]:
+    stale = []
+    for name, generate in GENERATORS.items():
+        path = DOCS / name
+        current = path.read_text()
+        wanted = render(current, generate())
         if current != wanted:
-            print(f"{DOC} is out of date: run python tools/gen_config_docs.py", file=sys.stderr)
-            return 1
-        return 0
-    DOC.write_text(wanted)
+            stale.append(path)
+            if "--check" not in sys.argv[1:]:
+                path.write_text(wanted)
+    if stale and "--check" in sys.argv[1:]:
+        print(f"out of date: {', '.join(map(str, stale))}; run python tools/gen_docs.py", file=sys.stderr)
+        return 1
     return 0
 
 
