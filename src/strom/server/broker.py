@@ -49,7 +49,10 @@ class Broker:
         loop = asyncio.get_running_loop()
 
         def factory() -> KafkaConnection:
-            conn = KafkaConnection(ctx, registry, config.socket_request_max_bytes, self._connections.discard)
+            conn = KafkaConnection(
+                ctx, registry, config.socket_request_max_bytes, self._connections.discard,
+                config.connections_max_idle_ms,
+            )
             self._connections.add(conn)
             return conn
 

@@ -48,6 +48,7 @@ class CloseReason(enum.Enum):
     UNKNOWN_API = "unknown API key"
     UNSUPPORTED_VERSION = "unsupported version"
     HANDLER_FAILED = "handler failed"
+    IDLE = "idle for connections.max.idle.ms"
     SHUTDOWN = "broker shutdown"
 
 
@@ -58,6 +59,7 @@ class KafkaConnection(asyncio.Protocol):
         registry: dict[int, Registration],
         max_frame_size: int,
         on_close: Callable[[KafkaConnection], None] = lambda conn: None,
+        max_idle_ms: int = 600_000,
     ) -> None:
         self.ctx = ctx
         self._on_close = on_close
@@ -70,6 +72,13 @@ class KafkaConnection(asyncio.Protocol):
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._paused = False
+        # Set while the transport's buffer is below its high-water mark: the next request is
+        # served only then, so a slow reader cannot pile up fetch responses in memory.
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._max_idle_s = max_idle_ms / 1000
+        self._last_active = 0.0
+        self._idle_timer: asyncio.TimerHandle | None = None
 
     # --- asyncio.Protocol ---------------------------------------------------------------
 
@@ -77,9 +86,29 @@ class KafkaConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
-        self._task = asyncio.get_running_loop().create_task(self._serve())
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._serve())
+        self._last_active = loop.time()
+        if self._max_idle_s > 0:
+            self._idle_timer = loop.call_later(self._max_idle_s, self._check_idle)
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
+    def _check_idle(self) -> None:
+        """connections.max.idle.ms: close a connection that has been silent that long."""
+        loop = asyncio.get_running_loop()
+        idle = loop.time() - self._last_active
+        if idle >= self._max_idle_s and not self.frames:
+            self.close(CloseReason.IDLE)
+        else:
+            self._idle_timer = loop.call_later(max(self._max_idle_s - idle, 0.01), self._check_idle)
 
     def data_received(self, data: bytes) -> None:
+        self._last_active = asyncio.get_running_loop().time()
         try:
             frames = self.decoder.feed(data)
         except RemoteProtocolError as exc:
@@ -97,12 +126,15 @@ class KafkaConnection(asyncio.Protocol):
             self.close_reason = CloseReason.PEER_CLOSED
         if self._task is not None:
             self._task.cancel()
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        self._writable.set()
         self._on_close(self)
 
     def close(self, reason: CloseReason, detail: str = "") -> None:
         if self.close_reason is None:
             self.close_reason = reason
-            if reason not in (CloseReason.PEER_CLOSED, CloseReason.SHUTDOWN):
+            if reason not in (CloseReason.PEER_CLOSED, CloseReason.SHUTDOWN, CloseReason.IDLE):
                 log.warning("closing connection from %s: %s%s", self.peer, reason.value, f" ({detail})" if detail else "")
         if self.transport is not None:
             self.transport.close()
@@ -121,6 +153,9 @@ class KafkaConnection(asyncio.Protocol):
                     self._paused = False
                     self.transport.resume_reading()
                 await self._handle(frame)
+                self._last_active = asyncio.get_running_loop().time()
+                if not self._writable.is_set():
+                    await self._writable.wait()
         except asyncio.CancelledError:
             pass
 
