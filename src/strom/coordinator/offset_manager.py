@@ -1,0 +1,213 @@
+"""Offset operations of a shard (Kafka's OffsetMetadataManager): OffsetCommit, OffsetFetch,
+OffsetDelete and the expiry of offsets and empty groups (offsets.retention.minutes).
+
+Every change is a record: a commit appends OffsetCommit values and a delete or an expiry
+appends tombstones; the OffsetStore changes when the caller replays them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from strom.coordinator.group import (
+    COMPLETING_REBALANCE,
+    DEAD,
+    EMPTY,
+    PREPARING_REBALANCE,
+    STABLE,
+    ClassicGroup,
+)
+from strom.coordinator.offsets import OffsetAndMetadata, expiry_base, is_expired
+from strom.coordinator.records import CoordinatorRecord
+from strom.coordinator.shard import UNKNOWN_GENERATION_ID, UNKNOWN_MEMBER_ID, Result, Shard
+from strom.protocol.errors import ErrorCode
+
+log = logging.getLogger(__name__)
+
+NO_OFFSET: Final = -1  # OffsetFetch answer for a partition without a committed offset
+NO_RETENTION: Final = -1  # OffsetCommit v2-4 retention_time: use the broker's
+EXPIRATION_KEY: Final = ("expire-group-metadata",)
+
+
+@dataclass(frozen=True, slots=True)
+class CommitPartition:
+    partition: int
+    committed_offset: int
+    committed_leader_epoch: int = -1
+    committed_metadata: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CommitRequest:
+    group_id: str
+    topics: tuple[tuple[str, tuple[CommitPartition, ...]], ...]
+    member_id: str = UNKNOWN_MEMBER_ID
+    generation_id: int = UNKNOWN_GENERATION_ID
+    group_instance_id: str | None = None
+    retention_time_ms: int = NO_RETENTION
+    api_version: int = 9
+
+
+class OffsetManager(Shard):
+    """Committed offsets of the shard's groups."""
+
+    # --- OffsetCommit --------------------------------------------------------------------------
+
+    def commit_offsets(self, request: CommitRequest, now_ms: int) -> Result:
+        return self._run(now_ms, lambda: self._commit(request))
+
+    def _commit(self, request: CommitRequest) -> dict[str, Any]:
+        group = self.groups.get(request.group_id)
+        error: int = ErrorCode.NONE
+        if group is None:
+            if request.generation_id < 0:
+                # Not a member of anything (assign() consumers, admin tools): a "simple" group.
+                group = self.groups[request.group_id] = ClassicGroup(request.group_id, self._now)
+            else:
+                # v9+ says so plainly; older clients understand ILLEGAL_GENERATION.
+                error = ErrorCode.GROUP_ID_NOT_FOUND if request.api_version >= 9 else ErrorCode.ILLEGAL_GENERATION
+        else:
+            error = self._validate_commit(group, request)
+        if error:
+            return _commit_response(request.topics, lambda _topic, _p: error)
+        if group is not None and group.is_in(STABLE, PREPARING_REBALANCE) and group.has_member(request.member_id):
+            # A commit keeps a classic member's session alive.
+            self._reschedule_heartbeat(group, group.member(request.member_id))
+        expire = None if request.retention_time_ms == NO_RETENTION else self._now + request.retention_time_ms
+        max_bytes = self.config.offset_metadata_max_bytes
+
+        def commit(topic: str, p: CommitPartition) -> int:
+            metadata = p.committed_metadata or ""
+            if len(metadata) > max_bytes:
+                return ErrorCode.OFFSET_METADATA_TOO_LARGE
+            offset = OffsetAndMetadata(p.committed_offset, p.committed_leader_epoch, metadata, self._now, expire)
+            self._append(CoordinatorRecord.offset_commit(request.group_id, topic, p.partition, offset.to_record()))
+            return ErrorCode.NONE
+
+        return _commit_response(request.topics, commit)
+
+    def _validate_commit(self, group: ClassicGroup, request: CommitRequest) -> int:
+        """Kafka's ClassicGroup.validateOffsetCommit (non-transactional)."""
+        if group.is_in(DEAD):
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE
+        if request.generation_id < 0 and group.is_in(EMPTY):
+            return ErrorCode.NONE  # a simple commit to a group nobody is in
+        if request.generation_id >= 0 or request.member_id or request.group_instance_id is not None:
+            error = group.validate_member(request.member_id, request.group_instance_id)
+            if error:
+                return error
+            if request.generation_id != group.generation_id:
+                return ErrorCode.ILLEGAL_GENERATION
+        elif not group.is_in(EMPTY):
+            # Without member and generation, only an empty group accepts commits.
+            return ErrorCode.UNKNOWN_MEMBER_ID
+        if group.is_in(COMPLETING_REBALANCE):
+            # The member has its new generation but not yet its assignment: let it retry.
+            return ErrorCode.REBALANCE_IN_PROGRESS
+        return ErrorCode.NONE
+
+    # --- OffsetFetch ---------------------------------------------------------------------------
+
+    def fetch_offsets(self, group_id: str, topics: Sequence[tuple[str, Sequence[int]]] | None, now_ms: int) -> Result:
+        """Committed offsets of the given partitions (-1 when none), or of every partition with
+        one (``topics`` None). No transactional offsets exist, so require_stable changes nothing."""
+        return self._run(now_ms, lambda: self._fetch(group_id, topics))
+
+    def _fetch(self, group_id: str, topics: Sequence[tuple[str, Sequence[int]]] | None) -> dict[str, Any]:
+        group = self.groups.get(group_id)
+        known = group is not None and not group.is_in(DEAD)
+        out = []
+        if topics is None:
+            if known:
+                for topic, partitions in self.offsets.group(group_id).items():
+                    out.append({"name": topic, "partitions": [_fetched(p, o) for p, o in partitions.items()]})
+        else:
+            for topic, partitions in topics:
+                stored = self.offsets.group(group_id).get(topic, {}) if known else {}
+                out.append({"name": topic, "partitions": [_fetched(p, stored.get(p)) for p in partitions]})
+        return {"group_id": group_id, "error_code": ErrorCode.NONE, "topics": out}
+
+    # --- OffsetDelete --------------------------------------------------------------------------
+
+    def delete_offsets(self, group_id: str, topics: Sequence[tuple[str, Sequence[int]]], now_ms: int) -> Result:
+        return self._run(now_ms, lambda: self._delete_offsets(group_id, topics))
+
+    def _delete_offsets(self, group_id: str, topics: Sequence[tuple[str, Sequence[int]]]) -> dict[str, Any]:
+        group = self.groups.get(group_id)
+        if group is None or group.is_in(DEAD):
+            return {"error_code": ErrorCode.GROUP_ID_NOT_FOUND, "topics": []}
+        if group.is_in(STABLE, PREPARING_REBALANCE, COMPLETING_REBALANCE) and not group.uses_consumer_protocol():
+            return {"error_code": ErrorCode.NON_EMPTY_GROUP, "topics": []}
+        out = []
+        for topic, partitions in topics:
+            subscribed = group.is_subscribed_to_topic(topic)
+            results = []
+            for p in partitions:
+                if subscribed:
+                    results.append({"partition_index": p, "error_code": ErrorCode.GROUP_SUBSCRIBED_TO_TOPIC})
+                    continue
+                results.append({"partition_index": p, "error_code": ErrorCode.NONE})
+                if self.offsets.get(group_id, topic, p) is not None:
+                    self._append(CoordinatorRecord.offset_commit(group_id, topic, p, None))
+            out.append({"name": topic, "partitions": results})
+        return {"error_code": ErrorCode.NONE, "topics": out}
+
+    # --- offset expiry -------------------------------------------------------------------------
+
+    def _schedule_expiration(self) -> None:
+        self._schedule(EXPIRATION_KEY, self.config.offsets_retention_check_interval_ms, self._expire_group_metadata)
+
+    def _expire_group_metadata(self) -> None:
+        """offsets.retention.minutes: tombstones for expired offsets, and for Empty groups that
+        have none left; then the next check is scheduled."""
+        for group_id, group in list(self.groups.items()):
+            if self._expire_offsets(group_id, group) and group.is_in(EMPTY):
+                log.info("group %s is empty and has no offsets left: deleting it", group_id)
+                self._append(CoordinatorRecord.group_metadata(group_id, None))
+        self._schedule_expiration()
+
+    def _expire_offsets(self, group_id: str, group: ClassicGroup) -> bool:
+        """Tombstones for the group's expired offsets; True when none is left afterwards."""
+        if not self.offsets.has_group(group_id):
+            return True
+        base = expiry_base(group)
+        if base is None:
+            return False
+        all_expired = True
+        retention = self.config.offsets_retention_ms
+        for topic, partitions in self.offsets.group(group_id).items():
+            if group.is_subscribed_to_topic(topic):
+                all_expired = False
+                continue
+            for partition, offset in partitions.items():
+                if is_expired(offset, group, base, self._now, retention):
+                    self._append(CoordinatorRecord.offset_commit(group_id, topic, partition, None))
+                else:
+                    all_expired = False
+        return all_expired
+
+
+def _fetched(partition: int, offset: OffsetAndMetadata | None) -> dict[str, Any]:
+    if offset is None:
+        return {"partition_index": partition, "committed_offset": NO_OFFSET, "committed_leader_epoch": -1, "metadata": "", "error_code": 0}
+    return {
+        "partition_index": partition,
+        "committed_offset": offset.committed_offset,
+        "committed_leader_epoch": offset.leader_epoch,
+        "metadata": offset.metadata,
+        "error_code": 0,
+    }
+
+
+def _commit_response(
+    topics: Sequence[tuple[str, Sequence[CommitPartition]]], result_for: Callable[[str, CommitPartition], int]
+) -> dict[str, Any]:
+    return {
+        "topics": [
+            {"name": topic, "partitions": [{"partition_index": p.partition, "error_code": result_for(topic, p)} for p in partitions]}
+            for topic, partitions in topics
+        ]
+    }

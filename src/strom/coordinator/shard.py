@@ -1,0 +1,245 @@
+"""The plumbing of a group coordinator shard: effects in, Result out, timers, tickets.
+
+A coordinator operation takes ``now_ms`` and returns a ``Result``:
+
+``records``      to append to this shard's ``__consumer_offsets`` partition. The caller appends
+                 them and then calls ``replay`` for each; only replaying changes durable state
+                 (committed offsets; the stored group metadata is what a restart will load).
+``response``     the answer for operations that never wait (Heartbeat, LeaveGroup, commits ...).
+``completions``  answers for parked requests: JoinGroup and SyncGroup park until the rebalance
+                 gets there. A parked request is known by its *ticket*, an int the caller passed
+                 in; ``(ticket, response)`` answers it (possibly the caller's own, at once).
+``deadlines``    timer changes, ``(key, at_ms)`` or ``(key, None)`` to cancel, keyed like Kafka's
+                 CoordinatorTimer; when one falls due the caller calls ``expire(now_ms)``.
+``append_token`` when set, the caller reports how the append went with ``appended(token, error,
+                 now_ms)`` (Kafka's appendFuture callbacks: a SyncGroup assignment becomes
+                 current only once stored).
+
+``Shard`` holds that machinery and the shard's state; the offset operations
+(``offset_manager``) and the classic group protocol (``coordinator``) build on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from strom.coordinator.group import ClassicGroup
+from strom.coordinator.member import EMPTY_ASSIGNMENT, ClassicGroupMember
+from strom.coordinator.offsets import OffsetStore
+from strom.coordinator.records import CoordinatorRecord
+from strom.protocol.errors import ErrorCode
+
+UNKNOWN_MEMBER_ID: Final = ""
+UNKNOWN_GENERATION_ID: Final = -1
+
+TimerKey = tuple[str, ...]
+
+
+class CoordinatorError(Exception):
+    """The coordinator cannot serve a request (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS,
+    or a failed append): ``error_code`` answers the whole request."""
+
+    def __init__(self, error_code: int, message: str = "") -> None:
+        super().__init__(message or ErrorCode(error_code).name)
+        self.error_code = error_code
+
+
+@dataclass(frozen=True, slots=True)
+class GroupConfig:
+    """Kafka's group.* and offsets.* broker settings that the coordinator obeys."""
+
+    min_session_timeout_ms: int = 6000
+    max_session_timeout_ms: int = 1800000
+    initial_rebalance_delay_ms: int = 3000
+    max_size: int = 2**31 - 1
+    new_member_join_timeout_ms: int = 300000  # group.classic.new.member.join.timeout.ms
+    offset_metadata_max_bytes: int = 4096
+    offsets_retention_ms: int = 10080 * 60 * 1000
+    offsets_retention_check_interval_ms: int = 600000
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    records: tuple[CoordinatorRecord, ...] = ()
+    response: Any = None
+    completions: tuple[tuple[int, Any], ...] = ()
+    deadlines: tuple[tuple[TimerKey, int | None], ...] = ()
+    append_token: int | None = None
+
+
+# --- responses ---------------------------------------------------------------------------------
+
+
+def join_response(
+    error: int,
+    member_id: str = UNKNOWN_MEMBER_ID,
+    *,
+    generation_id: int = UNKNOWN_GENERATION_ID,
+    protocol_type: str | None = None,
+    protocol_name: str | None = None,
+    leader: str = "",
+    members: Sequence[dict[str, Any]] = (),
+    skip_assignment: bool = False,
+) -> dict[str, Any]:
+    return {
+        "error_code": error,
+        "generation_id": generation_id,
+        "protocol_type": protocol_type,
+        "protocol_name": protocol_name,
+        "leader": leader,
+        "skip_assignment": skip_assignment,
+        "member_id": member_id,
+        "members": list(members),
+    }
+
+
+def sync_response(
+    error: int, *, protocol_type: str | None = None, protocol_name: str | None = None, assignment: bytes = EMPTY_ASSIGNMENT
+) -> dict[str, Any]:
+    return {"error_code": error, "protocol_type": protocol_type, "protocol_name": protocol_name, "assignment": assignment}
+
+
+@dataclass(slots=True)
+class _Effects:
+    records: list[CoordinatorRecord] = field(default_factory=list)
+    completions: list[tuple[int, Any]] = field(default_factory=list)
+    deadlines: dict[TimerKey, int | None] = field(default_factory=dict)
+    on_append: list[Callable[[int], None]] = field(default_factory=list)
+
+
+def heartbeat_key(group_id: str, member_id: str) -> TimerKey:
+    return ("heartbeat", group_id, member_id)
+
+
+def join_key(group_id: str) -> TimerKey:
+    return ("join", group_id)
+
+
+def sync_key(group_id: str) -> TimerKey:
+    return ("sync", group_id)
+
+
+class Shard:
+    """One shard's state and effect plumbing. Owned by a single caller (the runtime, on the
+    event loop); no operation re-enters another.
+
+    ``groups``: the live groups, changed by the operations (membership) and by replay (loading,
+    tombstones, simple groups created by offset commits). ``offsets``: changed by replay only.
+    ``loading``: True until ``loaded``; while it is, GroupMetadata records rebuild groups.
+    ``_timers``: key -> (deadline, action); the caller learns of every change via ``deadlines``.
+    """
+
+    def __init__(self, config: GroupConfig) -> None:
+        self.config = config
+        self.groups: dict[str, ClassicGroup] = {}
+        self.offsets = OffsetStore()
+        self.loading = True
+        self._timers: dict[TimerKey, tuple[int, Callable[[], None]]] = {}
+        self._append_callbacks: dict[int, list[Callable[[int], None]]] = {}
+        self._next_append_token = 0
+        self._fx: _Effects | None = None
+        self._now = 0
+
+
+    def _run(self, now_ms: int, operation: Callable[[], Any]) -> Result:
+        if self._fx is not None:
+            raise AssertionError("coordinator operations do not nest")
+        self._now = now_ms
+        self._fx = fx = _Effects()
+        try:
+            response = operation()
+        finally:
+            self._fx = None
+        token = None
+        if fx.on_append:
+            token = self._next_append_token
+            self._next_append_token += 1
+            self._append_callbacks[token] = fx.on_append
+        return Result(tuple(fx.records), response, tuple(fx.completions), tuple(fx.deadlines.items()), token)
+
+    @property
+    def _effects(self) -> _Effects:
+        assert self._fx is not None, "outside an operation"
+        return self._fx
+
+    def _append(self, record: CoordinatorRecord, on_append: Callable[[int], None] | None = None) -> None:
+        self._effects.records.append(record)
+        if on_append is not None:
+            self._effects.on_append.append(on_append)
+
+    def _answer(self, ticket: int, response: Any) -> None:
+        self._effects.completions.append((ticket, response))
+
+    def _schedule(self, key: TimerKey, delay_ms: int, action: Callable[[], None]) -> None:
+        at = self._now + max(delay_ms, 0)
+        self._timers[key] = (at, action)
+        self._effects.deadlines[key] = at
+
+    def _cancel(self, key: TimerKey) -> None:
+        if self._timers.pop(key, None) is not None:
+            self._effects.deadlines[key] = None
+
+    def deadline(self, key: TimerKey) -> int | None:
+        timer = self._timers.get(key)
+        return None if timer is None else timer[0]
+
+    def deadlines(self) -> dict[TimerKey, int]:
+        return {key: at for key, (at, _) in self._timers.items()}
+
+    def expire(self, now_ms: int) -> Result:
+        """Run every timer due at ``now_ms``, earliest first (a timer may schedule others)."""
+
+        def run() -> None:
+            while True:
+                due = [(at, key) for key, (at, _) in self._timers.items() if at <= now_ms]
+                if not due:
+                    return
+                _, key = min(due)
+                _, action = self._timers.pop(key)
+                self._effects.deadlines[key] = None
+                action()
+
+        return self._run(now_ms, run)
+
+    def appended(self, token: int, error: int, now_ms: int) -> Result:
+        """How the append of a Result with ``append_token`` went (error 0: stored and replayed)."""
+        callbacks = self._append_callbacks.pop(token, [])
+
+        def run() -> None:
+            for callback in callbacks:
+                callback(error)
+
+        return self._run(now_ms, run)
+
+    def _complete_join(self, member: ClassicGroupMember, response: dict[str, Any]) -> bool:
+        if member.join_ticket is None:
+            return False
+        self._answer(member.join_ticket, response)
+        member.join_ticket = None
+        return True
+
+    def _complete_sync(self, member: ClassicGroupMember, response: dict[str, Any]) -> bool:
+        if member.sync_ticket is None:
+            return False
+        self._answer(member.sync_ticket, response)
+        member.sync_ticket = None
+        return True
+
+    def _reschedule_heartbeat(self, group: ClassicGroup, member: ClassicGroupMember, timeout_ms: int | None = None) -> None:
+        raise NotImplementedError  # the classic group protocol's (GroupCoordinator)
+
+
+def append_error(error: int) -> int:
+    """Kafka's appendGroupMetadataErrorToResponseError: what a member is told when storing
+    group metadata failed."""
+    if error in (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, ErrorCode.NOT_ENOUGH_REPLICAS, ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND):
+        return ErrorCode.COORDINATOR_NOT_AVAILABLE
+    if error in (ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.KAFKA_STORAGE_ERROR):
+        return ErrorCode.NOT_COORDINATOR
+    if error == ErrorCode.REQUEST_TIMED_OUT:
+        return ErrorCode.REBALANCE_IN_PROGRESS
+    if error in (ErrorCode.MESSAGE_TOO_LARGE, ErrorCode.RECORD_LIST_TOO_LARGE, ErrorCode.INVALID_FETCH_SIZE):
+        return ErrorCode.UNKNOWN_SERVER_ERROR
+    return error
