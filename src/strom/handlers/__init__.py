@@ -14,6 +14,8 @@ _MODULES = (
     "configs",
     "records",
     "cluster",
+    "groups",
+    "offsets",
 )
 
 

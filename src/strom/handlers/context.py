@@ -1,8 +1,9 @@
 """What handlers may use: the broker's components, and the operations that span them.
 
 The server builds one BrokerContext and passes it to every handler. Handlers never touch
-sockets; they await only the methods here (the fetch long-poll wait). Tests build a context
-over a temporary directory without any listener.
+sockets; they await only the methods here (the fetch long-poll wait) and the group
+coordinator runtime's ``call``. Tests build a context over a temporary directory without any
+listener.
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
+from strom.coordinator.coordinator import GroupCoordinator
+from strom.coordinator.shard import Result
 from strom.log.config import LogConfig
 from strom.log.manager import LogManager
 from strom.log.partition import PartitionLog
@@ -58,6 +62,36 @@ class AppendNotifier:
             return False
 
 
+T = TypeVar("T")
+
+# A coordinator operation: (coordinator shard, now_ms, ticket) -> Result.
+GroupOperation = Callable[[GroupCoordinator, int, int], Result]
+
+
+class GroupRuntime(Protocol):
+    """The group coordinator as handlers see it (server.coordinator_runtime implements it).
+
+    ``call`` and ``read`` raise strom.coordinator.shard.CoordinatorError with NOT_COORDINATOR,
+    COORDINATOR_LOAD_IN_PROGRESS or a failed append's error, which answers the whole request."""
+
+    def ensure_offsets_topic(self) -> None:
+        """Create __consumer_offsets if it does not exist yet (Kafka: on first FindCoordinator)."""
+        ...
+
+    async def call(self, group_id: str, operation: GroupOperation) -> Any:
+        """Run an operation on the group's shard; returns its response once any records are
+        stored, or, for a parked JoinGroup / SyncGroup, once the rebalance answers it."""
+        ...
+
+    def read(self, group_id: str, read: Callable[[GroupCoordinator], T]) -> T:
+        """Read the group's shard without changing it."""
+        ...
+
+    def read_all(self, read: Callable[[GroupCoordinator], T]) -> tuple[int, list[T]]:
+        """Read every loaded shard; the error is COORDINATOR_LOAD_IN_PROGRESS if any loads."""
+        ...
+
+
 @dataclass
 class BrokerContext:
     config: BrokerConfig
@@ -67,6 +101,8 @@ class BrokerContext:
     appends: AppendNotifier = field(default_factory=AppendNotifier)
     # Fetch sessions (KIP-227) live as long as the broker; owned by handlers.fetch.
     fetch_sessions: object | None = None
+    # The group coordinator runtime; set by the server (None: group APIs answer NOT_COORDINATOR).
+    groups: GroupRuntime | None = None
 
     @property
     def cluster_id(self) -> str:

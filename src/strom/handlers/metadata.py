@@ -5,6 +5,8 @@ empty list means none (v1+). Unknown topics are created when both the request
 (allow_auto_topic_creation, v4+; always true before) and the broker
 (auto.create.topics.enable) allow it, with num.partitions and the broker's default configs;
 creation is synchronous on a single node, so the first answer already has the partitions.
+Internal topics (__consumer_offsets, __transaction_state) are left out of "every topic" answers
+and are never auto-created (nor is any "__" name): a client sees them only by naming them.
 Not done: authorized operations are reported as "not requested" (no ACLs yet).
 """
 
@@ -65,7 +67,11 @@ def _topic_by_id(ctx: BrokerContext, topic_id: uuid.UUID) -> TopicMetadata | Non
 
 
 def auto_create(ctx: BrokerContext, name: str) -> int:
-    """Create a topic with the broker's defaults; returns an error code."""
+    """Create a topic with the broker's defaults; returns an error code. Names starting with
+    "__" are reserved for internal topics, which their coordinators create with their own
+    settings (__consumer_offsets on the first FindCoordinator), so they are never auto-created."""
+    if name.startswith("__"):
+        return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
     try:
         validate_topic_name(name)
     except ConfigError as exc:
@@ -82,7 +88,8 @@ async def metadata(ctx: BrokerContext, request: Request) -> dict[str, Any]:
     )
     topics: list[dict[str, Any]] = []
     if body.topics is None or (request.version == 0 and not body.topics):
-        topics = [topic_entry(ctx, t) for t in ctx.metadata.topics().values()]
+        # Internal topics (__consumer_offsets) are only listed when asked for by name.
+        topics = [topic_entry(ctx, t) for t in ctx.metadata.topics().values() if not t.internal]
     else:
         for wanted in body.topics:
             name = wanted.name

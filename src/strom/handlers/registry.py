@@ -23,6 +23,7 @@ HandlerResult = "dict[str, Any] | RawResponse | None"
 class Request:
     header: RequestHeader
     body: Any  # the decoded request entity (kio dataclass); field names are Kafka's, snake_case
+    client_host: str = ""  # the peer's IP address (group members are described with it)
 
     @property
     def version(self) -> int:

@@ -295,6 +295,8 @@ _BROKER_DEFS = (
        "How long committed offsets of an empty group are kept.", at_least(1)),
     _b("offsets.retention.check.interval.ms", "long", "600000",
        "How often expired offsets are removed.", at_least(1)),
+    _b("offset.metadata.max.bytes", "int", "4096",
+       "Largest metadata string an offset commit may carry.", at_least(0)),
     _b("group.initial.rebalance.delay.ms", "int", "3000",
        "Wait before the first rebalance of a new group."),
     _b("group.min.session.timeout.ms", "int", "6000", "Smallest session timeout allowed."),

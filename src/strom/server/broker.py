@@ -1,5 +1,7 @@
-"""The composition root: config, metadata, logs, handlers and the listener, plus the
-background tasks (retention, flush.ms, checkpoints, compaction) and clean shutdown.
+"""The composition root: config, metadata, logs, the group coordinator runtime, handlers and
+the listener, plus the background tasks (retention, flush.ms, checkpoints, compaction) and
+clean shutdown. The group coordinator loads __consumer_offsets in the background once the
+listener serves (requests for a loading partition get COORDINATOR_LOAD_IN_PROGRESS).
 
 ``Broker.start()`` returns once the port is open; ``Broker.stop()`` closes the listener and
 connections, flushes every log and writes the clean-shutdown marker.
@@ -22,6 +24,7 @@ from strom.log.manager import LogManager
 from strom.metadata.broker_config import BrokerConfig
 from strom.metadata.store import LocalMetadataStore
 from strom.server.connection import CloseReason, KafkaConnection
+from strom.server.coordinator_runtime import GroupCoordinatorRuntime, group_config
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,7 @@ class Broker:
         self._server: asyncio.base_events.Server | None = None
         self._connections: set[KafkaConnection] = set()
         self._tasks: list[asyncio.Task[None]] = []
+        self._groups: GroupCoordinatorRuntime | None = None
         self.port: int = config.listen_port
 
     async def start(self) -> None:
@@ -71,6 +75,8 @@ class Broker:
         for topic, p in ctx.topic_partitions():
             if logs.get(topic.name, p) is None:
                 logs.create(topic.name, p, ctx.log_config(topic.configs), self._now_ms())
+        self._groups = ctx.groups = GroupCoordinatorRuntime(ctx, group_config(config))
+        self._groups.start()
         await self._server.start_serving()
         self.port = self._server.sockets[0].getsockname()[1]
         ctx.node = Node(
@@ -103,6 +109,9 @@ class Broker:
         for conn in list(self._connections):
             conn.close(CloseReason.SHUTDOWN)
         self._connections.clear()
+        if self._groups is not None:
+            await self._groups.stop()
+            self._groups = None
         if self.ctx is not None:
             await asyncio.to_thread(self.ctx.logs.close)
             self.ctx = None

@@ -68,6 +68,7 @@ class KafkaConnection(asyncio.Protocol):
         self.frames: deque[bytes] = deque()
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
+        self.peer_host = ""
         self.close_reason: CloseReason | None = None
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -86,6 +87,7 @@ class KafkaConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.peer_host = str(peer[0]) if peer else ""
         loop = asyncio.get_running_loop()
         self._task = loop.create_task(self._serve())
         self._last_active = loop.time()
@@ -192,7 +194,7 @@ class KafkaConnection(asyncio.Protocol):
             self.close(CloseReason.MALFORMED, f"api_key={key} version={version}: {exc}")
             return
         try:
-            result = await registration.handler(self.ctx, Request(header, request))
+            result = await registration.handler(self.ctx, Request(header, request, self.peer_host))
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -1,0 +1,226 @@
+"""Committed offsets: OffsetCommit (key 8) 2-10, OffsetFetch (key 9) 1-10, OffsetDelete
+(key 47) 0.
+
+Offsets live in __consumer_offsets as OffsetCommit records (strom.coordinator.records); the
+group's coordinator shard validates the commit (member, generation, static member fencing,
+offset.metadata.max.bytes) and the runtime stores and replays the records before answering.
+Partitions of unknown topics, or beyond a topic's partition count, are answered here with
+UNKNOWN_TOPIC_OR_PARTITION (v10: unknown topic ids with UNKNOWN_TOPIC_ID) and never reach
+the coordinator.
+
+Per version:
+- OffsetCommit v2-4 carry retention_time (an expire timestamp per offset, KIP-211 removed it
+  in v5); v6+ the leader epoch; v7+ group.instance.id; v9+ answers GROUP_ID_NOT_FOUND for a
+  generation-carrying commit to an unknown group (ILLEGAL_GENERATION before); v10 names topics
+  by id.
+- OffsetFetch v1 answers errors per partition; v2+ adds a top-level error and a null topic list
+  meaning every committed partition; v5+ leader epochs; v7+ require_stable (no transactional
+  offsets are pending yet, so it changes nothing); v8+ several groups (group-level errors);
+  v9's member id / epoch are for KIP-848 groups and ignored for classic ones, as Kafka does;
+  v10 names topics by id (topics that no longer exist are left out of "all" answers).
+- OffsetDelete refuses groups with members unless they are consumer groups that do not
+  subscribe to the topic (GROUP_SUBSCRIBED_TO_TOPIC, NON_EMPTY_GROUP).
+Not done: authorization (TOPIC_/GROUP_AUTHORIZATION_FAILED), transactional offsets.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from strom.coordinator.offset_manager import CommitPartition, CommitRequest
+from strom.coordinator.shard import CoordinatorError
+from strom.handlers.context import BrokerContext
+from strom.handlers.groups import call, milliseconds
+from strom.handlers.registry import Request, handles
+from strom.protocol.api import ApiKey
+from strom.protocol.errors import ErrorCode
+
+
+def _partitions_exist(ctx: BrokerContext, topic: str | None, partitions: list[int]) -> list[bool]:
+    metadata = ctx.metadata.topic(topic) if topic is not None else None
+    count = metadata.partitions if metadata is not None else 0
+    return [0 <= p < count for p in partitions]
+
+
+def _topic_id(ctx: BrokerContext, name: str) -> uuid.UUID | None:
+    topic = ctx.metadata.topic(name)
+    return topic.topic_id if topic is not None else None
+
+
+# --- OffsetCommit -----------------------------------------------------------------------------
+
+
+def _commit_error_response(topics: Any, error: int, ids: bool) -> dict[str, Any]:
+    return {
+        "throttle_time": 0,
+        "topics": [
+            {
+                "name": None if ids else topic.name,
+                "topic_id": topic.topic_id if ids else None,
+                "partitions": [{"partition_index": p.partition_index, "error_code": error} for p in topic.partitions],
+            }
+            for topic in topics
+        ],
+    }
+
+
+@handles(ApiKey.OFFSET_COMMIT, 2, 10)
+async def offset_commit(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+    body = request.body
+    version = request.version
+    by_id = version >= 10
+    if not body.group_id:
+        return _commit_error_response(body.topics, ErrorCode.INVALID_GROUP_ID, by_id)
+    # Partition results in request order: errors known here, or None for the coordinator's.
+    answers: list[tuple[Any, str | None, list[tuple[int, int | None]]]] = []
+    valid: list[tuple[str, tuple[CommitPartition, ...]]] = []
+    for topic in body.topics:
+        name = ctx.topic_name(topic.topic_id) if by_id else topic.name
+        indexes = [p.partition_index for p in topic.partitions]
+        if name is None:
+            answers.append((topic, name, [(i, ErrorCode.UNKNOWN_TOPIC_ID) for i in indexes]))
+            continue
+        exists = _partitions_exist(ctx, name, indexes)
+        answers.append((topic, name, [(i, None if ok else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION) for i, ok in zip(indexes, exists, strict=True)]))
+        committed = tuple(
+            CommitPartition(
+                p.partition_index,
+                p.committed_offset,
+                getattr(p, "committed_leader_epoch", -1),
+                p.committed_metadata,
+            )
+            for p, ok in zip(topic.partitions, exists, strict=True)
+            if ok
+        )
+        if committed:
+            valid.append((name, committed))
+    results: dict[tuple[str, int], int] = {}
+    if valid:
+        commit = CommitRequest(
+            group_id=body.group_id,
+            topics=tuple(valid),
+            member_id=body.member_id,
+            generation_id=body.generation_id_or_member_epoch,
+            group_instance_id=getattr(body, "group_instance_id", None),
+            retention_time_ms=milliseconds(body.retention_time) if version <= 4 else -1,
+            api_version=version,
+        )
+        try:
+            response = await call(ctx, commit.group_id, lambda c, now, _ticket: c.commit_offsets(commit, now))
+            for topic_result in response["topics"]:
+                for p in topic_result["partitions"]:
+                    results[(topic_result["name"], p["partition_index"])] = p["error_code"]
+        except CoordinatorError as exc:
+            results = {(name, p.partition): exc.error_code for name, partitions in valid for p in partitions}
+    return {
+        "throttle_time": 0,
+        "topics": [
+            {
+                "name": None if by_id else topic.name,
+                "topic_id": topic.topic_id if by_id else None,
+                "partitions": [
+                    {"partition_index": i, "error_code": error if error is not None else results[(name, i)]}  # type: ignore[index]
+                    for i, error in partitions
+                ],
+            }
+            for topic, name, partitions in answers
+        ],
+    }
+
+
+# --- OffsetFetch ------------------------------------------------------------------------------
+
+
+async def _fetch_group(ctx: BrokerContext, version: int, group_id: str, topics: Any) -> dict[str, Any]:
+    """One group's answer in the v8+ shape (v10: topics named by id, in the request's order)."""
+    by_id = version >= 10
+    wanted: list[tuple[str, list[int]]] | None = None
+    names: list[str | None] = []
+    if topics is not None:
+        names = [ctx.topic_name(t.topic_id) if by_id else t.name for t in topics]
+        wanted = [(name, list(t.partition_indexes)) for name, t in zip(names, topics, strict=True) if name is not None]
+    if not group_id:
+        return {"group_id": group_id, "error_code": ErrorCode.INVALID_GROUP_ID, "topics": []}
+    try:
+        response = await call(ctx, group_id, lambda c, now, _ticket: c.fetch_offsets(group_id, wanted, now))
+    except CoordinatorError as exc:
+        return {"group_id": group_id, "error_code": exc.error_code, "topics": []}
+    if not by_id:
+        return response
+    found = iter(response["topics"])
+    resolved = []
+    if topics is None:
+        for topic in found:  # every committed topic that still exists, by id
+            topic_id = _topic_id(ctx, topic["name"])
+            if topic_id is not None:
+                resolved.append({**topic, "topic_id": topic_id})
+    else:
+        for name, topic in zip(names, topics, strict=True):
+            if name is None:
+                resolved.append({"topic_id": topic.topic_id, "partitions": [
+                    {"partition_index": p, "committed_offset": -1, "committed_leader_epoch": -1, "metadata": "",
+                     "error_code": ErrorCode.UNKNOWN_TOPIC_ID}
+                    for p in topic.partition_indexes
+                ]})
+            else:
+                resolved.append({**next(found), "topic_id": topic.topic_id})
+    return {**response, "topics": resolved}
+
+
+@handles(ApiKey.OFFSET_FETCH, 1, 10)
+async def offset_fetch(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+    body = request.body
+    version = request.version
+    if version >= 8:
+        groups = [await _fetch_group(ctx, version, g.group_id, g.topics) for g in body.groups]
+        return {"throttle_time": 0, "groups": groups}
+    group = await _fetch_group(ctx, version, body.group_id, body.topics)
+    error = group["error_code"]
+    if error and version < 2:
+        # v1 has no top-level error: each partition asked for carries it.
+        return {
+            "topics": [
+                {"name": t.name, "partitions": [{"partition_index": p, "committed_offset": -1, "metadata": "", "error_code": error} for p in t.partition_indexes]}
+                for t in body.topics
+            ]
+        }
+    return {"throttle_time": 0, "topics": group["topics"], "error_code": error}
+
+
+# --- OffsetDelete -----------------------------------------------------------------------------
+
+
+@handles(ApiKey.OFFSET_DELETE, 0, 0)
+async def offset_delete(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+    body = request.body
+    group_id = body.group_id
+    if not group_id:
+        return {"throttle_time": 0, "error_code": ErrorCode.INVALID_GROUP_ID, "topics": []}
+    answers: list[tuple[str, list[tuple[int, int | None]]]] = []
+    valid: list[tuple[str, list[int]]] = []
+    for topic in body.topics:
+        indexes = [p.partition_index for p in topic.partitions]
+        exists = _partitions_exist(ctx, topic.name, indexes)
+        answers.append((topic.name, [(i, None if ok else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION) for i, ok in zip(indexes, exists, strict=True)]))
+        known = [i for i, ok in zip(indexes, exists, strict=True) if ok]
+        if known:
+            valid.append((topic.name, known))
+    operation: Callable[..., Any] = lambda c, now, _ticket: c.delete_offsets(group_id, valid, now)  # noqa: E731
+    try:
+        response = await call(ctx, group_id, operation)
+    except CoordinatorError as exc:
+        return {"throttle_time": 0, "error_code": exc.error_code, "topics": []}
+    if response["error_code"]:
+        return {"throttle_time": 0, "error_code": response["error_code"], "topics": []}
+    results = {(t["name"], p["partition_index"]): p["error_code"] for t in response["topics"] for p in t["partitions"]}
+    return {
+        "throttle_time": 0,
+        "error_code": ErrorCode.NONE,
+        "topics": [
+            {"name": name, "partitions": [{"partition_index": i, "error_code": e if e is not None else results[(name, i)]} for i, e in partitions]}
+            for name, partitions in answers
+        ],
+    }
+
