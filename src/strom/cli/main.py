@@ -1,20 +1,28 @@
-"""The ``strom`` command. ``strom serve`` runs a broker; client commands come later."""
+"""The ``strom`` command: ``strom serve`` runs a broker; the client commands (topic, produce,
+consume, group, cluster) talk to any Kafka-compatible broker through confluent-kafka and live
+in their own modules, which import confluent_kafka only when they run."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 
 import click
 
-from strom.metadata.broker_config import BrokerConfigError, load_broker_config
+from strom.cli.cluster import cluster
+from strom.cli.consume import consume
+from strom.cli.group import group
+from strom.cli.output import JSON, output_option, print_json, print_table
+from strom.cli.produce import produce
+from strom.cli.topic import topic
 
 
 def _run(config) -> None:  # noqa: ANN001 - BrokerConfig
+    import asyncio
+    import signal
+
     from strom.server.broker import Broker
 
     try:
@@ -39,9 +47,43 @@ def _run(config) -> None:  # noqa: ANN001 - BrokerConfig
         asyncio.run(main())
 
 
-@click.group()
+def effective_config(
+    config_file: Path | None, env: dict[str, str], overrides: dict[str, str]
+) -> list[dict[str, str | None]]:
+    """Every broker config by Kafka name with its effective value and where it came from
+    (flag > env > file > default, the order load_broker_config merges them in)."""
+    from strom.metadata.broker_config import ENV_NAMES, load_broker_config
+    from strom.metadata.configs import BROKER_CONFIGS
+
+    config = load_broker_config(config_file, env, overrides)  # validates everything
+    from_file = load_broker_config(config_file, {}, {}).values if config_file is not None else {}
+    env_vars = {ENV_NAMES[var]: var for var in env if var in ENV_NAMES}
+    rows: list[dict[str, str | None]] = []
+    for name, defn in sorted(BROKER_CONFIGS.items()):
+        if name in overrides:
+            source, origin = "flag", None
+        elif name in env_vars:
+            source, origin = "env", env_vars[name]
+        elif name in from_file:
+            source, origin = "file", str(config_file)
+        else:
+            source, origin = "default", None
+        value = config.values.get(name, defn.default)
+        if defn.sensitive and value is not None:
+            value = "(sensitive)"
+        rows.append({"name": name, "value": value, "source": source, "origin": origin})
+    return rows
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="strom", prog_name="strom")
 def cli() -> None:
-    """strom: a Kafka-protocol event streaming broker."""
+    """strom: a Kafka-protocol event streaming broker, and a client for any Kafka cluster.
+
+    \b
+    Client commands find the cluster through -b/--brokers, else STROM_BROKERS,
+    else 127.0.0.1:9092; every one of them takes --output json for scripts.
+    """
 
 
 @cli.command()
@@ -52,9 +94,17 @@ def cli() -> None:
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="A strom.toml file with Kafka-named settings")
 @click.option("--set", "-o", "settings", multiple=True, metavar="KEY=VALUE", help="Any Kafka-named setting, e.g. -o num.partitions=3")
 @click.option("--log-level", default="INFO", show_default=True, type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
-def serve(data_dir, listen, advertise, node_id, config_file, settings, log_level) -> None:  # noqa: ANN001
-    """Run a broker (single node by default: node 0, data in ./data, port 9092)."""
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+@click.option("--print-config", is_flag=True, help="Print the effective config (value and source of each setting) and exit.")
+@output_option
+def serve(data_dir, listen, advertise, node_id, config_file, settings, log_level, print_config, output) -> None:  # noqa: ANN001
+    """Run a broker (single node by default: node 0, data in ./data, port 9092).
+
+    Settings come from --config (a TOML file of Kafka names), then STROM_<NAME>
+    environment variables (STROM_NUM_PARTITIONS=3), then flags; later ones win.
+    """
+    # Imported here so that the client commands and --help start without the broker's modules.
+    from strom.metadata.broker_config import BrokerConfigError, load_broker_config
+
     overrides: dict[str, str] = {}
     for item in settings:
         key, sep, value = item.partition("=")
@@ -69,14 +119,31 @@ def serve(data_dir, listen, advertise, node_id, config_file, settings, log_level
         overrides["advertised.listeners"] = f"PLAINTEXT://{advertise}"
     if node_id is not None:
         overrides["node.id"] = str(node_id)
+    if print_config:
+        try:
+            rows = effective_config(config_file, dict(os.environ), overrides)
+        except BrokerConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+        if output == JSON:
+            print_json({r["name"]: {"value": r["value"], "source": r["source"], "origin": r["origin"]} for r in rows})
+        else:
+            print_table(["NAME", "VALUE", "SOURCE"],
+                        [(r["name"], r["value"], r["source"] + (f" ({r['origin']})" if r["origin"] else ""))
+                         for r in rows])
+        return
     try:
         config = load_broker_config(config_file, os.environ, overrides)
     except BrokerConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         _run(config)
     except OSError as exc:
         raise click.ClickException(f"cannot start the broker: {exc}") from None
+
+
+for command in (topic, produce, consume, group, cluster):
+    cli.add_command(command)
 
 
 def main() -> None:
