@@ -1,7 +1,7 @@
 """Idempotent producers: retries after broken connections write every record exactly once.
 
 A small TCP proxy sits between the clients and the broker (the broker advertises the proxy's
-address, so every connection goes through it). At random moments it swallows the broker's
+address, so every connection goes through it). Now and then it swallows the broker's
 next response and cuts that connection: the broker has appended the batch, the client never
 hears so and sends it again. Without idempotence that duplicates records (checked below).
 """
@@ -9,7 +9,6 @@ hears so and sends it again. Without idempotence that duplicates records (checke
 from __future__ import annotations
 
 import contextlib
-import random
 import socket
 import threading
 import time
@@ -26,16 +25,18 @@ pytestmark = pytest.mark.timeout(180)
 
 
 class DroppingProxy:
-    """Forwards 127.0.0.1:port to the broker. ``cut_next_response()`` makes the next chunk the
-    broker sends vanish along with its connection."""
+    """Forwards 127.0.0.1:port to the broker. Every ``cut_every``-th chunk the broker sends
+    (up to ``max_cuts``) vanishes along with its connection."""
 
-    def __init__(self, port: int, target_port: int) -> None:
+    def __init__(self, port: int, target_port: int, cut_every: int = 8, max_cuts: int = 12) -> None:
+        self.cut_every = cut_every
+        self.max_cuts = max_cuts
+        self._chunks = 0
         self.target_port = target_port
         self.port = port
         self._listener = socket.create_server(("127.0.0.1", self.port))
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
-        self._cut = threading.Event()
         self.drops = 0
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -58,9 +59,7 @@ class DroppingProxy:
     def _pipe(self, source: socket.socket, sink: socket.socket, from_broker: bool) -> None:
         try:
             while data := source.recv(65536):
-                if from_broker and self._cut.is_set():
-                    self._cut.clear()
-                    self.drops += 1
+                if from_broker and self._should_cut():
                     break  # the response is lost with the connection
                 sink.sendall(data)
         except OSError:
@@ -70,8 +69,13 @@ class DroppingProxy:
                 with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
 
-    def cut_next_response(self) -> None:
-        self._cut.set()
+    def _should_cut(self) -> bool:
+        with self._lock:
+            self._chunks += 1
+            if self.drops < self.max_cuts and self._chunks % self.cut_every == 0:
+                self.drops += 1
+                return True
+            return False
 
     def close(self) -> None:
         self._listener.close()
@@ -100,14 +104,6 @@ def test_confluent_idempotent_producer_survives_dropped_connections(proxied, uni
                                "message.timeout.ms": 60000, "retry.backoff.ms": 20,
                                "reconnect.backoff.ms": 10, "reconnect.backoff.max.ms": 100})
     log = DeliveryLog()
-    stop = threading.Event()
-    rng = random.Random(7)
-
-    def chaos() -> None:
-        while not stop.wait(rng.uniform(0.2, 0.5)):
-            proxy.cut_next_response()
-
-    threading.Thread(target=chaos, daemon=True).start()
     total = 20_000
     for i in range(total):
         while True:
@@ -119,7 +115,6 @@ def test_confluent_idempotent_producer_survives_dropped_connections(proxied, uni
         if i % 200 == 0:
             p.poll(0)
             time.sleep(0.03)  # spread the sends over a few seconds, so the drops hit them
-    stop.set()
     assert p.flush(60) == 0
     assert proxy.drops >= 5, f"the proxy cut only {proxy.drops} responses"
     assert not log.errors, f"{len(log.errors)} delivery errors, e.g. {log.errors[0].error}"

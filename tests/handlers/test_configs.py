@@ -4,22 +4,19 @@ and decode at the version asked."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from strom.handlers.context import BrokerContext, Node
-from strom.handlers.registry import Request, registrations
-from strom.log.manager import LogManager
-from strom.metadata.broker_config import BrokerConfig
+from strom.handlers.context import BrokerContext
+from strom.handlers.registry import registrations
 from strom.metadata.configs import ConfigSource, ConfigType
 from strom.metadata.store import LocalMetadataStore
 from strom.protocol.api import ApiKey
-from strom.protocol.codec import decode_request, decode_response, encode_request, encode_response
 from strom.protocol.errors import ErrorCode
-from strom.protocol.framing import RequestHeader
+
+from .harness import call, make_ctx
 
 TOPIC, BROKER, BROKER_LOGGER = 2, 4, 8
 SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
@@ -31,22 +28,9 @@ INCREMENTAL_VERSIONS = range(0, 2)
 
 @pytest.fixture
 def ctx(tmp_path: Path) -> BrokerContext:
-    logs = LogManager(tmp_path)
-    md = LocalMetadataStore(tmp_path)
-    context = BrokerContext(
-        config=BrokerConfig(data_dir=tmp_path), metadata=md, logs=logs, node=Node(0, "127.0.0.1", 9092)
-    )
+    context = make_ctx(tmp_path)
     context.create_topic("t", 2, {"segment.bytes": "1048576"})
     return context
-
-
-def call(ctx: BrokerContext, key: int, version: int, body: dict[str, Any]) -> Any:
-    """Run the handler on an encoded-then-decoded request; return the decoded response."""
-    request = Request(
-        RequestHeader(key, version, 7, "test"), decode_request(key, version, encode_request(key, version, body))
-    )
-    result = asyncio.run(registrations()[key].handler(ctx, request))
-    return decode_response(key, version, encode_response(key, version, result))
 
 
 def describe(

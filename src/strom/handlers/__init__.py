@@ -21,8 +21,4 @@ _MODULES = (
 
 def load_all() -> None:
     for name in _MODULES:
-        try:
-            importlib.import_module(f"strom.handlers.{name}")
-        except ModuleNotFoundError as exc:  # a family not written yet
-            if exc.name != f"strom.handlers.{name}":
-                raise
+        importlib.import_module(f"strom.handlers.{name}")

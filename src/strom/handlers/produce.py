@@ -24,6 +24,7 @@ from strom.handlers.context import BrokerContext
 from strom.handlers.registry import Request, handles
 from strom.log.producer_state import ProducerStateError
 from strom.log.validator import validate_append
+from strom.metadata.store import INTERNAL_TOPICS
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
 from strom.protocol.records import InvalidRecords
@@ -46,6 +47,8 @@ def _append(ctx: BrokerContext, topic: str, index: int, records: Any, now_ms: in
     log_ = ctx.partition_log(topic, index)
     if log_ is None:
         return _partition_result(index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+    if topic in INTERNAL_TOPICS:  # only the coordinators write there, as in Kafka
+        return _partition_result(index, ErrorCode.INVALID_TOPIC_EXCEPTION, f"Cannot append to internal topic {topic}")
     if not records:
         return _partition_result(index, ErrorCode.INVALID_RECORD, "No records in the request")
     try:
