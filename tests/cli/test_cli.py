@@ -22,14 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from strom.handlers.registry import registrations
 from strom.protocol.api import ApiKey
 
 pytestmark = pytest.mark.timeout(60)
 
 REPO_SRC = str(Path(__file__).resolve().parents[2] / "src")
-GROUPS_SUPPORTED = ApiKey.FIND_COORDINATOR in registrations()
-needs_groups = pytest.mark.skipif(not GROUPS_SUPPORTED, reason="the broker does not offer FindCoordinator yet")
 
 
 def _env(brokers: str | None, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -77,8 +74,6 @@ def closed_port() -> int:
 def group_broker():
     """A broker for the consumer-group tests: ``strom serve`` like the others, but with
     group.initial.rebalance.delay.ms=0 so that a first member joins at once, not after 3 s."""
-    if not GROUPS_SUPPORTED:
-        pytest.skip("the broker does not offer FindCoordinator yet")
     from strom import Broker
 
     with Broker(subprocess=True, config={"group.initial.rebalance.delay.ms": 0}) as b:
@@ -503,13 +498,59 @@ def test_print_config_precedence(tmp_path):
 # --- consumer groups ------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(GROUPS_SUPPORTED, reason="the broker offers consumer groups")
-def test_group_commands_say_groups_are_unsupported(run, unique_topic):
-    name = unique_topic()
-    create(run, name)
-    for args in (("group", "list"), ("group", "describe", "g"), ("group", "delete", "g"),
-                 ("group", "reset-offsets", "g", "--all-topics", "--to-earliest"), ("consume", name, "-g", "g")):
-        assert "does not support consumer groups" in failed(run(*args)), args
+class GrouplessBroker:
+    """A fake Kafka broker that answers ApiVersions and Metadata only (no consumer groups),
+    built on strom's own codec, for the CLI's "groups are not supported" path."""
+
+    OFFERED = {ApiKey.API_VERSIONS: (0, 3), ApiKey.METADATA: (0, 12)}
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        from strom.protocol.codec import decode_request, encode_response
+        from strom.protocol.framing import encode_response_frame, parse_request_header
+
+        with conn:
+            while head := conn.recv(4, socket.MSG_WAITALL):
+                frame = conn.recv(int.from_bytes(head, "big"), socket.MSG_WAITALL)
+                header, offset = parse_request_header(frame)
+                key, version = header.api_key, header.api_version
+                if key == ApiKey.API_VERSIONS:
+                    body = {"api_keys": [{"api_key": k, "min_version": lo, "max_version": hi}
+                                         for k, (lo, hi) in self.OFFERED.items()]}
+                elif key == ApiKey.METADATA:
+                    decode_request(key, version, memoryview(frame)[offset:])
+                    body = {"brokers": [{"node_id": 0, "host": "127.0.0.1", "port": self.port}],
+                            "cluster_id": "groupless", "controller_id": 0, "topics": []}
+                else:
+                    return
+                conn.sendall(encode_response_frame(key, version, header.correlation_id,
+                                                   encode_response(key, version, body)))
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_group_commands_say_groups_are_unsupported():
+    fake = GrouplessBroker()
+    try:
+        for args in (("group", "list"), ("group", "describe", "g"), ("group", "delete", "g"),
+                     ("group", "reset-offsets", "g", "--all-topics", "--to-earliest")):
+            proc = strom(*args, brokers=f"127.0.0.1:{fake.port}")
+            assert "does not support consumer groups" in failed(proc), args
+    finally:
+        fake.close()
 
 
 def _wait_for_members(run, group: str, count: int, timeout: float = 20) -> dict:
@@ -522,7 +563,6 @@ def _wait_for_members(run, group: str, count: int, timeout: float = 20) -> dict:
         time.sleep(0.3)
 
 
-@needs_groups
 def test_group_consume_describe_reset_delete(grun, unique_topic):
     name = unique_topic()
     group = f"{name}-group"
@@ -576,7 +616,6 @@ def test_group_consume_describe_reset_delete(grun, unique_topic):
     assert f"Consumer group '{group}' does not exist." in failed(deleted)
 
 
-@needs_groups
 def test_group_with_active_member(grun, unique_topic):
     name = unique_topic()
     group = f"{name}-group"
@@ -602,7 +641,6 @@ def test_group_with_active_member(grun, unique_topic):
     ok(grun("group", "delete", group))
 
 
-@needs_groups
 def test_group_reset_needs_committed_offset_to_shift(grun, unique_topic):
     name = unique_topic()
     create(grun, name)
