@@ -16,6 +16,9 @@ For 16 KiB and 1 MiB record batches (100-byte values, no compression) it measure
   the log finds file regions) and ``read()`` plus ``os.sendfile`` of every region into a
   socketpair drained by a thread (what a consumer would receive). A raw ``os.sendfile`` of the
   raw-write file in the same chunk size is printed as the read baseline.
+* start-up: opening a log of the same size in 64 segments after a clean shutdown (no segment
+  data is read), after a crash with the recovery point in the last segment, and with a full
+  recovery from offset 0 (every batch's CRC checked).
 
 MB/s is 10**6 bytes per second of log data (whole batches; the partial batch at the end of a
 fetch region, re-sent by the next fetch, is not counted twice). Each row is the median of
@@ -486,6 +489,49 @@ def _profile(
         stats.sort_stats("tottime").print_stats(14)
 
 
+def bench_startup(workdir: Path, batch: Batch, total: int, now_ms: int) -> list[tuple[str, float]]:
+    """Open times of one big log: after a clean shutdown (no segment is read: the last index
+    entries give the offsets), after a crash with the recovery point in the last segment (only
+    that one is scanned), and a full recovery from offset 0 (every batch's CRC checked)."""
+    config = LogConfig(segment_bytes=max(total // 64, MIB))
+    directory = workdir / "startup-0"
+    log = PartitionLog(directory, "startup", 0, config, now_ms=now_ms)
+    headers = validate_batches(batch.data, len(batch.data))
+    for _ in range(max(1, total // batch.size)):
+        log.append(batch.data, headers, now_ms)
+    log.close()
+    end = log.log_end_offset
+    segments = len(log.segments)
+    rows: list[tuple[str, float]] = []
+    for label, clean, recovery_point in (
+        ("clean shutdown", True, end),
+        ("crash, recovery point in the last segment", False, log.active.base_offset),
+        ("crash, full recovery from offset 0", False, 0),
+    ):
+        _drop_page_cache_hint(directory)
+        started = time.perf_counter()
+        opened = PartitionLog(
+            directory, "startup", 0, config, now_ms=now_ms, clean_shutdown=clean, recovery_point=recovery_point
+        )
+        elapsed = time.perf_counter() - started
+        assert opened.log_end_offset == end
+        opened.close()
+        rows.append((f"open after {label} ({segments} segments, {log.size_bytes / 1e9:.2f} GB)", elapsed))
+    shutil.rmtree(directory, ignore_errors=True)
+    return rows
+
+
+def _drop_page_cache_hint(directory: Path) -> None:
+    # The logs were just written, so they are in the page cache; a real restart after a crash
+    # may read them from the device. POSIX_FADV_DONTNEED asks the kernel to drop clean pages.
+    for path in directory.iterdir():
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
 def filesystem_of(path: Path) -> str:
     try:
         out = subprocess.run(
@@ -567,6 +613,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             rows += batch_rows
             notes += batch_notes
+        _progress("start-up of a big log")
+        startup = bench_startup(workdir, batches[0], total, now_ms)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -598,6 +646,10 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"| {row.workload} | {row.batch} | {m.mb_s:,.0f} | {m.batches_s:,.0f} | {m.mb_s / raw:.2f} |"
             )
+    print("\n| start-up | seconds |")
+    print("|---|---:|")
+    for label, seconds in startup:
+        print(f"| {label} | {seconds:.3f} |")
     print()
     for note in notes:
         print(f"- {note}")
