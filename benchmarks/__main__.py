@@ -1,0 +1,133 @@
+"""strom's benchmark runner.
+
+    python -m benchmarks run [--quick] [--peers] [--only NAME ...] [--out DIR] [--profile]
+
+Measures the machine's limits (loopback TCP, sendfile, disk), then strom with the Kafka
+workloads of benchmarks/workloads.py, then (``--peers``) the same workloads against Tansu and
+the nearest equivalents against RabbitMQ streams, ActiveMQ, Redis Streams and NATS JetStream,
+all on 127.0.0.1 in this one run. Prints markdown tables and writes ``<date>.json`` and
+``<date>.png`` into ``--out`` (default benchmarks/results/). ``--only`` keeps some parts:
+machine, produce, consume, latency, partitions, and the system names strom, tansu, rabbitmq,
+activemq, redis, nats. ``--profile`` records py-spy profiles of the strom broker during the
+produce (100 B, acks=all) and consume workloads (py-spy must be installed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from benchmarks import report
+from benchmarks.brokers import StromBroker
+from benchmarks.clients import KafkaClient, build_rdkperf
+from benchmarks.machine import context, measure_limits
+from benchmarks.model import Row, Sizes
+from benchmarks.workloads import run_kafka_suite
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKLOADS = {"machine", "produce", "consume", "latency", "partitions"}
+PEERS = ("tansu", "rabbitmq", "activemq", "redis", "nats")
+SYSTEMS = {"strom", *PEERS}
+
+
+def _only(values: list[str]) -> tuple[set[str] | None, set[str] | None]:
+    names = {v.strip().lower() for item in values for v in item.split(",") if v.strip()}
+    unknown = names - WORKLOADS - SYSTEMS
+    if unknown:
+        raise SystemExit(f"--only: unknown {sorted(unknown)}; choose from {sorted(WORKLOADS | SYSTEMS)}")
+    workloads = names & WORKLOADS or None
+    systems = names & SYSTEMS or None
+    return workloads, systems
+
+
+def run(args: argparse.Namespace) -> int:
+    sizes = Sizes.quick() if args.quick else Sizes()
+    if args.producers:
+        sizes.producers = args.producers
+    workloads, systems = _only(args.only)
+    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    ctx = context()
+    ctx["mode"] = "quick" if args.quick else "full"
+    if args.strom_src:
+        ctx["strom_src"] = str(args.strom_src)
+    print(f"# strom benchmarks ({ctx['mode']})\n", flush=True)
+    print(report.context_markdown({**ctx, "load_average_end": ()}) + "\n", file=sys.stderr, flush=True)
+
+    limits = []
+    if workloads is None or "machine" in workloads:
+        print("machine limits", file=sys.stderr, flush=True)
+        limits = measure_limits(sizes.machine_bytes, 1 if args.quick else 3, Path(args.workdir or "/tmp"))
+
+    client = KafkaClient(build_rdkperf())
+    print(f"Kafka client: {client.name}", file=sys.stderr, flush=True)
+    kafka_workloads = (workloads or WORKLOADS) - {"machine"}
+    rows: list[Row] = []
+    failures: dict[str, str] = {}
+    profiles: dict[str, str] = {}
+    if kafka_workloads and (systems is None or "strom" in systems):
+        print("strom", file=sys.stderr, flush=True)
+        with StromBroker(src=Path(args.strom_src) if args.strom_src else None) as broker:
+            if args.profile:
+                from benchmarks.profiling import profile_strom
+
+                profiles = profile_strom(broker, client, sizes, out)
+            rows += run_kafka_suite(broker, client, sizes, kafka_workloads)
+
+    if args.peers:
+        from benchmarks.peers import run_peer
+
+        for peer in PEERS:
+            if systems is not None and peer not in systems:
+                continue
+            print(peer, file=sys.stderr, flush=True)
+            try:
+                rows += run_peer(peer, client, sizes, kafka_workloads)
+            except Exception as exc:  # noqa: BLE001 - one peer failing keeps the others
+                traceback.print_exc()
+                failures[peer] = f"{type(exc).__name__}: {exc}"
+                rows.append(Row(system=peer, workload="failed", client="-", note=failures[peer][:300]))
+
+    ctx["load_average_end"] = os.getloadavg()
+    ctx["seconds"] = round(time.monotonic() - started, 1)
+    stamp = time.strftime("%Y-%m-%dT%H%M%S")
+    json_path, png_path = out / f"{stamp}.json", out / f"{stamp}.png"
+    print(report.context_markdown(ctx) + "\n")
+    if limits:
+        print(report.machine_markdown(limits) + "\n")
+    print(report.markdown(rows) + "\n")
+    report.write_json(json_path, ctx, limits, rows, {"failures": failures, "profiles": profiles})
+    report.chart(png_path, ctx, limits, rows)
+    print(f"wrote {json_path} and {png_path} in {ctx['seconds']:.0f}s", flush=True)
+    return 1 if failures and not args.keep_going else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run the benchmarks and write the report")
+    r.add_argument("--quick", action="store_true", help="~10x smaller workloads (a smoke test)")
+    r.add_argument("--peers", action="store_true",
+                   help="also Tansu, RabbitMQ, ActiveMQ, Redis and NATS (installs them)")
+    r.add_argument("--only", action="append", default=[], metavar="NAME",
+                   help="run only these workloads/systems (repeat or comma-separate)")
+    r.add_argument("--out", help="directory for the JSON and PNG (default benchmarks/results)")
+    r.add_argument("--workdir", help="where the machine-limit files go (default /tmp)")
+    r.add_argument("--strom-src", help="the strom source tree to benchmark (default: ./src)")
+    r.add_argument("--producers", type=int, default=0, help="producer processes per produce row")
+    r.add_argument("--profile", action="store_true", help="py-spy profiles of strom (see docs)")
+    r.add_argument("--keep-going", action="store_true", help="exit 0 even when a peer failed")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        return run(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

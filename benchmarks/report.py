@@ -1,0 +1,134 @@
+"""The run's output: a markdown table on stdout, ``<date>.json`` and ``<date>.png`` (matplotlib)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from benchmarks.model import Row
+
+HEADER = (
+    "| system | workload | record | acks | partitions | client | records/s | MB/s "
+    "| latency p50 / p99 / p99.9 ms | broker CPU s | broker CPU s per M records "
+    "| broker CPU s per GiB | broker RSS MB | client CPU s | note |"
+)
+
+
+def _num(v: float, fmt: str = ",.0f") -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+
+
+def label(row: Row) -> str:
+    """A short name for a row's workload, shared by every system (the chart's categories)."""
+    if row.workload == "latency":
+        return f"latency @{row.rate:,.0f}/s"
+    if row.workload in ("produce", "consume"):
+        acks = f" acks={row.acks}" if row.workload == "produce" and row.acks else ""
+        size = "1 KiB" if row.record_size == 1024 else f"{row.record_size} B"
+        return f"{row.workload} {size} {row.partitions}p{acks}"
+    return row.workload
+
+
+def markdown(rows: list[Row]) -> str:
+    lines = [HEADER, "|" + "---|" * (HEADER.count("|") - 1)]
+    for r in rows:
+        size = "-" if not r.record_size else ("1 KiB" if r.record_size == 1024 else f"{r.record_size} B")
+        lat = "-" if math.isnan(r.p50_ms) else f"{r.p50_ms:.2f} / {r.p99_ms:.2f} / {r.p999_ms:.2f}"
+        work = r.workload + (f" @{r.rate:,.0f}/s" if r.workload == "latency" else "")
+        timed = r.workload not in ("idle",) and r.seconds > 0
+        lines.append(
+            f"| {r.system} | {work} | {size} | {r.acks or '-'} | {r.partitions or '-'} | {r.client} "
+            f"| {_num(r.records_per_s) if timed and r.workload != 'latency' else '-'} "
+            f"| {_num(r.mb_per_s, ',.1f') if timed and r.workload != 'latency' else '-'} | {lat} "
+            f"| {_num(r.broker_cpu_s, '.2f')} "
+            f"| {_num(r.cpu_per_million, '.2f') if r.records else '-'} "
+            f"| {_num(r.cpu_per_gib, '.2f') if r.bytes else '-'} "
+            f"| {_num(r.broker_rss / 1e6, '.0f')} | {_num(r.client_cpu_s, '.2f') if timed else '-'} "
+            f"| {r.note} |"
+        )
+    return "\n".join(lines)
+
+
+def machine_markdown(limits: list[dict[str, Any]]) -> str:
+    lines = ["| machine limit | MB/s |", "|---|---|"]
+    lines += [f"| {m['name']} | {m['mb_per_s']:,.0f} |" for m in limits]
+    return "\n".join(lines)
+
+
+def context_markdown(ctx: dict[str, Any]) -> str:
+    load = ctx.get("load_average_start", ())
+    load_end = ctx.get("load_average_end", ())
+
+    def fmt(t: Any) -> str:
+        return " / ".join(f"{x:.2f}" for x in t) if t else "?"
+
+    return (
+        f"{ctx['date']}: {ctx['nproc']} x {ctx['cpu']}, {ctx['memory_gib']} GiB, {ctx['os']}, "
+        f"kernel {ctx['kernel']}, Python {ctx['python']}, librdkafka {ctx['librdkafka']} "
+        f"(confluent-kafka {ctx['confluent_kafka']}), strom {ctx['strom_commit']}; "
+        f"load average (1/5/15 min) {fmt(load)} at start, {fmt(load_end)} at end"
+    )
+
+
+def write_json(path: Path, ctx: dict[str, Any], limits: list[dict[str, Any]], rows: list[Row],
+               extra: dict[str, Any]) -> None:
+    path.write_text(json.dumps({"context": ctx, "machine": limits, "rows": [r.as_dict() for r in rows],
+                                **extra}, indent=1, default=str) + "\n")
+
+
+def chart(path: Path, ctx: dict[str, Any], limits: list[dict[str, Any]], rows: list[Row]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    systems: list[str] = []
+    for r in rows:
+        if r.system not in systems:
+            systems.append(r.system)
+    tput = [r for r in rows if r.workload in ("produce", "consume") or r.workload.endswith("00p")]
+    cats: list[str] = []
+    for r in tput:
+        if label(r) not in cats:
+            cats.append(label(r))
+    lat = [r for r in rows if r.workload == "latency"]
+    fig, axes = plt.subplots(1, 3, figsize=(20, max(6, 0.35 * len(cats) + 2)),
+                             gridspec_kw={"width_ratios": [3, 2, 2]})
+    height = 0.8 / max(1, len(systems))
+    for si, system in enumerate(systems):
+        by = {label(r): r for r in tput if r.system == system}
+        ys = [i + si * height for i in range(len(cats))]
+        axes[0].barh(ys, [by[c].records_per_s / 1e6 if c in by else 0 for c in cats], height, label=system)
+        axes[1].barh(ys, [by[c].cpu_per_million if c in by and by[c].records else 0 for c in cats],
+                     height, label=system)
+    for ax in axes[:2]:
+        ax.set_yticks([i + 0.4 - height / 2 for i in range(len(cats))])
+        ax.set_yticklabels(cats, fontsize=8)
+        ax.invert_yaxis()
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_xlabel("million records/s (higher is better)")
+    axes[0].set_title("throughput")
+    axes[0].legend(fontsize=8)
+    axes[1].set_xlabel("broker CPU seconds per million records (lower is better)")
+    axes[1].set_title("broker cost")
+    lat_systems = [s for s in systems if any(r.system == s for r in lat)]
+    rates = sorted({r.rate for r in lat})
+    for si, system in enumerate(lat_systems):
+        by_rate = {r.rate: r for r in lat if r.system == system}
+        xs = [i + si * 0.8 / max(1, len(lat_systems)) for i in range(len(rates))]
+        axes[2].bar(xs, [by_rate[x].p99_ms if x in by_rate else 0 for x in rates],
+                    0.8 / max(1, len(lat_systems)), label=system)
+    axes[2].set_xticks([i + 0.4 - 0.4 / max(1, len(lat_systems)) for i in range(len(rates))])
+    axes[2].set_xticklabels([f"{r:,.0f}/s" for r in rates])
+    axes[2].set_yscale("log")
+    axes[2].set_ylabel("end-to-end p99 ms (log; lower is better)")
+    axes[2].set_title("latency at a fixed rate, 100 B")
+    if lat_systems:
+        axes[2].legend(fontsize=8)
+    limit_text = "; ".join(f"{m['name'].split(' (')[0]}: {m['mb_per_s']:,.0f} MB/s" for m in limits[:2])
+    fig.suptitle(f"strom benchmarks, {ctx['date']}, {ctx['nproc']} x {ctx['cpu']}; {limit_text}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
