@@ -116,6 +116,19 @@ def consume(a: argparse.Namespace) -> int:
     return 1 if timed_out else 0
 
 
+def latency_summary(lat: list[int], wanted: int) -> dict[str, Any]:
+    """Percentiles (ms) of latencies in ns, the first 5% (warm-up) left out."""
+    skip = len(lat) // 20
+    kept = sorted(lat[skip:])
+
+    def pct(q: float) -> float:
+        return kept[min(len(kept) - 1, int(q * len(kept)))] / 1e6 if kept else float("nan")
+
+    return {"mode": "latency", "records": len(lat), "kept": len(kept), "p50_ms": pct(0.50),
+            "p99_ms": pct(0.99), "p999_ms": pct(0.999), "max_ms": kept[-1] / 1e6 if kept else float("nan"),
+            "timed_out": int(len(lat) < wanted)}
+
+
 def latency_consume(a: argparse.Namespace) -> int:
     """Wait at the end of partition 0 for ``-n`` records; print latency percentiles."""
     from confluent_kafka import OFFSET_END, Consumer, KafkaError, TopicPartition
@@ -138,16 +151,7 @@ def latency_consume(a: argparse.Namespace) -> int:
             continue
         lat.append(now - STAMP.unpack_from(m.value())[0])
     c.close()
-    skip = len(lat) // 20  # the first 5% warm the path up
-    kept = sorted(lat[skip:])
-
-    def pct(q: float) -> float:
-        return kept[min(len(kept) - 1, int(q * len(kept)))] / 1e6 if kept else float("nan")
-
-    print(json.dumps({"mode": "latency", "records": len(lat), "kept": len(kept),
-                      "p50_ms": pct(0.50), "p99_ms": pct(0.99), "p999_ms": pct(0.999),
-                      "max_ms": kept[-1] / 1e6 if kept else float("nan"),
-                      "timed_out": int(len(lat) < a.n)}), flush=True)
+    print(json.dumps(latency_summary(lat, a.n)), flush=True)
     return 0 if len(lat) >= a.n else 1
 
 

@@ -32,6 +32,7 @@ from benchmarks.model import (
     Sizes,
     median_row,
 )
+from benchmarks.procstat import ProcTree
 
 CLIENT_TIMEOUT = 300.0
 
@@ -90,6 +91,39 @@ def consume(broker: KafkaBroker, client: KafkaClient, topic: str, size: int, par
                + ("; TIMED OUT" if r.get("timed_out") else ""))
 
 
+def run_latency(proc: ProcTree, system: str, cons_cmd: list[str], prod_cmd: list[str], ready: Path,
+                rate: int, seconds: float, client: str, note: str = "") -> Row:
+    """Start the consumer, wait for it to touch ``ready``, start the paced producer, collect."""
+
+    def body() -> object:
+        started = time.monotonic()
+        consumer = spawn(cons_cmd)
+        try:
+            deadline = time.monotonic() + 60
+            while not ready.exists():
+                if time.monotonic() > deadline or consumer.poll() is not None:
+                    err = consumer.stderr.read().decode() if consumer.poll() is not None else ""  # type: ignore[union-attr]
+                    raise RuntimeError(f"the latency consumer did not get ready {err[-1000:]}")
+                time.sleep(0.01)
+            producer = spawn(prod_cmd)
+            return wait_all([consumer, producer], [cons_cmd, prod_cmd], started, seconds + 120)
+        except BaseException:
+            kill_group(consumer)
+            raise
+
+    before = proc.sample()
+    done = body()
+    after = proc.sample()
+    res = done[0].json()  # type: ignore[index]
+    sent = done[1].json()  # type: ignore[index]
+    return Row(system=system, workload="latency", client=client, record_size=100, acks="all",
+               partitions=1, records=res["records"], bytes=res["records"] * 100,
+               seconds=sent["seconds"], rate=rate, broker_cpu_s=after.cpu_s - before.cpu_s,
+               client_cpu_s=done[0].cpu_s + done[1].cpu_s, broker_rss=after.rss,  # type: ignore[index]
+               p50_ms=res["p50_ms"], p99_ms=res["p99_ms"], p999_ms=res["p999_ms"],
+               note="; ".join(x for x in (f"offered {rate}/s, achieved {sent['rate']:.0f}/s", note) if x))
+
+
 def latency(broker: KafkaBroker, topic: str, rate: int, seconds: float) -> Row:
     records = int(rate * seconds)
     py = [sys.executable, "-m", "benchmarks.pyclient"]
@@ -99,31 +133,8 @@ def latency(broker: KafkaBroker, topic: str, rate: int, seconds: float) -> Row:
                     "-d", str(seconds + 60), "--ready", str(ready), *_x(LATENCY_CONSUMER_CONF)]
         prod_cmd = [*py, "latency-produce", "-b", broker.bootstrap, "-t", topic, "-n", str(records),
                     "-s", "100", "--rate", str(rate), "-d", str(seconds + 30), *_x(LATENCY_PRODUCER_CONF)]
-
-        def body() -> object:
-            started = time.monotonic()
-            consumer = spawn(cons_cmd)
-            try:
-                deadline = time.monotonic() + 30
-                while not ready.exists():
-                    if time.monotonic() > deadline or consumer.poll() is not None:
-                        raise RuntimeError("the latency consumer did not get ready")
-                    time.sleep(0.01)
-                producer = spawn(prod_cmd)
-                return wait_all([consumer, producer], [cons_cmd, prod_cmd], started, seconds + 90)
-            except BaseException:
-                kill_group(consumer)
-                raise
-
-        done, cpu, rss = measure(broker, body)
-    res = done[0].json()  # type: ignore[index]
-    sent = done[1].json()  # type: ignore[index]
-    return Row(system=broker.name, workload="latency", client="confluent-kafka (Python)",
-               record_size=100, acks="all", partitions=1, records=res["records"],
-               bytes=res["records"] * 100, seconds=sent["seconds"], rate=rate,
-               broker_cpu_s=cpu, client_cpu_s=done[0].cpu_s + done[1].cpu_s, broker_rss=rss,  # type: ignore[index]
-               p50_ms=res["p50_ms"], p99_ms=res["p99_ms"], p999_ms=res["p999_ms"],
-               note=f"offered {rate}/s, achieved {sent['rate']:.0f}/s; linger.ms=0")
+        return run_latency(broker.proc, broker.name, cons_cmd, prod_cmd, ready, rate, seconds,
+                           "confluent-kafka (Python)", "linger.ms=0")
 
 
 def run_kafka_suite(broker: KafkaBroker, client: KafkaClient, sizes: Sizes,

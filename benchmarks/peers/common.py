@@ -1,0 +1,69 @@
+"""Rows for the non-Kafka peers: their clients print the same JSON as benchmarks.pyclient."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+from benchmarks.clients import run_parallel
+from benchmarks.model import Row
+from benchmarks.procstat import ProcTree
+from benchmarks.workloads import log, run_latency
+
+TIMEOUT = 300.0
+
+
+def command_row(proc: ProcTree, system: str, workload: str, commands: list[list[str]], size: int,
+                client: str, acks: str = "", note: str = "", records_key: str = "records") -> Row:
+    before = proc.sample()
+    done = run_parallel(commands, TIMEOUT)
+    after = proc.sample()
+    results = [d.json() for d in done]
+    records = sum(r[records_key] for r in results)
+    row = Row(system=system, workload=workload, client=client, record_size=size, acks=acks, partitions=1,
+              records=records, bytes=records * size, seconds=max(r["seconds"] for r in results),
+              broker_cpu_s=after.cpu_s - before.cpu_s, client_cpu_s=sum(d.cpu_s for d in done),
+              broker_rss=after.rss, note=note)
+    failed = [r.get("error") for r in results if r.get("error") or r.get("timed_out")]
+    if failed:
+        row.note += f"; errors: {failed[0]}"
+    log(f"{system}: {workload} {size}B: {row.records_per_s:,.0f} rec/s {row.mb_per_s:,.0f} MB/s "
+        f"broker {row.broker_cpu_s:.2f}s client {row.client_cpu_s:.2f}s")
+    return row
+
+
+def latency_rows(proc: ProcTree, system: str, module: str, args: list[str], rates: tuple[int, ...],
+                 seconds: float, client: str, note: str = "", acks: str = "") -> list[Row]:
+    rows = []
+    for rate in rates:
+        n = int(rate * seconds)
+        with tempfile.TemporaryDirectory() as tmp:
+            ready = Path(tmp) / "ready"
+            key = ["--key", f"lat{rate}"]
+            cons = [sys.executable, "-m", module, "latency-consume", *args, *key, "-n", str(n),
+                    "--ready", str(ready), "-d", str(seconds + 60)]
+            prod = [sys.executable, "-m", module, "latency-produce", *args, *key, "-n", str(n),
+                    "--rate", str(rate), "-d", str(seconds + 30)]
+            row = run_latency(proc, system, cons, prod, ready, rate, seconds, client, note)
+            row.acks = acks or row.acks
+        log(f"{system}: latency at {rate}/s: p50 {row.p50_ms:.2f} p99 {row.p99_ms:.2f} "
+            f"p99.9 {row.p999_ms:.2f} ms")
+        rows.append(row)
+    return rows
+
+
+def paced(n: int, rate: float, deadline_s: float):  # noqa: ANN201 - a generator of batch sizes
+    """Yield how many records are due now, keeping ``rate`` records/s, until ``n`` were yielded."""
+    import time
+
+    t0 = time.monotonic()
+    sent = 0
+    while sent < n and time.monotonic() - t0 < deadline_s:
+        due = min(n, int((time.monotonic() - t0) * rate) + 1)
+        if due > sent:
+            yield due - sent
+            sent = due
+        delay = t0 + sent / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(min(delay, 0.001))
