@@ -1,10 +1,13 @@
 """NATS 2.9 JetStream (Debian's nats-server), file storage, every publish acknowledged.
 
-Client: nats-py (asyncio), the fastest client here without Go (``nats bench`` is not packaged):
-* produce: ``publish_async`` (pipelined, each message acknowledged by the server once stored in
-  the stream's file), 2 producer processes; a stream with one subject (= one partition);
+Clients: ``nats bench`` is not packaged, so produce and consume use benchmarks/natsperf.go, built
+on first use against the official Go client nats.go from Debian's packages (golang-go,
+golang-github-nats-io-go-nats-dev; GOPATH mode, nothing downloaded); where it cannot be built,
+nats-py (asyncio) with 2 producer processes:
+* produce: ``PublishAsync`` (pipelined, each message acknowledged by the server once stored in
+  the stream's file); a stream with one subject (= one partition);
 * consume: a pull consumer (ack policy none, deliver all) fetching 1,000 at a time;
-* latency: paced ``publish_async``; the consumer is a push subscription on new messages.
+* latency (nats-py): paced ``publish_async``; the consumer a push subscription on new messages.
 
 Run as a module, this file is its own client: ``python -m benchmarks.peers.nats MODE ...``.
 """
@@ -24,6 +27,34 @@ from pathlib import Path
 
 STAMP = struct.Struct(">q")
 PRODUCERS = 2
+
+
+def build_natsperf() -> Path | None:
+    """Compile natsperf.go with Debian's Go and nats.go (installed on request)."""
+    import hashlib
+    import os
+    import shutil
+
+    from benchmarks.clients import CACHE
+    from benchmarks.peers import apt_install
+
+    source = Path(__file__).resolve().parent.parent / "natsperf.go"
+    binary = CACHE / f"natsperf-{hashlib.sha256(source.read_bytes()).hexdigest()[:16]}"
+    if binary.exists():
+        return binary
+    try:
+        apt_install(["golang-go", "golang-github-nats-io-go-nats-dev"],
+                    ["go", "/usr/share/gocode/src/github.com/nats-io/nats.go"])
+        CACHE.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "GO111MODULE": "off", "GOPATH": "/usr/share/gocode",
+               "GOCACHE": str(CACHE / "go-build"), "GOFLAGS": ""}
+        go = shutil.which("go") or "/usr/lib/go/bin/go"
+        subprocess.run([go, "build", "-o", str(binary), str(source)], check=True, env=env, timeout=600,
+                       capture_output=True)
+    except (subprocess.SubprocessError, OSError, RuntimeError) as exc:
+        print(f"  nats: cannot build natsperf ({exc}); using nats-py", file=sys.stderr, flush=True)
+        return None
+    return binary
 
 
 def run(client: object, sizes: object, workloads: set[str]) -> list:
@@ -54,20 +85,31 @@ def run(client: object, sizes: object, workloads: set[str]) -> list:
             name = "nats-py (asyncio)"
             args = ["--port", str(port)]
             me = [sys.executable, "-m", __name__]
+            gobin = build_natsperf()
+            url = f"nats://127.0.0.1:{port}"
             for size, n in ((100, sizes.peer_records_100), (1024, sizes.peer_records_1k)):  # type: ignore[attr-defined]
                 key = f"bench{size}"
                 subprocess.run([*me, "create", *args, "--key", key], check=True, timeout=60)
                 if workloads & {"produce", "consume"}:
-                    share = n // PRODUCERS
-                    rows.append(command_row(proc, system, "produce", [
-                        [*me, "produce", *args, "--key", key, "-n", str(share), "-s", str(size)]
-                        for _ in range(PRODUCERS)], size, f"{name}, {PRODUCERS} processes",
-                        acks="JetStream ack", note="publish_async; file storage; one subject"))
-                    n = share * PRODUCERS
+                    if gobin is not None:
+                        cmds = [[str(gobin), "produce", "-url", url, "-stream", key, "-n", str(n), "-s", str(size)]]
+                        who = "natsperf (Go, nats.go 1.22), 1 process"
+                    else:
+                        share = n // PRODUCERS
+                        n = share * PRODUCERS
+                        cmds = [[*me, "produce", *args, "--key", key, "-n", str(share), "-s", str(size)]
+                                for _ in range(PRODUCERS)]
+                        who = f"{name}, {PRODUCERS} processes"
+                    rows.append(command_row(proc, system, "produce", cmds, size, who, acks="JetStream ack",
+                                            note="PublishAsync, max 4,096 pending; file storage; one subject"))
                 if "consume" in workloads:
-                    rows.append(command_row(proc, system, "consume", [
-                        [*me, "consume", *args, "--key", key, "-n", str(n)]], size, name,
-                        note="pull consumer, batches of 1,000, from the start"))
+                    if gobin is not None:
+                        cmd = [str(gobin), "consume", "-url", url, "-stream", key, "-n", str(n)]
+                        who = "natsperf (Go, nats.go 1.22)"
+                    else:
+                        cmd, who = [*me, "consume", *args, "--key", key, "-n", str(n)], name
+                    rows.append(command_row(proc, system, "consume", [cmd], size, who,
+                                            note="pull consumer, batches of 1,000, from the start"))
             if "latency" in workloads:
                 for rate in sizes.latency_rates:  # type: ignore[attr-defined]
                     subprocess.run([*me, "create", *args, "--key", f"lat{rate}"], check=True, timeout=60)
