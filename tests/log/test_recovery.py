@@ -29,6 +29,7 @@ def crash(log: PartitionLog) -> None:
     for segment in log.segments:
         segment.index.write_pending()
         segment.time_index.write_pending()
+        segment.txn_index.close()  # its entries are written at once: nothing is lost
         os.close(segment.fd)
         segment.closed = True
 

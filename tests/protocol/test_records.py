@@ -502,3 +502,25 @@ def test_compressed_section_is_the_plain_records_section(codec: int) -> None:
     plain = build_batch(_records(2))
     assert _uncompressed_records(batch) == plain[RECORDS_OFFSET:]
     assert rec.decompress(codec, rec.compress(codec, plain[RECORDS_OFFSET:])) == plain[RECORDS_OFFSET:]
+
+
+@pytest.mark.parametrize("commit", [True, False])
+def test_control_batches_read_as_markers_by_kafka_python(commit: bool) -> None:
+    data = rec.build_control_batch(commit, 77, 4, 9, 1_700_000_000_000, base_offset=12)
+    header = rec.read_header(data)
+    assert header.is_control and header.is_transactional and header.records_count == 1
+    assert (header.producer_id, header.producer_epoch, header.base_sequence) == (77, 4, -1)
+    reference = DefaultRecordBatch(data)
+    assert reference.is_control_batch and reference.is_transactional and reference.validate_crc()
+    (record,) = list(reference)
+    assert record.commit is commit and record.version == 0 and record.offset == 12
+    assert record.value == struct.pack(">hi", 0, 9)  # EndTransactionMarker: version, coordinator epoch
+    marker = rec.read_control_marker(data)
+    assert (marker.is_commit, marker.coordinator_epoch) == (commit, 9)
+
+
+def test_control_marker_of_a_data_batch_is_corrupt() -> None:
+    with pytest.raises(CorruptRecord):
+        rec.read_control_marker(rec.build_batch([(None, b"v", [], 0)]))
+    unknown = rec.build_batch([(struct.pack(">hh", 0, 5), None, [], 0)], is_control=True)
+    assert rec.read_control_marker(unknown).control_type == 5

@@ -3,10 +3,19 @@
 ``PartitionLog`` assigns offsets on append, rolls segments, answers reads with file regions,
 and moves the log start offset (retention, DeleteRecords). Its offsets always satisfy
 
-    log_start_offset <= high_watermark <= log_end_offset,   recovery_point <= log_end_offset
+    log_start_offset <= last_stable_offset <= high_watermark <= log_end_offset,
+    recovery_point <= log_end_offset
 
 checked in ``_check_offsets`` after every change (redpanda's offset_tracker). On a single node
 the high watermark is the log end offset; replication will hold it back later.
+
+Transactions (KIP-98): the last stable offset (LSO) is the first offset of the oldest open
+transaction (producer_state.ongoing), else the high watermark; read_committed fetches stop
+there. ``append_control`` writes the coordinator's commit or abort marker; an abort is recorded
+in the marker segment's transaction index (``.txnindex``) with the transaction's first offset,
+and ``aborted_transactions`` collects those a read_committed fetch must skip (Kafka's
+collectAbortedTransactions). Recovery rebuilds the transaction indexes of recovered segments by
+replaying the producers' state from a snapshot taken at or before them.
 
 The event loop owns a PartitionLog. fsync runs in another thread through ``prepare_flush`` /
 ``run_flush`` / ``complete_flush``, which touch only duplicated descriptors off the loop.
@@ -24,19 +33,28 @@ from pathlib import Path
 
 from strom.log.checkpoint import LEADER_EPOCH_CHECKPOINT, LeaderEpochCache
 from strom.log.config import LogConfig
-from strom.log.producer_state import ProducerStateManager
+from strom.log.producer_state import CompletedTxn, ProducerStateManager
 from strom.log.segment import (
     CLEANED_SUFFIX,
     INDEX_SUFFIX,
     LOG_SUFFIX,
     SWAP_SUFFIX,
     TIME_INDEX_SUFFIX,
+    TXN_INDEX_SUFFIX,
     FileRegion,
     LogSegment,
     SegmentCorrupt,
     segment_name,
 )
-from strom.protocol.records import BatchHeader, assign_offsets
+from strom.log.txn_index import AbortedTxn
+from strom.protocol.records import (
+    BatchHeader,
+    CorruptRecord,
+    assign_offsets,
+    build_control_batch,
+    read_control_marker,
+    read_header,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +75,9 @@ class AppendInfo:
 class ReadResult:
     regions: list[FileRegion]
     size: int
+    # Every record returned lies below this offset (at most the read's limit): the upper bound
+    # for collecting aborted transactions. -1 when nothing was read.
+    upper_bound: int = -1
 
 
 EMPTY_READ = ReadResult([], 0)
@@ -80,7 +101,9 @@ class PartitionLog:
     ``log_start_offset``: first offset a consumer may read; moved by retention and
     DeleteRecords, never backwards. ``log_end_offset``: next offset to assign.
     ``high_watermark``: last offset + 1 that consumers see (== log end on one node).
+    ``last_stable_offset`` (derived): where read_committed consumers stop.
     ``recovery_point``: everything below it is fsynced; recovery starts at its segment.
+    ``producer_state``: idempotent producers and open transactions, changed by appends.
     """
 
     def __init__(
@@ -113,13 +136,16 @@ class PartitionLog:
         self.epochs = LeaderEpochCache(directory / LEADER_EPOCH_CHECKPOINT)
         self.producer_state = ProducerStateManager(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self._open(recovery_point, log_start_offset, clean_shutdown, now_ms)
+        rebuild_txn_from = self._open(recovery_point, log_start_offset, clean_shutdown, now_ms)
         self.epochs.assign(leader_epoch, self.log_end_offset)
-        self._load_producer_state()
+        self._load_producer_state(rebuild_txn_from)
+        self._check_offsets()
 
     # --- loading and recovery ----------------------------------------------------------------
 
-    def _open(self, recovery_point: int, log_start_offset: int, clean_shutdown: bool, now_ms: int) -> None:
+    def _open(self, recovery_point: int, log_start_offset: int, clean_shutdown: bool, now_ms: int) -> int | None:
+        """Load or recover the segments; returns the base offset of the first recovered
+        segment (whose transaction indexes must be rebuilt), None when none was."""
         self._finish_interrupted_swaps()
         bases = sorted(
             int(p.name[: -len(LOG_SUFFIX)])
@@ -134,6 +160,7 @@ class PartitionLog:
             recover_from = max(0, bisect.bisect_right(bases, recovery_point) - 1)
         kept: list[LogSegment] = []
         damaged = False
+        rebuild_txn_from: int | None = None
         for i, segment in enumerate(segments):
             if damaged:
                 log.warning("%s: deleting %s after damage in an earlier segment", self.name, segment.path.name)
@@ -146,6 +173,8 @@ class PartitionLog:
                 continue
             if i >= recover_from or not segment.load():
                 truncated = segment.recover(max(self.config.max_message_bytes, 1 << 20) * 2)
+                if rebuild_txn_from is None:
+                    rebuild_txn_from = segment.base_offset
                 if truncated:
                     log.warning(
                         "%s: recovery cut %d damaged bytes from %s", self.name, truncated, segment.path.name
@@ -166,16 +195,43 @@ class PartitionLog:
         self.recovery_point = self.log_end_offset if clean_shutdown else min(recovery_point, self.log_end_offset)
         if damaged:
             self.epochs.truncate_from_end(self.log_end_offset)
-        self._check_offsets()
+        return rebuild_txn_from
 
-    def _load_producer_state(self) -> None:
-        """The newest snapshot, then the batches after it (headers only)."""
+    def _load_producer_state(self, rebuild_txn_from: int | None = None) -> None:
+        """The newest snapshot, then the batches after it (headers, and each marker's record).
+
+        With ``rebuild_txn_from``, the snapshot taken at or before that offset is the start, and
+        the aborts met in segments from there on go into their (emptied) transaction indexes."""
         state = self.producer_state
-        start = max(state.load_snapshot(self.log_end_offset), self.log_start_offset)
-        for _segment, _position, header in self.batches(start):
+        if rebuild_txn_from is not None:
+            for segment in self.segments:
+                if segment.base_offset >= rebuild_txn_from and len(segment.txn_index):
+                    segment.txn_index.rebuild([])
+        start = max(state.load_snapshot(self.log_end_offset, rebuild_txn_from), self.log_start_offset)
+        for segment, position, header in self.batches(start):
             if header.producer_id >= 0 and header.base_offset >= start:
-                state.update(header)
+                completed = state.update(header, self._marker_at(segment, position, header))
+                if completed is not None and completed.is_aborted and rebuild_txn_from is not None \
+                        and segment.base_offset >= rebuild_txn_from:
+                    segment.txn_index.append(self._aborted(completed))
         state.truncate_head(self.log_start_offset)
+
+    def _marker_at(self, segment: LogSegment, position: int, header: BatchHeader) -> tuple[bool, int] | None:
+        """(is_commit, coordinator epoch) of a control batch; None for anything else."""
+        if not header.is_control:
+            return None
+        try:
+            marker = read_control_marker(os.pread(segment.fd, header.size, position))
+        except CorruptRecord as exc:
+            log.warning("%s: unreadable control batch at %d: %s", self.name, header.base_offset, exc)
+            return None
+        if marker.control_type not in (0, 1):
+            return None
+        return marker.is_commit, marker.coordinator_epoch
+
+    def _aborted(self, completed: CompletedTxn) -> AbortedTxn:
+        lso = self.producer_state.last_stable_offset_after(completed)
+        return AbortedTxn(completed.producer_id, completed.first_offset, completed.last_offset, lso)
 
     def _segment(self, base: int, *, create: bool = False, now_ms: int = 0, variant: str = "") -> LogSegment:
         segment = LogSegment(
@@ -204,7 +260,7 @@ class PartitionLog:
                 path.unlink(missing_ok=True)
         for path in sorted(self.directory.glob(f"*{LOG_SUFFIX}{SWAP_SUFFIX}")):
             base = int(path.name.split(".")[0])
-            for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX):
+            for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX):
                 (self.directory / segment_name(base, suffix)).unlink(missing_ok=True)
             swap = self._segment(base, variant=SWAP_SUFFIX)
             swap.set_variant("")
@@ -213,7 +269,7 @@ class PartitionLog:
 
     def _remove_orphan_indexes(self, bases: set[int]) -> None:
         for path in self.directory.iterdir():
-            for suffix in (INDEX_SUFFIX, TIME_INDEX_SUFFIX):
+            for suffix in (INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX):
                 stem = path.name[: -len(suffix)]
                 if path.name.endswith(suffix) and stem.isdigit() and int(stem) not in bases:
                     path.unlink(missing_ok=True)
@@ -222,13 +278,22 @@ class PartitionLog:
 
     def _check_offsets(self) -> None:
         """The one place the offsets' order is checked (STYLE.md: name offsets, assert order)."""
-        if not (0 <= self.log_start_offset <= self.high_watermark <= self.log_end_offset):
+        lso = self.last_stable_offset
+        if not (0 <= self.log_start_offset <= lso <= self.high_watermark <= self.log_end_offset):
             raise AssertionError(
-                f"{self.name}: log start {self.log_start_offset} <= high watermark "
+                f"{self.name}: log start {self.log_start_offset} <= last stable {lso} <= high watermark "
                 f"{self.high_watermark} <= log end {self.log_end_offset} does not hold"
             )
         if self.recovery_point > self.log_end_offset:
             raise AssertionError(f"{self.name}: recovery point {self.recovery_point} past the log end")
+
+    @property
+    def last_stable_offset(self) -> int:
+        """Below it every transaction is decided: the first offset of the oldest open one,
+        else the high watermark (and never below the log start offset)."""
+        first = self.producer_state.first_unstable_offset()
+        lso = self.high_watermark if first is None else min(first, self.high_watermark)
+        return max(lso, self.log_start_offset)
 
     @property
     def name(self) -> str:
@@ -251,13 +316,16 @@ class PartitionLog:
 
     # --- append ----------------------------------------------------------------------------------
 
-    def append(self, records: bytes | bytearray | memoryview, headers: list[BatchHeader], now_ms: int) -> AppendInfo:
+    def append(
+        self, records: bytes | bytearray | memoryview, headers: list[BatchHeader], now_ms: int, *, from_client: bool = True
+    ) -> AppendInfo:
         """Assign offsets to validated batches, patch them in, and write them to the log.
 
         Idempotent producers' batches are checked first (ProducerStateError on a stale epoch or
         a sequence gap); a retry of a batch already written is not written again: the answer
-        carries the offsets it got the first time, as Kafka's."""
-        duplicate = self.producer_state.check(headers)
+        carries the offsets it got the first time, as Kafka's. A coordinator's append
+        (``from_client`` False) is checked for its epoch only."""
+        duplicate = self.producer_state.check(headers, from_client=from_client)
         if duplicate is not None:
             return AppendInfo(duplicate.first_offset, duplicate.last_offset, -1, self.log_start_offset)
         base_offset = self.log_end_offset
@@ -267,9 +335,7 @@ class PartitionLog:
         self._maybe_roll(size, headers, base_offset, next_offset - 1, now_ms)
         stamped = _restamped(headers, base_offset, log_append_time)
         self.active.append(data, stamped)
-        for header in stamped:
-            if header.producer_id >= 0:
-                self.producer_state.update(header)
+        self._update_producers(data, stamped)
         self.log_end_offset = self.high_watermark = next_offset
         self.unflushed_messages += next_offset - base_offset
         self._check_offsets()
@@ -284,12 +350,48 @@ class PartitionLog:
             raise ValueError(f"batch at {headers[0].base_offset} does not start at log end {self.log_end_offset}")
         self._maybe_roll(len(data), headers, headers[0].base_offset, headers[-1].last_offset, now_ms)
         self.active.append(data, headers)
-        for header in headers:
-            if header.producer_id >= 0:
-                self.producer_state.update(header)
+        self._update_producers(data, headers)
         self.log_end_offset = self.high_watermark = headers[-1].next_offset
         self.unflushed_messages += sum(h.last_offset_delta + 1 for h in headers)
         self._check_offsets()
+
+    def append_control(
+        self, producer_id: int, producer_epoch: int, coordinator_epoch: int, commit: bool, now_ms: int
+    ) -> AppendInfo:
+        """Write the coordinator's commit or abort marker for a producer's transaction (what
+        WriteTxnMarkers does in Kafka). InvalidProducerEpoch when the epoch went backwards."""
+        self.producer_state.check_marker(producer_id, producer_epoch)
+        batch = build_control_batch(commit, producer_id, producer_epoch, coordinator_epoch, now_ms)
+        headers = [read_header(batch)]
+        base_offset = self.log_end_offset
+        data, next_offset = assign_offsets(batch, headers, base_offset, self.leader_epoch, None)
+        self._maybe_roll(len(data), headers, base_offset, base_offset, now_ms)
+        stamped = _restamped(headers, base_offset, None)
+        self.active.append(data, stamped)
+        self._update_producers(data, stamped)
+        self.log_end_offset = self.high_watermark = next_offset
+        self.unflushed_messages += 1
+        self._check_offsets()
+        return AppendInfo(base_offset, base_offset, -1, self.log_start_offset)
+
+    def _update_producers(self, data: bytes | bytearray, headers: list[BatchHeader]) -> None:
+        """Producer state after a write; an abort marker goes into the active segment's
+        transaction index (``data`` holds the batches of ``headers``, in order)."""
+        position = 0
+        for header in headers:
+            if header.producer_id >= 0:
+                marker = None
+                if header.is_control:
+                    try:
+                        found = read_control_marker(bytes(data[position : position + header.size]))
+                    except CorruptRecord:
+                        found = None
+                    if found is not None and found.control_type in (0, 1):
+                        marker = (found.is_commit, found.coordinator_epoch)
+                completed = self.producer_state.update(header, marker)
+                if completed is not None and completed.is_aborted:
+                    self.active.txn_index.append(self._aborted(completed))
+            position += header.size
 
     def _maybe_roll(self, size: int, headers: list[BatchHeader], base_offset: int, last_offset: int, now_ms: int) -> None:
         """Kafka's LogSegment.shouldRoll: size, time, a full index, or an offset range that no
@@ -330,6 +432,7 @@ class PartitionLog:
 
         As in Kafka, the region may end inside a batch (clients drop a partial last batch),
         except that with ``min_one_batch`` the first batch is always returned whole (KIP-74).
+        read_committed passes the last stable offset as ``max_offset``.
         """
         if offset < self.log_start_offset or offset > self.log_end_offset:
             raise OffsetOutOfRange(
@@ -360,7 +463,27 @@ class PartitionLog:
             length = max(length, min(found.header.size, end - start))
         if length <= 0:
             return EMPTY_READ
-        return ReadResult([segment.region(start, start + length)], length)
+        # The batch after the region starts past every returned record: the first index entry
+        # at or beyond the region's end names an offset at least that far (Kafka's
+        # fetchUpperBoundOffset), else the segment's end bounds it.
+        upper = min(limit, segment.next_offset)
+        if start + length < end:
+            entry = bisect.bisect_left(segment.index.positions, start + length)
+            if entry < len(segment.index):
+                upper = min(upper, segment.base_offset + segment.index.relative_offsets[entry] + 1)
+        return ReadResult([segment.region(start, start + length)], length, upper)
+
+    def aborted_transactions(self, fetch_offset: int, upper_bound: int) -> list[AbortedTxn]:
+        """Aborted transactions overlapping [fetch_offset, upper_bound): their producers'
+        records in that range are to be dropped by read_committed consumers."""
+        found: list[AbortedTxn] = []
+        index = max(0, bisect.bisect_right(self._bases, fetch_offset) - 1)
+        for segment in self.segments[index:]:
+            entries, complete = segment.txn_index.collect(fetch_offset, upper_bound)
+            found.extend(entries)
+            if complete:
+                break
+        return found
 
     def batches(self, start_offset: int = 0) -> Iterator[tuple[LogSegment, int, BatchHeader]]:
         """Every batch from the one holding ``start_offset`` on: (segment, position, header)."""
@@ -490,12 +613,12 @@ class PartitionLog:
         while len(self.segments) > 1 and self.segments[-1].base_offset >= offset:
             self.segments.pop().delete()
             self._bases.pop()
-        self.active.truncate_to(offset)
+        self.active.truncate_to(offset)  # recovers it: its transaction index is rebuilt below
         self.log_end_offset = self.high_watermark = self.active.next_offset
         self.recovery_point = min(self.recovery_point, self.log_end_offset)
         self.epochs.truncate_from_end(self.log_end_offset)
         self.producer_state.truncate_tail(self.log_end_offset)
-        self._load_producer_state()
+        self._load_producer_state(self.active.base_offset)
         self._check_offsets()
 
     # --- flushing --------------------------------------------------------------------------------

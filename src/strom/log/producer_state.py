@@ -11,7 +11,16 @@ refused. Checks follow Kafka's ProducerAppendInfo:
   unless the producer is unknown here (its records were deleted by retention or DeleteRecords,
   or it expired): then any sequence is accepted, as Kafka 2.5+ does.
 
-The state is rebuilt from batch headers alone, so recovery needs no record decoding. Snapshots
+Transactions (KIP-98): a transactional batch opens the producer's transaction in this partition
+(its first offset, ``current_txn_first_offset``) unless one is open; a control batch (the
+coordinator's commit or abort marker) closes it and ``update`` returns the CompletedTxn, whose
+abort the partition records in its transaction index. ``ongoing`` maps each producer with an
+open transaction to its first offset: the smallest is the first unstable offset, which bounds
+the partition's last stable offset. A non-transactional write while the producer has a
+transaction open is INVALID_TXN_STATE, as in Kafka.
+
+The state is rebuilt from batch headers alone (plus each marker's record), so recovery decodes
+no data records. Snapshots
 (``<offset>.snapshot``, Kafka's ProducerSnapshot format with a CRC-32C) are written when a
 segment rolls and on clean shutdown; loading takes the newest snapshot at or below the log end
 and replays the batches after it.
@@ -56,6 +65,21 @@ class InvalidProducerEpoch(ProducerStateError):
 
 class OutOfOrderSequence(ProducerStateError):
     error_code = 45  # OUT_OF_ORDER_SEQUENCE_NUMBER
+
+
+class InvalidTxnState(ProducerStateError):
+    error_code = 48  # INVALID_TXN_STATE
+
+
+@dataclass(frozen=True, slots=True)
+class CompletedTxn:
+    """A transaction that a marker ended in this partition: its first data offset here (the
+    marker's own offset when it wrote nothing), the marker's offset, and whether it aborted."""
+
+    producer_id: int
+    first_offset: int
+    last_offset: int
+    is_aborted: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,23 +129,40 @@ def _in_sequence(last_seq: int, next_seq: int) -> bool:
 
 class ProducerStateManager:
     """Fields: ``producers`` by id, changed by ``check`` + ``update`` on append, by replay at
-    load, and by ``expire`` / ``truncate_head``; owned by the partition's event loop."""
+    load, and by ``expire`` / ``truncate_head``; ``ongoing``: producer id -> first offset of its
+    open transaction, kept equal to the entries' ``current_txn_first_offset`` by the same
+    methods. Owned by the partition's event loop."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.producers: dict[int, ProducerEntry] = {}
+        self.ongoing: dict[int, int] = {}
 
     # --- the produce path ----------------------------------------------------------------------
 
-    def check(self, headers: Iterable[BatchHeader]) -> BatchMetadata | None:
+    def check(self, headers: Iterable[BatchHeader], *, from_client: bool = True) -> BatchMetadata | None:
         """Validate the producer batches of one append before anything is written. Returns the
-        metadata of the original when the append is a retry of one already in the log."""
+        metadata of the original when the append is a retry of one already in the log.
+
+        A coordinator's own append (``from_client`` False: transactional offset commits) is
+        checked for its epoch only, as Kafka's AppendOrigin.COORDINATOR: it has no sequence."""
         pending: dict[int, tuple[int, int]] = {}  # producer id -> (epoch, last seq) within this append
         for header in headers:
             producer_id = header.producer_id
             if producer_id < 0 or header.is_control:
                 continue
             entry = self.producers.get(producer_id)
+            if not header.is_transactional and entry is not None and entry.current_txn_first_offset >= 0:
+                raise InvalidTxnState(
+                    f"Expected a transactional write from producer {producer_id} at offset "
+                    f"{entry.current_txn_first_offset}"
+                )
+            if not from_client:
+                if entry is not None and header.producer_epoch < entry.epoch:
+                    raise InvalidProducerEpoch(
+                        f"Epoch of producer {producer_id} is {header.producer_epoch}, older than the last seen epoch {entry.epoch}"
+                    )
+                continue
             if producer_id not in pending and entry is not None:
                 duplicate = entry.duplicate_of(header)
                 if duplicate is not None:
@@ -151,11 +192,24 @@ class ProducerStateManager:
                 f"{last_seq} (current end)"
             )
 
-    def update(self, header: BatchHeader) -> None:
-        """Record a batch that was written (append, or replay at load); header offsets are final."""
+    def check_marker(self, producer_id: int, producer_epoch: int) -> None:
+        """A marker may not carry an epoch older than the producer's (Kafka's
+        appendEndTxnMarker); the coordinator bumps, never lowers, it."""
+        entry = self.producers.get(producer_id)
+        if entry is not None and producer_epoch < entry.epoch:
+            raise InvalidProducerEpoch(
+                f"Marker epoch {producer_epoch} of producer {producer_id} is older than its epoch {entry.epoch}"
+            )
+
+    def update(self, header: BatchHeader, marker: tuple[bool, int] | None = None) -> CompletedTxn | None:
+        """Record a batch that was written (append, or replay at load); header offsets are final.
+
+        For a control batch ``marker`` is (is_commit, coordinator epoch) read from its record;
+        the transaction it ends comes back (None for other batches, and for markers of an
+        unknown control type, which change nothing)."""
         producer_id = header.producer_id
         if producer_id < 0:
-            return
+            return None
         entry = self.producers.get(producer_id)
         if entry is None:
             entry = self.producers[producer_id] = ProducerEntry(producer_id)
@@ -164,13 +218,32 @@ class ProducerStateManager:
             entry.batches.clear()
         entry.last_timestamp = header.max_timestamp
         if header.is_control:
-            entry.current_txn_first_offset = -1  # a commit or abort marker ends the transaction
-            return
+            if marker is None:
+                return None
+            is_commit, coordinator_epoch = marker
+            offset = header.base_offset
+            first = entry.current_txn_first_offset
+            entry.current_txn_first_offset = -1
+            entry.coordinator_epoch = coordinator_epoch
+            self.ongoing.pop(producer_id, None)
+            return CompletedTxn(producer_id, first if first >= 0 else offset, offset, not is_commit)
         entry.batches.append(
             BatchMetadata(header.base_sequence, _last_seq(header), header.base_offset, header.last_offset, header.max_timestamp)
         )
         if header.is_transactional and entry.current_txn_first_offset < 0:
             entry.current_txn_first_offset = header.base_offset
+            self.ongoing[producer_id] = header.base_offset
+        return None
+
+    def first_unstable_offset(self) -> int | None:
+        """The first offset of the oldest open transaction (None: none is open)."""
+        return min(self.ongoing.values()) if self.ongoing else None
+
+    def last_stable_offset_after(self, completed: CompletedTxn) -> int:
+        """The LSO once ``completed`` ended (after ``update``): the oldest other open
+        transaction's first offset, else just past the marker (Kafka's lastStableOffset)."""
+        first = self.first_unstable_offset()
+        return completed.last_offset + 1 if first is None else min(first, completed.last_offset + 1)
 
     # --- housekeeping --------------------------------------------------------------------------
 
@@ -224,17 +297,25 @@ class ProducerStateManager:
         for old in self.snapshots()[:-keep]:
             old.unlink(missing_ok=True)
 
-    def load_snapshot(self, log_end_offset: int) -> int:
-        """Load the newest valid snapshot at or below ``log_end_offset``; returns the offset to
-        replay batches from (0 without a snapshot). Damaged snapshots are deleted."""
+    def load_snapshot(self, log_end_offset: int, upto: int | None = None) -> int:
+        """Load the newest valid snapshot at or below ``upto`` (default: the log end); returns
+        the offset to replay batches from (0 without a snapshot). Snapshots past the log end
+        and damaged ones are deleted."""
         self.producers.clear()
+        self.ongoing.clear()
+        limit = log_end_offset if upto is None else min(upto, log_end_offset)
         for path in reversed(self.snapshots()):
             offset = _snapshot_offset(path)
             if offset > log_end_offset:
                 path.unlink(missing_ok=True)
                 continue
+            if offset > limit:
+                continue
             try:
                 self.producers = _read_snapshot(path.read_bytes())
+                self.ongoing = {
+                    pid: e.current_txn_first_offset for pid, e in self.producers.items() if e.current_txn_first_offset >= 0
+                }
                 return offset
             except (ValueError, struct.error, OSError) as exc:
                 log.warning("ignoring damaged producer snapshot %s: %s", path, exc)
@@ -268,7 +349,9 @@ def _read_snapshot(data: bytes) -> dict[int, ProducerEntry]:
 
 __all__ = [
     "BatchMetadata",
+    "CompletedTxn",
     "InvalidProducerEpoch",
+    "InvalidTxnState",
     "OutOfOrderSequence",
     "ProducerStateError",
     "ProducerStateManager",

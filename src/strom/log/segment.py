@@ -1,4 +1,5 @@
-"""One log segment: ``<base offset>.log`` plus its sparse ``.index`` and ``.timeindex``.
+"""One log segment: ``<base offset>.log`` plus its sparse ``.index`` and ``.timeindex``, and
+the aborted-transaction index ``.txnindex`` (log.txn_index) once an abort marker lands in it.
 
 Batches are stored exactly as the partition hands them over (offsets already patched in).
 The segment knows batch headers only (``protocol.records.read_header``), never records, except
@@ -7,7 +8,9 @@ to find the exact record for a timestamp. Not thread-safe: the event loop owns i
 
 Index entries follow Kafka's LogSegment.append: once ``index.interval.bytes`` have been written
 since the last entry, the next batch gets an entry (its last offset -> its start position), and
-the time index records the largest timestamp so far with its offset.
+the time index records the largest timestamp so far with its offset. The transaction index
+is the partition's business: only it knows the producers' state when an abort marker is
+written (and when a recovered segment's index is rebuilt).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from strom.log.index import OffsetIndex, TimeIndex
+from strom.log.txn_index import TransactionIndex
 from strom.protocol.records import (
     BATCH_HEADER_SIZE,
     LOG_OVERHEAD,
@@ -32,6 +36,7 @@ from strom.protocol.records import (
 LOG_SUFFIX = ".log"
 INDEX_SUFFIX = ".index"
 TIME_INDEX_SUFFIX = ".timeindex"
+TXN_INDEX_SUFFIX = ".txnindex"
 CLEANED_SUFFIX = ".cleaned"
 SWAP_SUFFIX = ".swap"
 DELETED_SUFFIX = ".deleted"
@@ -109,6 +114,7 @@ class LogSegment:
         self.size = os.fstat(self.fd).st_size
         self.index = OffsetIndex(directory / segment_name(base_offset, INDEX_SUFFIX + variant))
         self.time_index = TimeIndex(directory / segment_name(base_offset, TIME_INDEX_SUFFIX + variant))
+        self.txn_index = TransactionIndex(directory / segment_name(base_offset, TXN_INDEX_SUFFIX + variant))
         self.next_offset = base_offset
         self.max_timestamp = -1
         self.offset_of_max_timestamp = -1
@@ -123,7 +129,7 @@ class LogSegment:
     def load(self) -> bool:
         """Load the indexes of a segment written before; False when they are damaged or do not
         match the log, in which case the caller runs ``recover``."""
-        if not (self.index.load(self.size) and self.time_index.load()):
+        if not (self.index.load(self.size) and self.time_index.load() and self.txn_index.load()):
             return False
         try:
             start = self.index.positions[-1] if len(self.index) else 0
@@ -146,7 +152,8 @@ class LogSegment:
 
     def recover(self, max_batch_bytes: int | None = None) -> int:
         """Scan every batch, check framing and CRC, truncate at the first damaged one, and
-        rebuild both indexes. Returns how many bytes were cut off."""
+        rebuild both sparse indexes. The transaction index is emptied: the caller rebuilds it
+        from the producers' state (PartitionLog). Returns how many bytes were cut off."""
         offset_entries: list[tuple[int, int]] = []
         time_entries: list[tuple[int, int]] = []
         self.next_offset = self.base_offset
@@ -177,6 +184,7 @@ class LogSegment:
         self.bytes_since_index_entry = since_entry
         self.index.rebuild(offset_entries)
         self.time_index.rebuild(time_entries)
+        self.txn_index.rebuild([])
         return truncated
 
     # --- appending ---------------------------------------------------------------------------
@@ -323,29 +331,36 @@ class LogSegment:
         an fsync in another thread; the caller closes them."""
         self.index.write_pending()
         self.time_index.write_pending()
-        return [os.dup(self.fd), self.index.dup_fd(), self.time_index.dup_fd()]
+        fds = [os.dup(self.fd), self.index.dup_fd(), self.time_index.dup_fd()]
+        txn_fd = self.txn_index.dup_fd()
+        if txn_fd is not None:
+            fds.append(txn_fd)
+        return fds
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
             self.index.close()
             self.time_index.close()
+            self.txn_index.close()
             os.close(self.fd)
 
     def delete(self) -> None:
-        """Close and remove all three files."""
+        """Close and remove all the segment's files."""
         self.close()
-        for path in (self.path, self.index.path, self.time_index.path):
+        for path in (self.path, self.index.path, self.time_index.path, self.txn_index.path):
             path.unlink(missing_ok=True)
 
     def set_variant(self, variant: str) -> None:
-        """Rename the three files to another variant (``.cleaned`` -> ``.swap`` -> live)."""
+        """Rename the files to another variant (``.cleaned`` -> ``.swap`` -> live)."""
         for file in (self, self.index, self.time_index):
             name = file.path.name.removesuffix(self.variant) + variant
             target = file.path.with_name(name)
             if file.path.exists():
                 os.replace(file.path, target)
             file.path = target
+        txn_path = self.txn_index.path
+        self.txn_index.rename(txn_path.with_name(txn_path.name.removesuffix(self.variant) + variant))
         self.variant = variant
 
     def __repr__(self) -> str:

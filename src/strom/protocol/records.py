@@ -560,3 +560,65 @@ def build_batch(
     batch_length = MIN_BATCH_LENGTH + len(payload)
     prefix = _PREFIX.pack(base_offset, batch_length, leader_epoch, MAGIC_V2)
     return prefix + _UINT32.pack(crc32c(after_crc)) + after_crc
+
+
+# --- control batches (KIP-98 transaction markers) -----------------------------------------
+
+CONTROL_ABORT = 0
+CONTROL_COMMIT = 1
+_CONTROL_KEY = struct.Struct(">hh")  # version 0, type (0 abort, 1 commit)
+_END_TXN_MARKER = struct.Struct(">hi")  # version 0, coordinator epoch
+
+
+class ControlMarker(NamedTuple):
+    """The one record of a control batch: what it ends, and the coordinator's epoch."""
+
+    control_type: int
+    coordinator_epoch: int
+
+    @property
+    def is_commit(self) -> bool:
+        return self.control_type == CONTROL_COMMIT
+
+
+def build_control_batch(
+    commit: bool,
+    producer_id: int,
+    producer_epoch: int,
+    coordinator_epoch: int,
+    timestamp: int,
+    *,
+    base_offset: int = 0,
+    leader_epoch: int = 0,
+) -> bytes:
+    """A commit or abort marker, as the coordinator writes it to each partition of a
+    transaction (Kafka's EndTransactionMarker): one record, key = version + type, value =
+    version + coordinator epoch; the batch is control + transactional with the producer's id and
+    epoch and no sequence."""
+    key = _CONTROL_KEY.pack(0, CONTROL_COMMIT if commit else CONTROL_ABORT)
+    value = _END_TXN_MARKER.pack(0, coordinator_epoch)
+    return build_batch(
+        [(key, value, (), timestamp)],
+        base_offset=base_offset,
+        producer_id=producer_id,
+        producer_epoch=producer_epoch,
+        is_transactional=True,
+        is_control=True,
+        leader_epoch=leader_epoch,
+    )
+
+
+def read_control_marker(batch: bytes | bytearray | memoryview) -> ControlMarker:
+    """The marker of a whole control batch; CorruptRecord when it is not one. Unknown control
+    types (Kafka reserves the rest) come back as they are, for callers to ignore."""
+    records = decode_records(batch)
+    if not records or records[0].key is None or len(records[0].key) < _CONTROL_KEY.size:
+        raise CorruptRecord("control batch without a control record key")
+    version, control_type = _CONTROL_KEY.unpack_from(records[0].key, 0)
+    if version < 0:
+        raise CorruptRecord(f"control record key version {version}")
+    coordinator_epoch = -1
+    value = records[0].value
+    if control_type in (CONTROL_ABORT, CONTROL_COMMIT) and value is not None and len(value) >= _END_TXN_MARKER.size:
+        coordinator_epoch = _END_TXN_MARKER.unpack_from(value, 0)[1]
+    return ControlMarker(control_type, coordinator_epoch)
