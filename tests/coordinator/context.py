@@ -2,7 +2,8 @@
 a fake clock (``sleep(ms)`` runs the timers that fall due), a list standing in for the
 __consumer_offsets partition, and the answers of parked requests by ticket. ``apply`` does what
 the runtime does with a Result: append (unless appends are made to fail), replay, answer,
-report the append. No event loop, no files.
+report the append. ``journal`` keeps the partition's order of records (with the producer id of
+a transactional batch) and transaction markers, for ``reload``. No event loop, no files.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class GroupTestContext:
     def __post_init__(self) -> None:
         ids = itertools.count(1)
         self.tickets = itertools.count(1)
+        self.journal: list[tuple[Any, ...]] = []
         self.coordinator = GroupCoordinator(self.config, new_member_id=lambda prefix: f"{prefix}-{next(ids)}")
         self.apply(self.coordinator.loaded(self.time))
 
@@ -72,15 +74,22 @@ class GroupTestContext:
         if result.records:
             error = self.fail_appends
             if not error:
+                producer_id = result.producer[0] if result.producer is not None else -1
                 self.log.extend(result.records)
+                self.journal.extend(("record", record, producer_id) for record in result.records)
                 if self.replay:
                     for record in result.records:
-                        self.coordinator.replay(record)
+                        self.coordinator.replay(record, producer_id)
         for ticket, response in result.completions:
             self.answers.setdefault(ticket, response)  # a ticket is answered once
         if result.append_token is not None:
             self.apply(self.coordinator.appended(result.append_token, error, self.time))
         return result
+
+    def marker(self, producer_id: int, commit: bool) -> None:
+        """The transaction coordinator wrote the producer's commit or abort marker here."""
+        self.journal.append(("marker", producer_id, commit))
+        self.coordinator.replay_end_transaction(producer_id, commit)
 
     def sleep(self, ms: int) -> Result:
         self.time += ms
@@ -188,9 +197,12 @@ class GroupTestContext:
 def reload(ctx: GroupTestContext) -> GroupCoordinator:
     """A new shard that loads the context's log, through the bytes (serialize / deserialize)."""
     coordinator = GroupCoordinator(ctx.config)
-    for record in ctx.log:
-        key, value = serialize(record)
+    for entry in ctx.journal:
+        if entry[0] == "marker":
+            coordinator.replay_end_transaction(entry[1], entry[2])
+            continue
+        key, value = serialize(entry[1])
         parsed = deserialize(key, value)
         assert parsed is not None
-        coordinator.replay(parsed)
+        coordinator.replay(parsed, entry[2])
     return coordinator

@@ -13,7 +13,10 @@ Timers (keys): ("heartbeat", group, member) session expiry, or the new-member jo
 ("join", group) the end of a join phase: rebalance timeout or initial rebalance delay;
 ("sync", group) members that never sent SyncGroup; ("expire-group-metadata",) offset expiry.
 
-Not here: KIP-848 consumer groups, share/streams groups, transactional offset commits.
+Transactional offsets: ``replay`` with the batch's producer id keeps them pending, and
+``replay_end_transaction`` (the transaction's marker in this partition) commits or drops them.
+
+Not here: KIP-848 consumer groups, share/streams groups.
 """
 
 from __future__ import annotations
@@ -110,14 +113,18 @@ class GroupCoordinator(OffsetManager):
 
     # --- loading -------------------------------------------------------------------------------
 
-    def replay(self, record: CoordinatorRecord) -> None:
-        """Apply a record that is in the log (appended by us, or read back while loading)."""
+    def replay(self, record: CoordinatorRecord, producer_id: int = -1) -> None:
+        """Apply a record that is in the log (appended by us, or read back while loading);
+        ``producer_id`` >= 0 for a record of a transactional batch."""
         key, value = record.key, record.value
         if isinstance(key, OffsetCommitKey):
             if value is None:
                 self.offsets.remove(key.group, key.topic, key.partition)
                 return
             assert isinstance(value, OffsetCommitValue)
+            if producer_id >= 0:
+                self.offsets.put_pending(producer_id, key.group, key.topic, key.partition, OffsetAndMetadata.from_record(value))
+                return
             if key.group not in self.groups:
                 # Offsets without group metadata: a "simple" group that only commits offsets.
                 self.groups[key.group] = ClassicGroup(key.group)
@@ -131,6 +138,12 @@ class GroupCoordinator(OffsetManager):
             assert isinstance(value, GroupMetadataValue)
             self.groups[key.group] = ClassicGroup.from_record(key.group, value)
         # Otherwise the live group already is what the record stores.
+
+    def replay_end_transaction(self, producer_id: int, commit: bool) -> None:
+        """The marker of the producer's transaction is in this partition's log."""
+        for group_id, _topic, _partition in self.offsets.end_transaction(producer_id, commit):
+            if group_id not in self.groups:
+                self.groups[group_id] = ClassicGroup(group_id)  # a simple group, as plain commits make
 
     def loaded(self, now_ms: int) -> Result:
         """The partition is loaded: members' sessions start now, groups over group.max.size

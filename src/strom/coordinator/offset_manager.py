@@ -1,8 +1,11 @@
-"""Offset operations of a shard (Kafka's OffsetMetadataManager): OffsetCommit, OffsetFetch,
-OffsetDelete and the expiry of offsets and empty groups (offsets.retention.minutes).
+"""Offset operations of a shard (Kafka's OffsetMetadataManager): OffsetCommit,
+TxnOffsetCommit, OffsetFetch, OffsetDelete and the expiry of offsets and empty groups
+(offsets.retention.minutes).
 
 Every change is a record: a commit appends OffsetCommit values and a delete or an expiry
-appends tombstones; the OffsetStore changes when the caller replays them.
+appends tombstones; the OffsetStore changes when the caller replays them. A TxnOffsetCommit
+appends the same OffsetCommit values as a transactional batch of its producer (``Result.producer``);
+they stay pending until the transaction's marker reaches this partition (offsets.py).
 """
 
 from __future__ import annotations
@@ -51,6 +54,19 @@ class CommitRequest:
     api_version: int = 9
 
 
+@dataclass(frozen=True, slots=True)
+class TxnCommitRequest:
+    """TxnOffsetCommit: v0-2 name no member (any group state accepts them), v3+ may."""
+
+    group_id: str
+    producer_id: int
+    producer_epoch: int
+    topics: tuple[tuple[str, tuple[CommitPartition, ...]], ...]
+    member_id: str = UNKNOWN_MEMBER_ID
+    generation_id: int = UNKNOWN_GENERATION_ID
+    group_instance_id: str | None = None
+
+
 class OffsetManager(Shard):
     """Committed offsets of the shard's groups."""
 
@@ -89,8 +105,9 @@ class OffsetManager(Shard):
 
         return _commit_response(request.topics, commit)
 
-    def _validate_commit(self, group: ClassicGroup, request: CommitRequest) -> int:
-        """Kafka's ClassicGroup.validateOffsetCommit (non-transactional)."""
+    def _validate_commit(self, group: ClassicGroup, request: CommitRequest | TxnCommitRequest, transactional: bool = False) -> int:
+        """Kafka's ClassicGroup.validateOffsetCommit; a transactional commit without member
+        and generation is accepted in any state, and a rebalance does not hold it back."""
         if group.is_in(DEAD):
             return ErrorCode.COORDINATOR_NOT_AVAILABLE
         if request.generation_id < 0 and group.is_in(EMPTY):
@@ -101,33 +118,72 @@ class OffsetManager(Shard):
                 return error
             if request.generation_id != group.generation_id:
                 return ErrorCode.ILLEGAL_GENERATION
-        elif not group.is_in(EMPTY):
+        elif not transactional and not group.is_in(EMPTY):
             # Without member and generation, only an empty group accepts commits.
             return ErrorCode.UNKNOWN_MEMBER_ID
-        if group.is_in(COMPLETING_REBALANCE):
+        if not transactional and group.is_in(COMPLETING_REBALANCE):
             # The member has its new generation but not yet its assignment: let it retry.
             return ErrorCode.REBALANCE_IN_PROGRESS
         return ErrorCode.NONE
 
+    # --- TxnOffsetCommit -----------------------------------------------------------------------
+
+    def txn_commit_offsets(self, request: TxnCommitRequest, now_ms: int) -> Result:
+        """Store offsets as part of the producer's transaction; the transaction coordinator
+        has checked that this partition belongs to it (AddOffsetsToTxn)."""
+        return self._run(now_ms, lambda: self._txn_commit(request))
+
+    def _txn_commit(self, request: TxnCommitRequest) -> dict[str, Any]:
+        group = self.groups.get(request.group_id)
+        error: int
+        if group is None:
+            # Without a generation, the simple group appears when the offsets are committed.
+            error = ErrorCode.NONE if request.generation_id < 0 else ErrorCode.ILLEGAL_GENERATION
+        else:
+            error = self._validate_commit(group, request, transactional=True)
+        if error:
+            return _commit_response(request.topics, lambda _topic, _p: error)
+        max_bytes = self.config.offset_metadata_max_bytes
+        self._effects.producer = (request.producer_id, request.producer_epoch)
+
+        def commit(topic: str, p: CommitPartition) -> int:
+            metadata = p.committed_metadata or ""
+            if len(metadata) > max_bytes:
+                return ErrorCode.OFFSET_METADATA_TOO_LARGE
+            offset = OffsetAndMetadata(p.committed_offset, p.committed_leader_epoch, metadata, self._now)
+            self._append(CoordinatorRecord.offset_commit(request.group_id, topic, p.partition, offset.to_record()))
+            return ErrorCode.NONE
+
+        return _commit_response(request.topics, commit)
+
     # --- OffsetFetch ---------------------------------------------------------------------------
 
-    def fetch_offsets(self, group_id: str, topics: Sequence[tuple[str, Sequence[int]]] | None, now_ms: int) -> Result:
+    def fetch_offsets(
+        self, group_id: str, topics: Sequence[tuple[str, Sequence[int]]] | None, now_ms: int, *, require_stable: bool = False
+    ) -> Result:
         """Committed offsets of the given partitions (-1 when none), or of every partition with
-        one (``topics`` None). No transactional offsets exist, so require_stable changes nothing."""
-        return self._run(now_ms, lambda: self._fetch(group_id, topics))
+        one (``topics`` None). With ``require_stable`` (KIP-447) a partition with a pending
+        transactional offset answers UNSTABLE_OFFSET_COMMIT, and the consumer retries."""
+        return self._run(now_ms, lambda: self._fetch(group_id, topics, require_stable))
 
-    def _fetch(self, group_id: str, topics: Sequence[tuple[str, Sequence[int]]] | None) -> dict[str, Any]:
+    def _fetch(self, group_id: str, topics: Sequence[tuple[str, Sequence[int]]] | None, require_stable: bool) -> dict[str, Any]:
         group = self.groups.get(group_id)
         known = group is not None and not group.is_in(DEAD)
         out = []
+
+        def fetched(topic: str, partition: int, offset: OffsetAndMetadata | None) -> dict[str, Any]:
+            if require_stable and self.offsets.has_pending(group_id, topic, partition):
+                return {**_fetched(partition, None), "error_code": ErrorCode.UNSTABLE_OFFSET_COMMIT}
+            return _fetched(partition, offset)
+
         if topics is None:
             if known:
                 for topic, partitions in self.offsets.group(group_id).items():
-                    out.append({"name": topic, "partitions": [_fetched(p, o) for p, o in partitions.items()]})
+                    out.append({"name": topic, "partitions": [fetched(topic, p, o) for p, o in partitions.items()]})
         else:
             for topic, partitions in topics:
                 stored = self.offsets.group(group_id).get(topic, {}) if known else {}
-                out.append({"name": topic, "partitions": [_fetched(p, stored.get(p)) for p in partitions]})
+                out.append({"name": topic, "partitions": [fetched(topic, p, stored.get(p)) for p in partitions]})
         return {"group_id": group_id, "error_code": ErrorCode.NONE, "topics": out}
 
     # --- OffsetDelete --------------------------------------------------------------------------

@@ -3,6 +3,13 @@
 ``OffsetStore`` changes only when the coordinator replays an OffsetCommit record (a value or
 a tombstone): a commit is durable in ``__consumer_offsets`` before anyone can read it back.
 
+Transactional offsets (TxnOffsetCommit, KIP-98) are OffsetCommit records in a transactional
+batch: replaying one makes the offset *pending* for its producer; the transaction's commit
+marker makes the producer's pending offsets committed, unless a commit stored later in the log
+(a plain OffsetCommit after the transactional one) already replaced them, and an abort marker
+drops them (Kafka's OffsetMetadataManager.replayEndTransactionMarker). Replay order is log
+order, so a counter of replays stands in for the records' log offsets.
+
 Expiry (offsets.retention.minutes, KIP-211 and KIP-496), checked every
 offsets.retention.check.interval.ms for each group:
 
@@ -60,15 +67,50 @@ class OffsetAndMetadata:
         )
 
 
+OffsetKey = tuple[str, str, int]  # group, topic, partition
+
+
 class OffsetStore:
-    """Offsets by group, then topic, then partition. Changed only by ``put``/``remove``,
-    which only replay calls."""
+    """Offsets by group, then topic, then partition; pending transactional offsets by producer
+    id. Changed only by ``put``/``remove``/``put_pending``/``end_transaction``, which only
+    replay calls. ``_order``: the replay number of each committed offset's record."""
 
     def __init__(self) -> None:
         self._by_group: dict[str, dict[str, dict[int, OffsetAndMetadata]]] = {}
+        self._pending: dict[int, dict[OffsetKey, tuple[int, OffsetAndMetadata]]] = {}
+        self._order: dict[OffsetKey, int] = {}
+        self._replays = 0
 
-    def put(self, group_id: str, topic: str, partition: int, offset: OffsetAndMetadata) -> None:
+    def put(self, group_id: str, topic: str, partition: int, offset: OffsetAndMetadata, *, order: int | None = None) -> None:
         self._by_group.setdefault(group_id, {}).setdefault(topic, {})[partition] = offset
+        if order is None:
+            self._replays += 1
+            order = self._replays
+        self._order[(group_id, topic, partition)] = order
+
+    def put_pending(self, producer_id: int, group_id: str, topic: str, partition: int, offset: OffsetAndMetadata) -> None:
+        self._replays += 1
+        self._pending.setdefault(producer_id, {})[(group_id, topic, partition)] = (self._replays, offset)
+
+    def end_transaction(self, producer_id: int, commit: bool) -> list[OffsetKey]:
+        """A marker for the producer's transaction: commit or drop its pending offsets;
+        returns the keys that became committed."""
+        pending = self._pending.pop(producer_id, {})
+        if not commit:
+            return []
+        committed = []
+        for key, (order, offset) in pending.items():
+            if self._order.get(key, 0) < order:
+                self.put(*key, offset, order=order)
+                committed.append(key)
+        return committed
+
+    def has_pending(self, group_id: str, topic: str, partition: int) -> bool:
+        key = (group_id, topic, partition)
+        return any(key in offsets for offsets in self._pending.values())
+
+    def pending_count(self) -> int:
+        return sum(len(offsets) for offsets in self._pending.values())
 
     def remove(self, group_id: str, topic: str, partition: int) -> None:
         topics = self._by_group.get(group_id)
@@ -78,6 +120,7 @@ class OffsetStore:
         if partitions is None:
             return
         partitions.pop(partition, None)
+        self._order.pop((group_id, topic, partition), None)
         if not partitions:
             del topics[topic]
         if not topics:

@@ -1,10 +1,16 @@
-"""The plumbing of a group coordinator shard: effects in, Result out, timers, tickets.
+"""The plumbing of a coordinator shard: effects in, Result out, timers, tickets.
 
 A coordinator operation takes ``now_ms`` and returns a ``Result``:
 
-``records``      to append to this shard's ``__consumer_offsets`` partition. The caller appends
-                 them and then calls ``replay`` for each; only replaying changes durable state
-                 (committed offsets; the stored group metadata is what a restart will load).
+``records``      to append to this shard's partition (``__consumer_offsets`` for groups,
+                 ``__transaction_state`` for transactions). The caller appends them and then
+                 calls ``replay`` for each; only replaying changes durable state (committed
+                 offsets, a transaction's state; what a restart will load).
+``producer``     (producer id, epoch) when the records are a transactional batch of that
+                 producer (TxnOffsetCommit); None for ordinary records.
+``markers``      commit or abort markers to write to the partitions of a transaction (Kafka's
+                 WriteTxnMarkers), once the records are stored; the caller reports the outcome
+                 back (TransactionCoordinator.markers_written).
 ``response``     the answer for operations that never wait (Heartbeat, LeaveGroup, commits ...).
 ``completions``  answers for parked requests: JoinGroup and SyncGroup park until the rebalance
                  gets there. A parked request is known by its *ticket*, an int the caller passed
@@ -15,8 +21,9 @@ A coordinator operation takes ``now_ms`` and returns a ``Result``:
                  now_ms)`` (Kafka's appendFuture callbacks: a SyncGroup assignment becomes
                  current only once stored).
 
-``Shard`` holds that machinery and the shard's state; the offset operations
-(``offset_manager``) and the classic group protocol (``coordinator``) build on it.
+``CoordinatorShard`` holds that machinery; ``Shard`` adds a group shard's state, and the offset
+operations (``offset_manager``) and the classic group protocol (``coordinator``) build on it,
+as the transaction coordinator (``transactions``) builds on ``CoordinatorShard``.
 """
 
 from __future__ import annotations
@@ -28,7 +35,6 @@ from typing import Any, Final
 from strom.coordinator.group import ClassicGroup
 from strom.coordinator.member import EMPTY_ASSIGNMENT, ClassicGroupMember
 from strom.coordinator.offsets import OffsetStore
-from strom.coordinator.records import CoordinatorRecord
 from strom.protocol.errors import ErrorCode
 
 UNKNOWN_MEMBER_ID: Final = ""
@@ -61,12 +67,26 @@ class GroupConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TxnMarker:
+    """Write a commit or abort marker for ``producer_id`` to each of ``partitions``."""
+
+    transactional_id: str
+    producer_id: int
+    producer_epoch: int
+    coordinator_epoch: int
+    commit: bool
+    partitions: frozenset[tuple[str, int]]
+
+
+@dataclass(frozen=True, slots=True)
 class Result:
-    records: tuple[CoordinatorRecord, ...] = ()
+    records: tuple[Any, ...] = ()  # the shard's record type (records.CoordinatorRecord, txn_records.TxnRecord)
     response: Any = None
     completions: tuple[tuple[int, Any], ...] = ()
     deadlines: tuple[tuple[TimerKey, int | None], ...] = ()
     append_token: int | None = None
+    producer: tuple[int, int] | None = None
+    markers: tuple[TxnMarker, ...] = ()
 
 
 # --- responses ---------------------------------------------------------------------------------
@@ -103,10 +123,12 @@ def sync_response(
 
 @dataclass(slots=True)
 class _Effects:
-    records: list[CoordinatorRecord] = field(default_factory=list)
+    records: list[Any] = field(default_factory=list)
     completions: list[tuple[int, Any]] = field(default_factory=list)
     deadlines: dict[TimerKey, int | None] = field(default_factory=dict)
     on_append: list[Callable[[int], None]] = field(default_factory=list)
+    producer: tuple[int, int] | None = None
+    markers: list[TxnMarker] = field(default_factory=list)
 
 
 def heartbeat_key(group_id: str, member_id: str) -> TimerKey:
@@ -121,20 +143,15 @@ def sync_key(group_id: str) -> TimerKey:
     return ("sync", group_id)
 
 
-class Shard:
-    """One shard's state and effect plumbing. Owned by a single caller (the runtime, on the
-    event loop); no operation re-enters another.
+class CoordinatorShard:
+    """A shard's effect plumbing. Owned by a single caller (the runtime, on the event loop);
+    no operation re-enters another.
 
-    ``groups``: the live groups, changed by the operations (membership) and by replay (loading,
-    tombstones, simple groups created by offset commits). ``offsets``: changed by replay only.
-    ``loading``: True until ``loaded``; while it is, GroupMetadata records rebuild groups.
-    ``_timers``: key -> (deadline, action); the caller learns of every change via ``deadlines``.
+    ``loading``: True until ``loaded``. ``_timers``: key -> (deadline, action); the caller
+    learns of every change via ``deadlines``.
     """
 
-    def __init__(self, config: GroupConfig) -> None:
-        self.config = config
-        self.groups: dict[str, ClassicGroup] = {}
-        self.offsets = OffsetStore()
+    def __init__(self) -> None:
         self.loading = True
         self._timers: dict[TimerKey, tuple[int, Callable[[], None]]] = {}
         self._append_callbacks: dict[int, list[Callable[[int], None]]] = {}
@@ -157,17 +174,23 @@ class Shard:
             token = self._next_append_token
             self._next_append_token += 1
             self._append_callbacks[token] = fx.on_append
-        return Result(tuple(fx.records), response, tuple(fx.completions), tuple(fx.deadlines.items()), token)
+        return Result(
+            tuple(fx.records), response, tuple(fx.completions), tuple(fx.deadlines.items()), token,
+            fx.producer if fx.records else None, tuple(fx.markers),
+        )
 
     @property
     def _effects(self) -> _Effects:
         assert self._fx is not None, "outside an operation"
         return self._fx
 
-    def _append(self, record: CoordinatorRecord, on_append: Callable[[int], None] | None = None) -> None:
+    def _append(self, record: Any, on_append: Callable[[int], None] | None = None) -> None:
         self._effects.records.append(record)
         if on_append is not None:
             self._effects.on_append.append(on_append)
+
+    def _write_markers(self, marker: TxnMarker) -> None:
+        self._effects.markers.append(marker)
 
     def _answer(self, ticket: int, response: Any) -> None:
         self._effects.completions.append((ticket, response))
@@ -212,6 +235,21 @@ class Shard:
                 callback(error)
 
         return self._run(now_ms, run)
+
+
+class Shard(CoordinatorShard):
+    """A group coordinator shard's state (see CoordinatorShard for the plumbing).
+
+    ``groups``: the live groups, changed by the operations (membership) and by replay (loading,
+    tombstones, simple groups created by offset commits). ``offsets``: changed by replay only.
+    While ``loading``, GroupMetadata records rebuild groups.
+    """
+
+    def __init__(self, config: GroupConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.groups: dict[str, ClassicGroup] = {}
+        self.offsets = OffsetStore()
 
     def _complete_join(self, member: ClassicGroupMember, response: dict[str, Any]) -> bool:
         if member.join_ticket is None:
