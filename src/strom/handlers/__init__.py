@@ -16,6 +16,7 @@ _MODULES = (
     "cluster",
     "groups",
     "offsets",
+    "transactions",
 )
 
 

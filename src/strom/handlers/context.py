@@ -1,9 +1,8 @@
 """What handlers may use: the broker's components, and the operations that span them.
 
 The server builds one BrokerContext and passes it to every handler. Handlers never touch
-sockets; they await only the methods here (the fetch long-poll wait) and the group
-coordinator runtime's ``call``. Tests build a context over a temporary directory without any
-listener.
+sockets; they await only the methods here (the fetch long-poll wait) and the coordinator
+runtimes' ``call``. Tests build a context over a temporary directory without any listener.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 
 from strom.coordinator.coordinator import GroupCoordinator
 from strom.coordinator.shard import Result
+from strom.coordinator.transactions import TransactionCoordinator
 from strom.log.config import LogConfig
 from strom.log.manager import LogManager
 from strom.log.partition import PartitionLog
@@ -66,6 +66,7 @@ T = TypeVar("T")
 
 # A coordinator operation: (coordinator shard, now_ms, ticket) -> Result.
 GroupOperation = Callable[[GroupCoordinator, int, int], Result]
+TxnOperation = Callable[[TransactionCoordinator, int, int], Result]
 
 
 class GroupRuntime(Protocol):
@@ -92,6 +93,31 @@ class GroupRuntime(Protocol):
         ...
 
 
+class TransactionRuntime(Protocol):
+    """The transaction coordinator as handlers see it (server.txn_runtime implements it);
+    errors as GroupRuntime's."""
+
+    def ensure_topic(self) -> None:
+        """Create __transaction_state if it does not exist yet (on first FindCoordinator)."""
+        ...
+
+    async def call(self, transactional_id: str, operation: TxnOperation) -> Any:
+        """Run an operation on the id's shard; returns its response once stored (and, for
+        EndTxn, once the markers are written)."""
+        ...
+
+    def read(self, transactional_id: str, read: Callable[[TransactionCoordinator], T]) -> T:
+        ...
+
+    def read_all(self, read: Callable[[TransactionCoordinator], T]) -> tuple[int, list[T]]:
+        ...
+
+    def verify(self, producer_id: int, producer_epoch: int, topic: str, partition: int) -> int:
+        """Whether a transactional write belongs to the producer's open transaction: an error
+        code for the produce response (NONE when it does)."""
+        ...
+
+
 @dataclass
 class BrokerContext:
     config: BrokerConfig
@@ -103,6 +129,8 @@ class BrokerContext:
     fetch_sessions: object | None = None
     # The group coordinator runtime; set by the server (None: group APIs answer NOT_COORDINATOR).
     groups: GroupRuntime | None = None
+    # The transaction coordinator runtime; set by the server (None: NOT_COORDINATOR).
+    transactions: TransactionRuntime | None = None
 
     @property
     def cluster_id(self) -> str:

@@ -7,8 +7,11 @@ the last stable offset (read_committed). If fewer than min_bytes are ready the r
 for appends until max_wait_ms (DESIGN.md, "A fetch"). Fetch sessions (KIP-227, v7+) are in
 fetch_sessions.py. v13+ names topics by id. The response is encoded by hand
 (protocol.fetch_response) so records go out with os.sendfile.
+read_committed (KIP-98) also lists the aborted transactions overlapping the returned range
+(producer id, first offset), from the segments' transaction indexes; every response carries
+the partition's last stable offset.
 Not done: follower fetches (replica_id / replica_state), preferred read replicas, rack
-awareness, aborted transaction lists (no transactions yet: LSO = high watermark).
+awareness.
 """
 
 from __future__ import annotations
@@ -84,14 +87,15 @@ def _read(ctx: BrokerContext, start: SessionStart, max_bytes: int, isolation: in
             errors = True
         else:
             result.high_watermark = log.high_watermark
-            result.last_stable_offset = log.high_watermark
+            result.last_stable_offset = log.last_stable_offset
             result.log_start_offset = log.log_start_offset
             limit = min(position.partition_max_bytes, budget)
+            committed = isolation == READ_COMMITTED
             try:
                 read = log.read(
                     position.fetch_offset,
                     max(limit, 0),
-                    max_offset=result.last_stable_offset if isolation == READ_COMMITTED else log.high_watermark,
+                    max_offset=result.last_stable_offset if committed else log.high_watermark,
                     min_one_batch=total == 0,
                 )
             except OffsetOutOfRange:
@@ -102,7 +106,10 @@ def _read(ctx: BrokerContext, start: SessionStart, max_bytes: int, isolation: in
                 result.records_size = read.size
                 budget -= read.size
                 total += read.size
-            if isolation == READ_COMMITTED:
+                if committed:
+                    aborted = log.aborted_transactions(position.fetch_offset, read.upper_bound) if read.size else []
+                    result.aborted_transactions = [(a.producer_id, a.first_offset) for a in aborted]
+            if committed and result.aborted_transactions is None:
                 result.aborted_transactions = []
         if start.incremental and not _changed(result, position):
             continue

@@ -9,9 +9,9 @@ __consumer_offsets partition is missing or still loading.
 
 Per version:
 - FindCoordinator v0 looks up groups only; v1+ has key_type (0 group, 1 transaction, 2 share);
-  v4+ batches keys (KIP-699). The first group lookup creates __consumer_offsets, as Kafka does.
-  Transaction coordinators come with the transactions issue: key_type 1 answers
-  COORDINATOR_NOT_AVAILABLE until then; share groups (2) are not implemented: INVALID_REQUEST.
+  v4+ batches keys (KIP-699). The first group lookup creates __consumer_offsets and the first
+  transactional id lookup __transaction_state, as Kafka does; this node coordinates both.
+  Share groups (2) are not implemented: INVALID_REQUEST.
 - JoinGroup v0 has no rebalance timeout (the session timeout serves), v4+ requires a member id
   (KIP-394: MEMBER_ID_REQUIRED first), v5+ static membership (group.instance.id, KIP-345),
   v7+ returns the protocol type (KIP-559), v8+ carries a reason (KIP-800), v9+ may tell a
@@ -71,19 +71,22 @@ def client_host(request: Request) -> str:
 
 def _coordinator_for(ctx: BrokerContext, key_type: int, key: str) -> dict[str, Any]:
     result: dict[str, Any] = {"key": key, "node_id": -1, "host": "", "port": -1, "error_code": ErrorCode.NONE, "error_message": None}
-    if key_type == GROUP_KEY:
-        try:
-            runtime(ctx).ensure_offsets_topic()
-        except CoordinatorError as exc:
-            result.update(error_code=exc.error_code, error_message=str(exc))
-            return result
-        # One node leads every __consumer_offsets partition: it is the coordinator of all groups.
-        node = ctx.node
-        result.update(node_id=node.node_id, host=node.host, port=node.port)
-    elif key_type == TRANSACTION_KEY:
-        result.update(error_code=ErrorCode.COORDINATOR_NOT_AVAILABLE, error_message="transactions are not supported yet")
-    else:
+    if key_type not in (GROUP_KEY, TRANSACTION_KEY):
         result.update(error_code=ErrorCode.INVALID_REQUEST, error_message=f"unsupported coordinator key type {key_type}")
+        return result
+    try:
+        if key_type == GROUP_KEY:
+            runtime(ctx).ensure_offsets_topic()
+        elif ctx.transactions is None:
+            raise CoordinatorError(ErrorCode.COORDINATOR_NOT_AVAILABLE, "no transaction coordinator in this broker")
+        else:
+            ctx.transactions.ensure_topic()
+    except CoordinatorError as exc:
+        result.update(error_code=exc.error_code, error_message=str(exc))
+        return result
+    # One node leads every partition of both internal topics: it coordinates everything.
+    node = ctx.node
+    result.update(node_id=node.node_id, host=node.host, port=node.port)
     return result
 
 

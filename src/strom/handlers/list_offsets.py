@@ -4,7 +4,8 @@ Timestamps: -2 earliest (log start offset), -1 latest (high watermark, or the la
 offset for read_committed), -3 the record with the largest timestamp (KIP-734), -4 earliest
 local (KIP-405; no tiered storage, so the log start offset), -5 earliest pending upload
 (KIP-1005: nothing is ever pending, so "none": offset -1), and >= 0 the first record whose
-timestamp is at or after it (-1 when none is).
+timestamp is at or after it (-1 when none is; with read_committed, none at or past the last
+stable offset, as Kafka's lastFetchableOffset).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
 
 LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL, EARLIEST_PENDING_UPLOAD = -1, -2, -3, -4, -5
+READ_COMMITTED = 1
 
 
 def _lookup(ctx: BrokerContext, topic: str, partition: Any, isolation: int) -> dict[str, Any]:
@@ -41,14 +43,14 @@ def _lookup(ctx: BrokerContext, topic: str, partition: Any, isolation: int) -> d
     if timestamp in (EARLIEST, EARLIEST_LOCAL):
         result["offset"] = log.log_start_offset
     elif timestamp == LATEST:
-        result["offset"] = log.high_watermark  # LSO == HW until transactions exist
+        result["offset"] = log.last_stable_offset if isolation == READ_COMMITTED else log.high_watermark
     elif timestamp == MAX_TIMESTAMP:
         found = log.max_timestamp_offset()
         if found is not None:
             result["offset"], result["timestamp"] = found
     elif timestamp >= 0:
         found = log.offset_for_timestamp(timestamp)
-        if found is not None:
+        if found is not None and (isolation != READ_COMMITTED or found[0] < log.last_stable_offset):
             result["offset"], result["timestamp"] = found
     elif timestamp != EARLIEST_PENDING_UPLOAD:
         result["error_code"] = ErrorCode.INVALID_REQUEST

@@ -1,5 +1,5 @@
 """Committed offsets: OffsetCommit (key 8) 2-10, OffsetFetch (key 9) 1-10, OffsetDelete
-(key 47) 0.
+(key 47) 0, TxnOffsetCommit (key 28) 0-4.
 
 Offsets live in __consumer_offsets as OffsetCommit records (strom.coordinator.records); the
 group's coordinator shard validates the commit (member, generation, static member fencing,
@@ -14,13 +14,20 @@ Per version:
   generation-carrying commit to an unknown group (ILLEGAL_GENERATION before); v10 names topics
   by id.
 - OffsetFetch v1 answers errors per partition; v2+ adds a top-level error and a null topic list
-  meaning every committed partition; v5+ leader epochs; v7+ require_stable (no transactional
-  offsets are pending yet, so it changes nothing); v8+ several groups (group-level errors);
+  meaning every committed partition; v5+ leader epochs; v7+ require_stable (KIP-447: a
+  partition with a pending transactional offset answers UNSTABLE_OFFSET_COMMIT); v8+ several
+  groups (group-level errors);
   v9's member id / epoch are for KIP-848 groups and ignored for classic ones, as Kafka does;
   v10 names topics by id (topics that no longer exist are left out of "all" answers).
 - OffsetDelete refuses groups with members unless they are consumer groups that do not
   subscribe to the topic (GROUP_SUBSCRIBED_TO_TOPIC, NON_EMPTY_GROUP).
-Not done: authorization (TOPIC_/GROUP_AUTHORIZATION_FAILED), transactional offsets.
+- TxnOffsetCommit (KIP-98, send_offsets_to_transaction) stores the offsets as part of the
+  producer's transaction; they become committed with its commit marker. The transaction
+  coordinator first checks that the group's partition was added to the producer's open
+  transaction (AddOffsetsToTxn) under this epoch: a stale epoch answers INVALID_PRODUCER_EPOCH.
+  v2+ carries leader epochs, v3+ the member, generation and instance id (KIP-447, checked as
+  for OffsetCommit); v0-2 commit without them. v5 (TV2) is not advertised.
+Not done: authorization (TOPIC_/GROUP_AUTHORIZATION_FAILED).
 """
 
 from __future__ import annotations
@@ -29,7 +36,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from strom.coordinator.offset_manager import CommitPartition, CommitRequest
+from strom.coordinator.offset_manager import CommitPartition, CommitRequest, TxnCommitRequest
+from strom.coordinator.records import OFFSETS_TOPIC, partition_for
 from strom.coordinator.shard import CoordinatorError
 from strom.handlers.context import BrokerContext
 from strom.handlers.groups import call, milliseconds
@@ -133,7 +141,7 @@ async def offset_commit(ctx: BrokerContext, request: Request) -> dict[str, Any]:
 # --- OffsetFetch ------------------------------------------------------------------------------
 
 
-async def _fetch_group(ctx: BrokerContext, version: int, group_id: str, topics: Any) -> dict[str, Any]:
+async def _fetch_group(ctx: BrokerContext, version: int, group_id: str, topics: Any, require_stable: bool = False) -> dict[str, Any]:
     """One group's answer in the v8+ shape (v10: topics named by id, in the request's order)."""
     by_id = version >= 10
     wanted: list[tuple[str, list[int]]] | None = None
@@ -144,7 +152,9 @@ async def _fetch_group(ctx: BrokerContext, version: int, group_id: str, topics: 
     if not group_id:
         return {"group_id": group_id, "error_code": ErrorCode.INVALID_GROUP_ID, "topics": []}
     try:
-        response = await call(ctx, group_id, lambda c, now, _ticket: c.fetch_offsets(group_id, wanted, now))
+        response = await call(
+            ctx, group_id, lambda c, now, _ticket: c.fetch_offsets(group_id, wanted, now, require_stable=require_stable)
+        )
     except CoordinatorError as exc:
         return {"group_id": group_id, "error_code": exc.error_code, "topics": []}
     if not by_id:
@@ -173,10 +183,11 @@ async def _fetch_group(ctx: BrokerContext, version: int, group_id: str, topics: 
 async def offset_fetch(ctx: BrokerContext, request: Request) -> dict[str, Any]:
     body = request.body
     version = request.version
+    require_stable = bool(getattr(body, "require_stable", False))
     if version >= 8:
-        groups = [await _fetch_group(ctx, version, g.group_id, g.topics) for g in body.groups]
+        groups = [await _fetch_group(ctx, version, g.group_id, g.topics, require_stable) for g in body.groups]
         return {"throttle_time": 0, "groups": groups}
-    group = await _fetch_group(ctx, version, body.group_id, body.topics)
+    group = await _fetch_group(ctx, version, body.group_id, body.topics, require_stable)
     error = group["error_code"]
     if error and version < 2:
         # v1 has no top-level error: each partition asked for carries it.
@@ -224,3 +235,66 @@ async def offset_delete(ctx: BrokerContext, request: Request) -> dict[str, Any]:
         ],
     }
 
+
+
+# --- TxnOffsetCommit --------------------------------------------------------------------------
+
+
+def _txn_commit_errors(topics: Any, error_for: Callable[[str, int], int]) -> dict[str, Any]:
+    return {
+        "throttle_time": 0,
+        "topics": [
+            {"name": t.name, "partitions": [{"partition_index": p.partition_index, "error_code": error_for(t.name, p.partition_index)} for p in t.partitions]}
+            for t in topics
+        ],
+    }
+
+
+def _verify_txn_commit(ctx: BrokerContext, group_id: str, producer_id: int, producer_epoch: int) -> int:
+    """Whether the group's partition is in the producer's open transaction."""
+    offsets = ctx.metadata.topic(OFFSETS_TOPIC)
+    if ctx.transactions is None or offsets is None:
+        return ErrorCode.COORDINATOR_NOT_AVAILABLE
+    error = ctx.transactions.verify(producer_id, producer_epoch, OFFSETS_TOPIC, partition_for(group_id, offsets.partitions))
+    # The produce path's retriable error means the transaction coordinator is still loading.
+    return ErrorCode.COORDINATOR_LOAD_IN_PROGRESS if error == ErrorCode.NOT_ENOUGH_REPLICAS else error
+
+
+@handles(ApiKey.TXN_OFFSET_COMMIT, 0, 4)
+async def txn_offset_commit(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+    body = request.body
+    version = request.version
+    if not body.group_id:
+        return _txn_commit_errors(body.topics, lambda _t, _p: ErrorCode.INVALID_GROUP_ID)
+    error = _verify_txn_commit(ctx, body.group_id, body.producer_id, body.producer_epoch)
+    if error:
+        return _txn_commit_errors(body.topics, lambda _t, _p: error)
+    known: list[tuple[str, tuple[CommitPartition, ...]]] = []
+    for topic in body.topics:
+        exists = _partitions_exist(ctx, topic.name, [p.partition_index for p in topic.partitions])
+        committed = tuple(
+            CommitPartition(p.partition_index, p.committed_offset, getattr(p, "committed_leader_epoch", -1), p.committed_metadata)
+            for p, ok in zip(topic.partitions, exists, strict=True)
+            if ok
+        )
+        if committed:
+            known.append((topic.name, committed))
+    commit = TxnCommitRequest(
+        group_id=body.group_id,
+        producer_id=body.producer_id,
+        producer_epoch=body.producer_epoch,
+        topics=tuple(known),
+        member_id=body.member_id if version >= 3 else "",
+        generation_id=body.generation_id if version >= 3 else -1,
+        group_instance_id=body.group_instance_id if version >= 3 else None,
+    )
+    results: dict[tuple[str, int], int] = {}
+    if known:
+        try:
+            response = await call(ctx, commit.group_id, lambda c, now, _ticket: c.txn_commit_offsets(commit, now))
+            for topic_result in response["topics"]:
+                for p in topic_result["partitions"]:
+                    results[(topic_result["name"], p["partition_index"])] = p["error_code"]
+        except CoordinatorError as exc:
+            results = {(name, p.partition): exc.error_code for name, partitions in known for p in partitions}
+    return _txn_commit_errors(body.topics, lambda t, p: results.get((t, p), ErrorCode.UNKNOWN_TOPIC_OR_PARTITION))

@@ -12,7 +12,11 @@ log: on a single node the high watermark is the log end, so both are satisfied a
 Idempotent producers (producer id >= 0) are checked against the partition's producer state
 (log.producer_state): a stale epoch is INVALID_PRODUCER_EPOCH, a sequence gap
 OUT_OF_ORDER_SEQUENCE_NUMBER, and a retried batch is answered with its original offsets without
-being written twice (Kafka's behaviour). Not done yet: transactions.
+being written twice (Kafka's behaviour). Transactional batches must belong to their
+producer's open transaction, with this partition added to it (the transaction coordinator's
+verification, KIP-890 part 1): otherwise INVALID_TXN_STATE, INVALID_PRODUCER_EPOCH for a
+fenced producer, or the retriable NOT_ENOUGH_REPLICAS while the coordinator loads; a plain
+write while the producer's transaction is open is INVALID_TXN_STATE.
 """
 
 from __future__ import annotations
@@ -55,6 +59,13 @@ def _append(ctx: BrokerContext, topic: str, index: int, records: Any, now_ms: in
         records, headers = validate_append(records, log_.config, now_ms)
     except InvalidRecords as exc:
         return _partition_result(index, exc.error_code, str(exc) or None)
+    transactional = next((h for h in headers if h.is_transactional), None)
+    if transactional is not None:
+        if ctx.transactions is None:
+            return _partition_result(index, ErrorCode.INVALID_TXN_STATE, "no transaction coordinator")
+        error = ctx.transactions.verify(transactional.producer_id, transactional.producer_epoch, topic, index)
+        if error:
+            return _partition_result(index, error, f"transactional write of producer {transactional.producer_id} refused")
     try:
         info = log_.append(records, headers, now_ms)
     except ProducerStateError as exc:

@@ -74,6 +74,8 @@ class BrokerConfig:
     transaction_state_log_num_partitions: int = 50
     transaction_max_timeout_ms: int = 900000
     transactional_id_expiration_ms: int = 604800000
+    transaction_abort_timed_out_transaction_cleanup_interval_ms: int = 10000
+    transaction_remove_expired_transaction_cleanup_interval_ms: int = 3600000
     producer_id_expiration_ms: int = 86400000
     log_retention_check_interval_ms: int = 300000
     log_flush_scheduler_interval_ms: int = 2**63 - 1

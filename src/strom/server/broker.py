@@ -1,7 +1,8 @@
-"""The composition root: config, metadata, logs, the group coordinator runtime, handlers and
-the listener, plus the background tasks (retention, flush.ms, checkpoints, compaction) and
-clean shutdown. The group coordinator loads __consumer_offsets in the background once the
-listener serves (requests for a loading partition get COORDINATOR_LOAD_IN_PROGRESS).
+"""The composition root: config, metadata, logs, the group and transaction coordinator
+runtimes, handlers and the listener, plus the background tasks (retention, flush.ms,
+checkpoints, compaction) and clean shutdown. The coordinators load __consumer_offsets and
+__transaction_state in the background once the listener serves (requests for a loading
+partition get COORDINATOR_LOAD_IN_PROGRESS).
 
 ``Broker.start()`` returns once the port is open; ``Broker.stop()`` closes the listener and
 connections, flushes every log and writes the clean-shutdown marker.
@@ -25,6 +26,7 @@ from strom.metadata.broker_config import BrokerConfig
 from strom.metadata.store import LocalMetadataStore
 from strom.server.connection import CloseReason, KafkaConnection
 from strom.server.coordinator_runtime import GroupCoordinatorRuntime, group_config
+from strom.server.txn_runtime import TransactionCoordinatorRuntime, transaction_config
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ class Broker:
         self._connections: set[KafkaConnection] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._groups: GroupCoordinatorRuntime | None = None
+        self._transactions: TransactionCoordinatorRuntime | None = None
         self.port: int = config.listen_port
 
     async def start(self) -> None:
@@ -77,6 +80,8 @@ class Broker:
                 logs.create(topic.name, p, ctx.log_config(topic.configs), self._now_ms())
         self._groups = ctx.groups = GroupCoordinatorRuntime(ctx, group_config(config))
         self._groups.start()
+        self._transactions = ctx.transactions = TransactionCoordinatorRuntime(ctx, transaction_config(config), self._groups)
+        self._transactions.start()
         await self._server.start_serving()
         self.port = self._server.sockets[0].getsockname()[1]
         ctx.node = Node(
@@ -109,6 +114,9 @@ class Broker:
         for conn in list(self._connections):
             conn.close(CloseReason.SHUTDOWN)
         self._connections.clear()
+        if self._transactions is not None:
+            await self._transactions.stop()
+            self._transactions = None
         if self._groups is not None:
             await self._groups.stop()
             self._groups = None

@@ -1,30 +1,32 @@
-"""The imperative shell around the group coordinator: logs, timers, parked requests.
+"""The imperative shell around the coordinators: logs, timers, parked requests.
 
-One ``GroupCoordinator`` shard per ``__consumer_offsets`` partition (Kafka's
-CoordinatorRuntime). For each operation the runtime
+``CoordinatorRuntime`` keeps one pure coordinator shard per partition of an internal compacted
+topic (Kafka's CoordinatorRuntime): ``GroupCoordinatorRuntime`` (below) for
+``__consumer_offsets``, ``TransactionCoordinatorRuntime`` (txn_runtime.py) for
+``__transaction_state``. For each operation the runtime
 
 1. calls the shard with the clock's ``now_ms`` and a *ticket* for the caller's request;
 2. carries out the Result: appends its records to the shard's partition as one batch through
-   the ordinary PartitionLog append (uncompressed, build_batch), replays them into the shard
-   right after the append (so the shard's durable view always equals the log), answers the
-   tickets in ``completions``, arms or cancels asyncio timers per deadline key, and reports
-   the append's outcome back when the Result asked for it (``appended``);
-3. returns the response, or waits for the caller's ticket to be answered (a parked JoinGroup
-   or SyncGroup). On one node the append is durable when it returns; the answer additionally
-   waits for an fsync when flush.messages asks for one.
+   the ordinary PartitionLog append (uncompressed, build_batch; a transactional batch of the
+   Result's producer for transactional offset commits), replays them into the shard right
+   after the append (so the shard's durable view always equals the log), writes the Result's
+   transaction markers once the records are stored, answers the tickets in ``completions``,
+   arms or cancels asyncio timers per deadline key, and reports the append's outcome back when
+   the Result asked for it (``appended``);
+3. returns the response, or waits for the caller's ticket to be answered (a parked JoinGroup,
+   SyncGroup or EndTxn). On one node the append is durable when it returns; the answer
+   additionally waits for an fsync when flush.messages asks for one.
 
 Everything between calling the shard and resolving the tickets is synchronous: no other
 request can run on a shard in between, so no locks are needed (the kfake run-loop rule).
 
-Loading: at start-up every partition of an existing __consumer_offsets is LOADING; a
-background task replays one partition after the other (yielding between partitions), and a
-request for a group of a loading partition gets COORDINATOR_LOAD_IN_PROGRESS. The topic is
-created (offsets.topic.num.partitions, cleanup.policy=compact) on the first FindCoordinator,
-as Kafka does. A partition is read back whole and synchronously, so a compaction cannot swap
-its segments in the middle.
+Loading: at start-up every partition of an existing topic is LOADING; a background task
+replays one partition after the other (yielding between partitions), and a request for a key
+of a loading partition gets COORDINATOR_LOAD_IN_PROGRESS. The topic is created (compacted) on
+the first FindCoordinator, as Kafka does. A partition is read back whole and synchronously, so
+a compaction cannot swap its segments in the middle.
 
-Not done: replication (the append would wait for the in-sync replicas), and transactional
-offset commits (control batches are skipped while loading).
+Not done: replication (the append would wait for the in-sync replicas).
 """
 
 from __future__ import annotations
@@ -37,37 +39,42 @@ import logging
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from strom.coordinator.coordinator import GroupCoordinator
 from strom.coordinator.records import (
     OFFSETS_TOPIC,
-    CoordinatorRecord,
     RecordFormatError,
-    deserialize,
     partition_for,
-    serialize,
 )
-from strom.coordinator.shard import CoordinatorError, GroupConfig, Result, TimerKey
-from strom.handlers.context import BrokerContext, GroupOperation
+from strom.coordinator.records import deserialize as deserialize_group_record
+from strom.coordinator.records import serialize as serialize_group_record
+from strom.coordinator.shard import CoordinatorError, GroupConfig, Result, TimerKey, TxnMarker
+from strom.handlers.context import BrokerContext
 from strom.log.partition import PartitionLog
+from strom.log.producer_state import ProducerStateError
+from strom.log.segment import LogSegment
 from strom.metadata.broker_config import BrokerConfig
 from strom.metadata.configs import ConfigError
 from strom.protocol.errors import ErrorCode
 from strom.protocol.records import (
+    BatchHeader,
     CorruptRecord,
     InvalidRecords,
     build_batch,
     decode_records,
+    read_control_marker,
     validate_batches,
 )
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+C = TypeVar("C")  # the shard's coordinator type
 
-# Kafka's offsets topic settings (offsets.topic.segment.bytes, compaction).
-OFFSETS_TOPIC_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": "104857600", "compression.type": "producer"}
+# Kafka's settings of its internal topics (offsets.topic.segment.bytes and
+# transaction.state.log.segment.bytes, compaction).
+INTERNAL_TOPIC_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": "104857600", "compression.type": "producer"}
 
 
 def group_config(config: BrokerConfig) -> GroupConfig:
@@ -100,46 +107,79 @@ class ShardState(enum.Enum):
 
 
 @dataclass(eq=False)
-class _Shard:
+class RuntimeShard(Generic[C]):
     partition: int
     log: PartitionLog
-    coordinator: GroupCoordinator
+    coordinator: C
     state: ShardState = ShardState.LOADING
     timers: dict[TimerKey, asyncio.TimerHandle] = field(default_factory=dict)
 
 
-class GroupCoordinatorRuntime:
-    """Implements handlers.context.GroupRuntime. Owned by the event loop.
+class CoordinatorRuntime(Generic[C]):
+    """The shards of one internal topic. Owned by the event loop.
 
     ``_shards`` by partition: opened at start-up (LOADING) or when the topic is created; a shard
     whose partition log was replaced (the topic deleted and created again) is unloaded and
     reopened. ``_waiters``: the future of every request with an unanswered ticket.
+
+    Subclasses name the topic and its partition count, make coordinators, and decode and
+    encode the topic's records; the coordinators provide ``replay``, ``loaded``, ``unloaded``,
+    ``expire``, ``appended`` and ``deadline``.
     """
 
-    def __init__(self, ctx: BrokerContext, config: GroupConfig, clock: Callable[[], int] | None = None) -> None:
+    topic: str = ""
+    kind: str = "coordinator"  # for log lines
+
+    def __init__(self, ctx: BrokerContext, clock: Callable[[], int] | None = None) -> None:
         self.ctx = ctx
-        self.config = config
         self._clock = clock or ctx.now_ms
-        self._shards: dict[int, _Shard] = {}
+        self._shards: dict[int, RuntimeShard[C]] = {}
         self._waiters: dict[int, asyncio.Future[Any]] = {}
         self._tickets = itertools.count(1)
         self._loader: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    # --- what subclasses provide -----------------------------------------------------------------
+
+    def _num_partitions(self) -> int:
+        raise NotImplementedError
+
+    def _new_coordinator(self, partition_log: PartitionLog) -> C:
+        raise NotImplementedError
+
+    def _deserialize(self, key: bytes | None, value: bytes | None) -> Any:
+        """The record, or None for a type this coordinator does not keep."""
+        raise NotImplementedError
+
+    def _serialize(self, record: Any) -> tuple[bytes, bytes | None]:
+        raise NotImplementedError
+
+    def _replay_control(self, shard: RuntimeShard[C], header: BatchHeader, data: bytes) -> None:
+        """A transaction marker in the shard's partition (only __consumer_offsets has them)."""
+
+    def _replay_record(self, shard: RuntimeShard[C], record: Any, producer_id: int) -> None:
+        shard.coordinator.replay(record)  # type: ignore[attr-defined]
+
+    def _write_markers(self, shard: RuntimeShard[C], markers: tuple[TxnMarker, ...]) -> None:
+        raise AssertionError(f"{self.kind} coordinators write no transaction markers")
+
+    def _summary(self) -> str:
+        return ""
+
     # --- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Open every partition of an existing __consumer_offsets as LOADING and replay them in
-        the background."""
+        """Open every partition of the existing topic as LOADING and replay them in the
+        background."""
         self._loop = asyncio.get_running_loop()
-        topic = self.ctx.metadata.topic(OFFSETS_TOPIC)
+        topic = self.ctx.metadata.topic(self.topic)
         if topic is None:
             return
         partitions = []
         for p in range(topic.partitions):
-            partition_log = self.ctx.partition_log(OFFSETS_TOPIC, p)
+            partition_log = self.ctx.partition_log(self.topic, p)
             if partition_log is not None:
-                self._shards[p] = _Shard(p, partition_log, GroupCoordinator(self.config))
+                self._shards[p] = RuntimeShard(p, partition_log, self._new_coordinator(partition_log))
                 partitions.append(p)
         self._loader = self._loop.create_task(self._load_all(partitions))
 
@@ -165,50 +205,54 @@ class GroupCoordinatorRuntime:
                 try:
                     self._load(shard)
                 except Exception:
-                    log.exception("loading %s-%d failed", OFFSETS_TOPIC, p)
+                    log.exception("loading %s-%d failed", self.topic, p)
             await asyncio.sleep(0)  # let requests (and LOAD_IN_PROGRESS answers) through
-        groups = sum(len(s.coordinator.groups) for s in self._shards.values())
-        offsets = sum(len(s.coordinator.offsets) for s in self._shards.values())
-        log.info(
-            "loaded %d partitions of %s: %d groups, %d committed offsets in %d ms",
-            len(partitions), OFFSETS_TOPIC, groups, offsets, self._clock() - started,
-        )
+        log.info("loaded %d partitions of %s%s in %d ms", len(partitions), self.topic, self._summary(), self._clock() - started)
 
-    def _load(self, shard: _Shard) -> None:
-        """Replay the partition from its log start, then start the shard's sessions and timers."""
-        coordinator = shard.coordinator
+    def _load(self, shard: RuntimeShard[C]) -> None:
+        """Replay the partition from its log start, then start the shard's timers."""
         partition_log = shard.log
         skipped = 0
         for segment, position, header in partition_log.batches(partition_log.log_start_offset):
             if header.base_offset + header.last_offset_delta < partition_log.log_start_offset:
                 continue
-            if header.is_control:
-                continue  # transaction markers: transactional offset commits are a later issue
-            try:
-                records = decode_records(os.pread(segment.fd, header.size, position))
-            except CorruptRecord as exc:
-                log.warning("%s: skipping an unreadable batch at %d: %s", partition_log.name, header.base_offset, exc)
-                continue
-            for record in records:
-                try:
-                    parsed = deserialize(record.key, record.value)
-                except RecordFormatError as exc:
-                    log.warning("%s: skipping record %d: %s", partition_log.name, record.offset, exc)
-                    continue
-                if parsed is None:
-                    skipped += 1  # a record type strom does not keep (KIP-848 groups ...)
-                    continue
-                coordinator.replay(parsed)
+            skipped += self._replay_batch(shard, segment, position, header)
         if skipped:
-            log.info("%s: skipped %d records of group types strom does not implement", partition_log.name, skipped)
+            log.info("%s: skipped %d records of types strom does not implement", partition_log.name, skipped)
         shard.state = ShardState.ACTIVE
-        self._carry_out(shard, coordinator.loaded(self._clock()))
+        self._carry_out(shard, shard.coordinator.loaded(self._clock()))  # type: ignore[attr-defined]
 
-    def _unload(self, shard: _Shard) -> None:
+    def _replay_batch(self, shard: RuntimeShard[C], segment: LogSegment, position: int, header: BatchHeader) -> int:
+        """Replay one batch read back from the log; returns how many records were skipped."""
+        name = shard.log.name
+        try:
+            data = os.pread(segment.fd, header.size, position)
+            if header.is_control:
+                self._replay_control(shard, header, data)
+                return 0
+            records = decode_records(data)
+        except CorruptRecord as exc:
+            log.warning("%s: skipping an unreadable batch at %d: %s", name, header.base_offset, exc)
+            return 0
+        producer_id = header.producer_id if header.is_transactional else -1
+        skipped = 0
+        for record in records:
+            try:
+                parsed = self._deserialize(record.key, record.value)
+            except RecordFormatError as exc:
+                log.warning("%s: skipping record %d: %s", name, record.offset, exc)
+                continue
+            if parsed is None:
+                skipped += 1
+                continue
+            self._replay_record(shard, parsed, producer_id)
+        return skipped
+
+    def _unload(self, shard: RuntimeShard[C]) -> None:
         if self._shards.get(shard.partition) is shard:
             del self._shards[shard.partition]
         if shard.state is ShardState.ACTIVE:
-            result = shard.coordinator.unloaded(self._clock())
+            result = shard.coordinator.unloaded(self._clock())  # type: ignore[attr-defined]
             for ticket, response in result.completions:
                 self._resolve(ticket, response)
         for handle in shard.timers.values():
@@ -217,45 +261,63 @@ class GroupCoordinatorRuntime:
 
     # --- finding the shard -----------------------------------------------------------------------
 
-    def ensure_offsets_topic(self) -> None:
-        if self.ctx.metadata.topic(OFFSETS_TOPIC) is not None:
+    def ensure_topic(self) -> None:
+        """Create the topic if it does not exist yet (Kafka: on first FindCoordinator)."""
+        if self.ctx.metadata.topic(self.topic) is not None:
             return
-        partitions = self.ctx.config.offsets_topic_num_partitions
-        log.info("creating %s with %d partitions", OFFSETS_TOPIC, partitions)
+        partitions = self._num_partitions()
+        log.info("creating %s with %d partitions", self.topic, partitions)
         try:
-            self.ctx.create_topic(OFFSETS_TOPIC, partitions, dict(OFFSETS_TOPIC_CONFIGS))
+            self.ctx.create_topic(self.topic, partitions, dict(INTERNAL_TOPIC_CONFIGS))
         except (ConfigError, OSError) as exc:
-            log.error("cannot create %s: %s", OFFSETS_TOPIC, exc)
-            raise CoordinatorError(ErrorCode.COORDINATOR_NOT_AVAILABLE, f"cannot create {OFFSETS_TOPIC}") from exc
+            log.error("cannot create %s: %s", self.topic, exc)
+            raise CoordinatorError(ErrorCode.COORDINATOR_NOT_AVAILABLE, f"cannot create {self.topic}") from exc
 
-    def _shard(self, group_id: str) -> _Shard:
-        topic = self.ctx.metadata.topic(OFFSETS_TOPIC)
+    def _shard(self, key: str) -> RuntimeShard[C]:
+        topic = self.ctx.metadata.topic(self.topic)
         if topic is None:
             for shard in list(self._shards.values()):
                 self._unload(shard)  # the topic was deleted
-            raise CoordinatorError(ErrorCode.NOT_COORDINATOR, f"{OFFSETS_TOPIC} does not exist")
-        return self._shard_at(partition_for(group_id, topic.partitions))
+            raise CoordinatorError(ErrorCode.NOT_COORDINATOR, f"{self.topic} does not exist")
+        return self._shard_at(partition_for(key, topic.partitions))
 
-    def _shard_at(self, partition: int) -> _Shard:
-        partition_log = self.ctx.partition_log(OFFSETS_TOPIC, partition)
+    def _shard_at(self, partition: int) -> RuntimeShard[C]:
+        partition_log = self.ctx.partition_log(self.topic, partition)
         if partition_log is None:
-            raise CoordinatorError(ErrorCode.NOT_COORDINATOR, f"no log for {OFFSETS_TOPIC}-{partition}")
+            raise CoordinatorError(ErrorCode.NOT_COORDINATOR, f"no log for {self.topic}-{partition}")
         shard = self._shards.get(partition)
         if shard is not None and shard.log is not partition_log:
             self._unload(shard)
             shard = None
         if shard is None:
             # A partition created since start-up: it is new (or tiny), so load it right away.
-            shard = self._shards[partition] = _Shard(partition, partition_log, GroupCoordinator(self.config))
+            shard = self._shards[partition] = RuntimeShard(partition, partition_log, self._new_coordinator(partition_log))
             self._load(shard)
         if shard.state is ShardState.LOADING:
             raise CoordinatorError(ErrorCode.COORDINATOR_LOAD_IN_PROGRESS)
         return shard
 
+    def _active_shards(self) -> tuple[int, list[RuntimeShard[C]]]:
+        """Every shard of the topic (COORDINATOR_LOAD_IN_PROGRESS if any is loading)."""
+        topic = self.ctx.metadata.topic(self.topic)
+        if topic is None:
+            return ErrorCode.NONE, []
+        error: int = ErrorCode.NONE
+        out = []
+        for p in range(topic.partitions):
+            try:
+                out.append(self._shard_at(p))
+            except CoordinatorError as exc:
+                if exc.error_code == ErrorCode.COORDINATOR_LOAD_IN_PROGRESS:
+                    error = exc.error_code
+        return error, out
+
     # --- handlers' entry points ------------------------------------------------------------------
 
-    async def call(self, group_id: str, operation: GroupOperation) -> Any:
-        shard = self._shard(group_id)
+    async def call(self, key: str, operation: Callable[[C, int, int], Result]) -> Any:
+        """Run an operation on the key's shard; returns its response once any records are
+        stored, or, for a parked request, once it is answered."""
+        shard = self._shard(key)
         assert self._loop is not None, "the runtime was not started"
         ticket = next(self._tickets)
         future: asyncio.Future[Any] = self._loop.create_future()
@@ -273,50 +335,49 @@ class GroupCoordinatorRuntime:
         finally:
             self._waiters.pop(ticket, None)
 
-    def read(self, group_id: str, read: Callable[[GroupCoordinator], T]) -> T:
-        return read(self._shard(group_id).coordinator)
+    def read(self, key: str, read: Callable[[C], T]) -> T:
+        return read(self._shard(key).coordinator)
 
-    def read_all(self, read: Callable[[GroupCoordinator], T]) -> tuple[int, list[T]]:
-        topic = self.ctx.metadata.topic(OFFSETS_TOPIC)
-        if topic is None:
-            return ErrorCode.NONE, []
-        error: int = ErrorCode.NONE
-        out = []
-        for p in range(topic.partitions):
-            try:
-                out.append(read(self._shard_at(p).coordinator))
-            except CoordinatorError as exc:
-                if exc.error_code == ErrorCode.COORDINATOR_LOAD_IN_PROGRESS:
-                    error = exc.error_code
-        return error, out
+    def read_all(self, read: Callable[[C], T]) -> tuple[int, list[T]]:
+        error, shards = self._active_shards()
+        return error, [read(shard.coordinator) for shard in shards]
 
     # --- carrying out a Result -------------------------------------------------------------------
 
-    def _carry_out(self, shard: _Shard, result: Result) -> int:
-        """Append, replay, answer, arm; returns the append's error (0: none or success)."""
+    def _carry_out(self, shard: RuntimeShard[C], result: Result) -> int:
+        """Append, replay, arm, write markers, answer; returns the append's error (0: none or
+        success). Timers are armed before the markers, whose own Results may change them."""
         error = 0
         if result.records:
-            error = self._append(shard, result.records)
+            error = self._append(shard, result.records, result.producer)
             if not error:
+                producer_id = result.producer[0] if result.producer is not None else -1
                 for record in result.records:
-                    shard.coordinator.replay(record)
+                    self._replay_record(shard, record, producer_id)
+        self._arm(shard, result.deadlines)
+        if result.markers and not error:
+            self._write_markers(shard, result.markers)
         for ticket, response in result.completions:
             self._resolve(ticket, response)
-        self._arm(shard, result.deadlines)
         if result.append_token is not None:
-            self._carry_out(shard, shard.coordinator.appended(result.append_token, error, self._clock()))
+            appended = shard.coordinator.appended(result.append_token, error, self._clock())  # type: ignore[attr-defined]
+            self._carry_out(shard, appended)
         return error
 
-    def _append(self, shard: _Shard, records: Iterable[CoordinatorRecord]) -> int:
-        partition_log = self.ctx.partition_log(OFFSETS_TOPIC, shard.partition)
+    def _append(self, shard: RuntimeShard[C], records: Iterable[Any], producer: tuple[int, int] | None) -> int:
+        partition_log = self.ctx.partition_log(self.topic, shard.partition)
         if partition_log is None or partition_log is not shard.log:
             return ErrorCode.NOT_LEADER_OR_FOLLOWER
         now_ms = self._clock()
-        batch = build_batch([(key, value, (), now_ms) for key, value in map(serialize, records)])
+        entries = [(key, value, (), now_ms) for key, value in map(self._serialize, records)]
+        if producer is None:
+            batch = build_batch(entries)
+        else:  # a transactional batch of the producer (TxnOffsetCommit), as Kafka writes it
+            batch = build_batch(entries, producer_id=producer[0], producer_epoch=producer[1], base_sequence=0, is_transactional=True)
         try:
             headers = validate_batches(batch, partition_log.config.max_message_bytes)
-            partition_log.append(batch, headers, now_ms)
-        except InvalidRecords as exc:
+            partition_log.append(batch, headers, now_ms, from_client=False)
+        except (InvalidRecords, ProducerStateError) as exc:
             log.warning("cannot append to %s: %s", partition_log.name, exc)
             return exc.error_code
         except OSError:
@@ -330,7 +391,7 @@ class GroupCoordinatorRuntime:
         if future is not None and not future.done():  # gone: its connection closed meanwhile
             future.set_result(response)
 
-    def _arm(self, shard: _Shard, deadlines: Iterable[tuple[TimerKey, int | None]]) -> None:
+    def _arm(self, shard: RuntimeShard[C], deadlines: Iterable[tuple[TimerKey, int | None]]) -> None:
         loop = self._loop
         assert loop is not None
         now_ms = self._clock()
@@ -341,17 +402,18 @@ class GroupCoordinatorRuntime:
             if at is not None:
                 shard.timers[key] = loop.call_later(max(at - now_ms, 1) / 1000, self._fire, shard, key)
 
-    def _fire(self, shard: _Shard, key: TimerKey) -> None:
+    def _fire(self, shard: RuntimeShard[C], key: TimerKey) -> None:
         shard.timers.pop(key, None)
         if self._shards.get(shard.partition) is not shard or shard.state is not ShardState.ACTIVE:
             return
+        coordinator: Any = shard.coordinator
         try:
-            self._carry_out(shard, shard.coordinator.expire(self._clock()))
+            self._carry_out(shard, coordinator.expire(self._clock()))
         except Exception:
-            log.exception("group coordinator timer %s failed", key)
+            log.exception("%s coordinator timer %s failed", self.kind, key)
         # The loop's clock and the wall clock differ slightly: a timer that fired early is
         # still pending in the shard, so it is armed again.
-        at = shard.coordinator.deadline(key)
+        at = coordinator.deadline(key)
         if at is not None and key not in shard.timers:
             self._arm(shard, [(key, at)])
 
@@ -361,6 +423,57 @@ class GroupCoordinatorRuntime:
         shard = self._shards.get(partition)
         return None if shard is None else shard.state
 
-    def coordinator(self, partition: int) -> GroupCoordinator | None:
+    def coordinator(self, partition: int) -> C | None:
         shard = self._shards.get(partition)
         return None if shard is None else shard.coordinator
+
+
+class GroupCoordinatorRuntime(CoordinatorRuntime[GroupCoordinator]):
+    """Implements handlers.context.GroupRuntime over ``__consumer_offsets``.
+
+    Transactional offset commits are transactional batches there: replayed with their producer
+    id (pending), and completed by the transaction's marker, read back at load or reported by
+    the transaction coordinator's runtime when it writes one (``complete_transaction``)."""
+
+    topic = OFFSETS_TOPIC
+    kind = "group"
+
+    def __init__(self, ctx: BrokerContext, config: GroupConfig, clock: Callable[[], int] | None = None) -> None:
+        super().__init__(ctx, clock)
+        self.config = config
+
+    def _num_partitions(self) -> int:
+        return self.ctx.config.offsets_topic_num_partitions
+
+    def _new_coordinator(self, partition_log: PartitionLog) -> GroupCoordinator:
+        return GroupCoordinator(self.config)
+
+    def _deserialize(self, key: bytes | None, value: bytes | None) -> Any:
+        return deserialize_group_record(key, value)
+
+    def _serialize(self, record: Any) -> tuple[bytes, bytes | None]:
+        return serialize_group_record(record)
+
+    def _replay_record(self, shard: RuntimeShard[GroupCoordinator], record: Any, producer_id: int) -> None:
+        shard.coordinator.replay(record, producer_id)
+
+    def _replay_control(self, shard: RuntimeShard[GroupCoordinator], header: BatchHeader, data: bytes) -> None:
+        marker = read_control_marker(data)
+        if marker.control_type in (0, 1):
+            shard.coordinator.replay_end_transaction(header.producer_id, marker.is_commit)
+
+    def _summary(self) -> str:
+        groups = sum(len(s.coordinator.groups) for s in self._shards.values())
+        offsets = sum(len(s.coordinator.offsets) for s in self._shards.values())
+        return f": {groups} groups, {offsets} committed offsets"
+
+    def ensure_offsets_topic(self) -> None:
+        self.ensure_topic()
+
+    def complete_transaction(self, partition: int, producer_id: int, commit: bool) -> None:
+        """A marker was just appended to ``__consumer_offsets-<partition>``: commit or drop
+        the producer's pending offsets there. A shard still loading (or not open yet) reads the
+        marker from the log when it loads."""
+        shard = self._shards.get(partition)
+        if shard is not None and shard.state is ShardState.ACTIVE and shard.log is self.ctx.partition_log(self.topic, partition):
+            shard.coordinator.replay_end_transaction(producer_id, commit)
