@@ -1,6 +1,7 @@
 """strom's benchmark runner.
 
     python -m benchmarks run [--quick] [--peers] [--only NAME ...] [--out DIR] [--profile]
+    python -m benchmarks show RESULTS.json [--png CHART.png]
 
 Measures the machine's limits (loopback TCP, sendfile, disk), then strom with the Kafka
 workloads of benchmarks/workloads.py, then (``--peers``) the same workloads against Tansu and
@@ -34,6 +35,28 @@ PEERS = ("tansu", "rabbitmq", "activemq", "redis", "nats")
 SYSTEMS = {"strom", *PEERS}
 
 
+class LoadSampler:
+    """The 1-minute load average every 5 s while the run lasts (other work on the machine)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(5.0):
+            self.samples.append(os.getloadavg()[0])
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join(1)
+        s = self.samples or [os.getloadavg()[0]]
+        return {"min": min(s), "mean": round(sum(s) / len(s), 2), "max": max(s), "samples": len(s)}
+
+
 def _only(values: list[str]) -> tuple[set[str] | None, set[str] | None]:
     names = {v.strip().lower() for item in values for v in item.split(",") if v.strip()}
     unknown = names - WORKLOADS - SYSTEMS
@@ -53,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     ctx = context()
+    load = LoadSampler()
     ctx["mode"] = "quick" if args.quick else "full"
     if args.strom_src:
         ctx["strom_src"] = str(args.strom_src)
@@ -94,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
                 rows.append(Row(system=peer, workload="failed", client="-", note=failures[peer][:300]))
 
     ctx["load_average_end"] = os.getloadavg()
+    ctx["load_1min_during"] = load.stop()
     ctx["seconds"] = round(time.monotonic() - started, 1)
     stamp = time.strftime("%Y-%m-%dT%H%M%S")
     json_path, png_path = out / f"{stamp}.json", out / f"{stamp}.png"
@@ -101,10 +126,33 @@ def run(args: argparse.Namespace) -> int:
     if limits:
         print(report.machine_markdown(limits) + "\n")
     print(report.markdown(rows) + "\n")
-    report.write_json(json_path, ctx, limits, rows, {"failures": failures, "profiles": profiles})
+    goals = report.targets(rows)
+    if any(g["met"] is not None for g in goals):
+        print(report.targets_markdown(goals) + "\n")
+    report.write_json(json_path, ctx, limits, rows, {"failures": failures, "profiles": profiles,
+                                                     "targets": goals})
     report.chart(png_path, ctx, limits, rows)
     print(f"wrote {json_path} and {png_path} in {ctx['seconds']:.0f}s", flush=True)
     return 1 if failures and not args.keep_going else 0
+
+
+def show(args: argparse.Namespace) -> int:
+    """Print the tables of a results JSON again (e.g. for docs/performance.md)."""
+    import dataclasses
+    import json
+    import math
+
+    data = json.loads(Path(args.json).read_text())
+    fields = {f.name for f in dataclasses.fields(Row)}
+    rows = [Row(**{k: (math.nan if v is None else v) for k, v in r.items() if k in fields}) for r in data["rows"]]
+    print(report.context_markdown(data["context"]) + "\n")
+    if data.get("machine"):
+        print(report.machine_markdown(data["machine"]) + "\n")
+    print(report.markdown(rows) + "\n")
+    print(report.targets_markdown(report.targets(rows)) + "\n")
+    if args.png:
+        report.chart(Path(args.png), data["context"], data.get("machine", []), rows)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,10 +171,13 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--producers", type=int, default=0, help="producer processes per produce row")
     r.add_argument("--profile", action="store_true", help="py-spy profiles of strom (see docs)")
     r.add_argument("--keep-going", action="store_true", help="exit 0 even when a peer failed")
+    s = sub.add_parser("show", help="print the tables of a results JSON (and redraw its chart)")
+    s.add_argument("json")
+    s.add_argument("--png", help="also draw the chart into this file")
     args = parser.parse_args(argv)
     if args.command == "run":
         return run(args)
-    return 2
+    return show(args)
 
 
 if __name__ == "__main__":

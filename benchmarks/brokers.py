@@ -135,7 +135,7 @@ class KafkaBroker:
     def admin(self):  # noqa: ANN201 - confluent_kafka.admin.AdminClient
         from confluent_kafka.admin import AdminClient
 
-        return AdminClient({"bootstrap.servers": self.bootstrap})
+        return AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 3})
 
     def create_topic(self, name: str, partitions: int, timeout: float = 60.0) -> None:
         from confluent_kafka.admin import NewTopic

@@ -26,10 +26,12 @@ PRODUCER_CONF = {
 CONSUMER_CONF = {
     "queued.max.messages.kbytes": str(256 * 1024),
 }
-# End-to-end latency: no lingering (a record leaves at once), acks=all; the consumer long-polls
-# (fetch.wait.max.ms=100, fetch.min.bytes=1), so a broker that answers parked fetches on
-# arrival shows its real latency and one that does not is bounded by 100 ms.
-LATENCY_PRODUCER_CONF = {"linger.ms": "0", "acks": "all"}
+# End-to-end latency: acks=all, and linger.ms=0 (every record leaves at once: one produce
+# request per record, the broker's per-request cost) or linger.ms=1 (the records of the last
+# millisecond share a request); the consumer long-polls (fetch.wait.max.ms=100,
+# fetch.min.bytes=1), so a broker that answers parked fetches on arrival shows its real latency
+# and one that does not is bounded by 100 ms.
+LATENCY_PRODUCER_CONF = {"acks": "all"}
 LATENCY_CONSUMER_CONF = {"fetch.wait.max.ms": "100", "fetch.min.bytes": "1"}
 
 
@@ -42,6 +44,7 @@ class Sizes:
     repeats: int = 3
     latency_seconds: float = 10.0
     latency_rates: tuple[int, ...] = (5_000, 20_000)
+    latency_lingers: tuple[int, ...] = (0, 1)
     many_partitions: int = 1000
     many_records: int = 1_000_000
     peer_records_100: int = 500_000
@@ -71,6 +74,7 @@ class Row:
     client_cpu_s: float = 0.0
     broker_rss: int = 0
     rate: float = 0.0  # the offered rate of a latency row
+    linger_ms: int = -1  # the producer's linger.ms of a Kafka latency row
     p50_ms: float = math.nan
     p99_ms: float = math.nan
     p999_ms: float = math.nan

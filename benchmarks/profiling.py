@@ -94,6 +94,7 @@ def profile_strom(broker: KafkaBroker, client: KafkaClient, sizes: Sizes, out: P
         return {}
     stamp = time.strftime("%Y-%m-%dT%H%M%S")
     records = sizes.produce_100 * 3
+    time.sleep(5.0)  # let the suite's topic deletions (files removed in the background) finish
     broker.create_topic("profile", 1)
     result: dict[str, Any] = {}
     rows: dict[str, Any] = {}

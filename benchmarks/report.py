@@ -23,7 +23,7 @@ def _num(v: float, fmt: str = ",.0f") -> str:
 def label(row: Row) -> str:
     """A short name for a row's workload, shared by every system (the chart's categories)."""
     if row.workload == "latency":
-        return f"latency @{row.rate:,.0f}/s"
+        return f"latency @{row.rate:,.0f}/s" + (f" linger.ms={row.linger_ms}" if row.linger_ms >= 0 else "")
     if row.workload in ("produce", "consume"):
         acks = f" acks={row.acks}" if row.workload == "produce" and row.acks else ""
         size = "1 KiB" if row.record_size == 1024 else f"{row.record_size} B"
@@ -36,7 +36,7 @@ def markdown(rows: list[Row]) -> str:
     for r in rows:
         size = "-" if not r.record_size else ("1 KiB" if r.record_size == 1024 else f"{r.record_size} B")
         lat = "-" if math.isnan(r.p50_ms) else f"{r.p50_ms:.2f} / {r.p99_ms:.2f} / {r.p999_ms:.2f}"
-        work = r.workload + (f" @{r.rate:,.0f}/s" if r.workload == "latency" else "")
+        work = label(r) if r.workload == "latency" else r.workload
         timed = r.workload not in ("idle",) and r.seconds > 0
         lines.append(
             f"| {r.system} | {work} | {size} | {r.acks or '-'} | {r.partitions or '-'} | {r.client} "
@@ -69,6 +69,8 @@ def context_markdown(ctx: dict[str, Any]) -> str:
         f"kernel {ctx['kernel']}, Python {ctx['python']}, librdkafka {ctx['librdkafka']} "
         f"(confluent-kafka {ctx['confluent_kafka']}), strom {ctx['strom_commit']}; "
         f"load average (1/5/15 min) {fmt(load)} at start, {fmt(load_end)} at end"
+        + (f"; 1-min load during the run: mean {during['mean']:.2f}, max {during['max']:.2f}"
+           if (during := ctx.get("load_1min_during")) else "")
     )
 
 
@@ -114,14 +116,19 @@ def chart(path: Path, ctx: dict[str, Any], limits: list[dict[str, Any]], rows: l
     axes[1].set_xlabel("broker CPU seconds per million records (lower is better)")
     axes[1].set_title("broker cost")
     lat_systems = [s for s in systems if any(r.system == s for r in lat)]
-    rates = sorted({r.rate for r in lat})
+    lat_cats: list[str] = []
+    for r in lat:
+        if label(r) not in lat_cats:
+            lat_cats.append(label(r))
+    width = 0.8 / max(1, len(lat_systems))
     for si, system in enumerate(lat_systems):
-        by_rate = {r.rate: r for r in lat if r.system == system}
-        xs = [i + si * 0.8 / max(1, len(lat_systems)) for i in range(len(rates))]
-        axes[2].bar(xs, [by_rate[x].p99_ms if x in by_rate else 0 for x in rates],
-                    0.8 / max(1, len(lat_systems)), label=system)
-    axes[2].set_xticks([i + 0.4 - 0.4 / max(1, len(lat_systems)) for i in range(len(rates))])
-    axes[2].set_xticklabels([f"{r:,.0f}/s" for r in rates])
+        by_cat = {label(r): r for r in lat if r.system == system}
+        xs = [i + si * width for i in range(len(lat_cats))]
+        axes[2].bar(xs, [by_cat[c].p99_ms if c in by_cat and not math.isnan(by_cat[c].p99_ms) else 0
+                         for c in lat_cats], width, label=system)
+    axes[2].set_xticks([i + 0.4 - width / 2 for i in range(len(lat_cats))])
+    axes[2].set_xticklabels([c.replace("latency ", "").replace(" linger", "\nlinger") for c in lat_cats],
+                            fontsize=8)
     axes[2].set_yscale("log")
     axes[2].set_ylabel("end-to-end p99 ms (log; lower is better)")
     axes[2].set_title("latency at a fixed rate, 100 B")
@@ -132,3 +139,56 @@ def chart(path: Path, ctx: dict[str, Any], limits: list[dict[str, Any]], rows: l
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+def _find(rows: list[Row], system: str, workload: str, size: int = 100, acks: str = "",
+          partitions: int = 1, rate: float = 0, linger: int = -1) -> Row | None:
+    for r in rows:
+        if (r.system == system and r.workload == workload and (not size or r.record_size == size)
+                and (not acks or r.acks == acks) and (not partitions or r.partitions == partitions)
+                and (not rate or r.rate == rate) and (linger < 0 or r.linger_ms == linger)):
+            return r
+    return None
+
+
+def targets(rows: list[Row]) -> list[dict[str, Any]]:
+    """Issue 7's targets for one strom broker process, checked against this run's rows."""
+    out: list[dict[str, Any]] = []
+
+    def add(name: str, value: float | None, unit: str, ok: bool | None) -> None:
+        out.append({"target": name, "value": value, "unit": unit,
+                    "met": None if value is None or (isinstance(value, float) and math.isnan(value)) else ok})
+
+    p100 = _find(rows, "strom", "produce", 100, "all")
+    add("produce 100 B acks=all >= 1,000,000 records/s", p100.records_per_s if p100 else None, "records/s",
+        bool(p100 and p100.records_per_s >= 1e6))
+    p1k = max((r for r in rows if r.system == "strom" and r.workload == "produce" and r.record_size == 1024),
+              key=lambda r: r.mb_per_s, default=None)
+    add("produce with 1 MiB batches >= 500 MB/s (best 1 KiB row)", p1k.mb_per_s if p1k else None, "MB/s",
+        bool(p1k and p1k.mb_per_s >= 500))
+    c100 = _find(rows, "strom", "consume", 100)
+    add("consume >= 2,000,000 records/s (100 B, 1 partition)", c100.records_per_s if c100 else None,
+        "records/s", bool(c100 and c100.records_per_s >= 2e6))
+    for linger in (0, 1):
+        lat = _find(rows, "strom", "latency", 100, rate=5000, linger=linger)
+        add(f"e2e p99 < 5 ms at 5,000 records/s (linger.ms={linger})", lat.p99_ms if lat else None, "ms",
+            bool(lat and lat.p99_ms < 5))
+    idle = _find(rows, "strom", "idle", 0, partitions=0)
+    add("idle RSS < 60 MB", idle.broker_rss / 1e6 if idle else None, "MB", bool(idle and idle.broker_rss < 60e6))
+    for workload in ("produce", "consume"):
+        for size in (100, 1024):
+            s = _find(rows, "strom", workload, size, "all" if workload == "produce" else "")
+            t = _find(rows, "tansu", workload, size, "all" if workload == "produce" else "")
+            if s and t:
+                add(f"ahead of Tansu: {workload} {size} B 1 partition (strom / Tansu)",
+                    s.records_per_s / t.records_per_s, "x", s.records_per_s > t.records_per_s)
+    return out
+
+
+def targets_markdown(items: list[dict[str, Any]]) -> str:
+    lines = ["| target (issue 7) | this run | met |", "|---|---|---|"]
+    for t in items:
+        v = t["value"]
+        shown = "-" if v is None else (f"{v:,.2f} {t['unit']}" if t["unit"] in ("ms", "x") else f"{v:,.0f} {t['unit']}")
+        lines.append(f"| {t['target']} | {shown} | {'-' if t['met'] is None else ('yes' if t['met'] else 'no')} |")
+    return "\n".join(lines)

@@ -124,7 +124,7 @@ def run_latency(proc: ProcTree, system: str, cons_cmd: list[str], prod_cmd: list
                note="; ".join(x for x in (f"offered {rate}/s, achieved {sent['rate']:.0f}/s", note) if x))
 
 
-def latency(broker: KafkaBroker, topic: str, rate: int, seconds: float) -> Row:
+def latency(broker: KafkaBroker, topic: str, rate: int, seconds: float, linger_ms: int = 0) -> Row:
     records = int(rate * seconds)
     py = [sys.executable, "-m", "benchmarks.pyclient"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -132,9 +132,12 @@ def latency(broker: KafkaBroker, topic: str, rate: int, seconds: float) -> Row:
         cons_cmd = [*py, "latency-consume", "-b", broker.bootstrap, "-t", topic, "-n", str(records),
                     "-d", str(seconds + 60), "--ready", str(ready), *_x(LATENCY_CONSUMER_CONF)]
         prod_cmd = [*py, "latency-produce", "-b", broker.bootstrap, "-t", topic, "-n", str(records),
-                    "-s", "100", "--rate", str(rate), "-d", str(seconds + 30), *_x(LATENCY_PRODUCER_CONF)]
-        return run_latency(broker.proc, broker.name, cons_cmd, prod_cmd, ready, rate, seconds,
-                           "confluent-kafka (Python)", "linger.ms=0")
+                    "-s", "100", "--rate", str(rate), "-d", str(seconds + 30),
+                    *_x({**LATENCY_PRODUCER_CONF, "linger.ms": str(linger_ms)})]
+        row = run_latency(broker.proc, broker.name, cons_cmd, prod_cmd, ready, rate, seconds,
+                          "confluent-kafka (Python)")
+        row.linger_ms = linger_ms
+        return row
 
 
 def run_kafka_suite(broker: KafkaBroker, client: KafkaClient, sizes: Sizes,
@@ -186,13 +189,14 @@ def run_kafka_suite(broker: KafkaBroker, client: KafkaClient, sizes: Sizes,
 
     if want("latency"):
         for rate in sizes.latency_rates:
-            topic = f"lat-{rate}"
-            broker.create_topic(topic, 1)
-            row = latency(broker, topic, rate, sizes.latency_seconds)
-            log(f"{broker.name}: latency at {rate}/s: p50 {row.p50_ms:.2f} p99 {row.p99_ms:.2f} "
-                f"p99.9 {row.p999_ms:.2f} ms")
-            rows.append(row)
-            broker.delete_topic(topic)
+            for linger in sizes.latency_lingers:
+                topic = f"lat-{rate}-{linger}"
+                broker.create_topic(topic, 1)
+                row = latency(broker, topic, rate, sizes.latency_seconds, linger)
+                log(f"{broker.name}: latency at {rate}/s linger.ms={linger}: p50 {row.p50_ms:.2f} "
+                    f"p99 {row.p99_ms:.2f} p99.9 {row.p999_ms:.2f} ms, broker CPU {row.broker_cpu_s:.2f}s")
+                rows.append(row)
+                broker.delete_topic(topic)
 
     if want("partitions"):
         n = sizes.many_partitions

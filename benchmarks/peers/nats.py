@@ -89,7 +89,7 @@ def run(client: object, sizes: object, workloads: set[str]) -> list:
             url = f"nats://127.0.0.1:{port}"
             for size, n in ((100, sizes.peer_records_100), (1024, sizes.peer_records_1k)):  # type: ignore[attr-defined]
                 key = f"bench{size}"
-                subprocess.run([*me, "create", *args, "--key", key], check=True, timeout=60)
+                subprocess.run([*me, "create", *args, "--key", key], check=True, timeout=60, capture_output=True)
                 if workloads & {"produce", "consume"}:
                     if gobin is not None:
                         cmds = [[str(gobin), "produce", "-url", url, "-stream", key, "-n", str(n), "-s", str(size)]]
@@ -112,7 +112,7 @@ def run(client: object, sizes: object, workloads: set[str]) -> list:
                                             note="pull consumer, batches of 1,000, from the start"))
             if "latency" in workloads:
                 for rate in sizes.latency_rates:  # type: ignore[attr-defined]
-                    subprocess.run([*me, "create", *args, "--key", f"lat{rate}"], check=True, timeout=60)
+                    subprocess.run([*me, "create", *args, "--key", f"lat{rate}"], check=True, timeout=60, capture_output=True)
                 rows += latency_rows(proc, system, __name__, args, sizes.latency_rates,  # type: ignore[attr-defined]
                                      sizes.latency_seconds, name, "publish_async paced; push consumer",  # type: ignore[attr-defined]
                                      acks="JetStream ack")

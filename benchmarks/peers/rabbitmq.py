@@ -80,7 +80,7 @@ def run(client: object, sizes: object, workloads: set[str]) -> list:
         me = [sys.executable, "-m", __name__]
         for size, n in ((100, sizes.peer_records_100), (1024, sizes.peer_records_1k)):  # type: ignore[attr-defined]
             key = f"bench{size}"
-            subprocess.run([*me, "create", *args, "--key", key], check=True, timeout=60)
+            subprocess.run([*me, "create", *args, "--key", key], check=True, timeout=60, capture_output=True)
             if workloads & {"produce", "consume"}:
                 share = n // PRODUCERS
                 rows.append(command_row(proc, system, "produce", [
@@ -94,7 +94,7 @@ def run(client: object, sizes: object, workloads: set[str]) -> list:
                     note="subscription from the first offset"))
         if "latency" in workloads:
             for rate in sizes.latency_rates:  # type: ignore[attr-defined]
-                subprocess.run([*me, "create", *args, "--key", f"lat{rate}"], check=True, timeout=60)
+                subprocess.run([*me, "create", *args, "--key", f"lat{rate}"], check=True, timeout=60, capture_output=True)
             rows += latency_rows(proc, system, __name__, args, sizes.latency_rates,  # type: ignore[attr-defined]
                                  sizes.latency_seconds, name, "paced send_batch; subscription at next",  # type: ignore[attr-defined]
                                  acks="publisher confirms")
