@@ -115,3 +115,16 @@ def test_retention_and_flush_selection(tmp_path):
     assert old.log_start_offset == 20
     assert fresh in logs.logs_to_flush(NOW)
     logs.close()
+
+
+def test_idle_producers_expire(tmp_path):
+    from strom.protocol.records import build_batch, validate_batches
+
+    logs = LogManager(tmp_path)
+    log = logs.create("t", 0, CONFIG, NOW)
+    data = build_batch([(b"k", b"v", [], NOW)], producer_id=3, producer_epoch=0, base_sequence=0)
+    log.append(data, validate_batches(data, 1 << 20), NOW)
+    assert logs.expire_producers(NOW + 1000, 5000) == 0
+    assert logs.expire_producers(NOW + 5000, 5000) == 1
+    assert not log.producer_state.producers
+    logs.close()

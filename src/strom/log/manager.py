@@ -160,6 +160,10 @@ class LogManager:
         """retention.ms / retention.bytes on every log; returns segments deleted."""
         return sum(partition_log.apply_retention(now_ms) for partition_log in self)
 
+    def expire_producers(self, now_ms: int, expiration_ms: int) -> int:
+        """producer.id.expiration.ms: forget idle idempotent producers; returns how many."""
+        return sum(partition_log.producer_state.expire(now_ms, expiration_ms) for partition_log in self)
+
     def logs_to_flush(self, now_ms: int) -> list[PartitionLog]:
         return [partition_log for partition_log in self if partition_log.flush_due(now_ms)]
 

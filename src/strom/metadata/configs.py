@@ -315,6 +315,8 @@ _BROKER_DEFS = (
        "How often expired transactional ids are removed.", at_least(1)),
     _b("producer.id.expiration.ms", "int", "86400000",
        "Idle idempotent producer ids expire after this.", at_least(1)),
+    _b("producer.id.expiration.check.interval.ms", "int", "600000",
+       "How often idle producer ids are looked for.", at_least(1)),
     _b("log.retention.check.interval.ms", "long", "300000",
        "How often retention is enforced.", at_least(1)),
     _b("log.flush.scheduler.interval.ms", "long", str(LONG_MAX),

@@ -94,6 +94,7 @@ class Broker:
             loop.create_task(self._every(config.log_retention_check_interval_ms / 1000, self._retention)),
             loop.create_task(self._every(FLUSH_CHECK_INTERVAL_S, self._flush_due)),
             loop.create_task(self._every(config.log_flush_offset_checkpoint_interval_ms / 1000, self._checkpoint)),
+            loop.create_task(self._every(config.producer_id_expiration_check_interval_ms / 1000, self._expire_producers)),
         ]
         if config.log_cleaner_enable:
             self._tasks.append(loop.create_task(self._every(config.log_cleaner_backoff_ms / 1000, self._compact)))
@@ -149,6 +150,12 @@ class Broker:
             deleted = self.ctx.logs.apply_retention(self._now_ms())
             if deleted:
                 log.info("retention deleted %d segments", deleted)
+
+    async def _expire_producers(self) -> None:
+        if self.ctx is not None:
+            expired = self.ctx.logs.expire_producers(self._now_ms(), self.config.producer_id_expiration_ms)
+            if expired:
+                log.info("forgot %d idle producer ids", expired)
 
     async def _flush_due(self) -> None:
         if self.ctx is not None:
