@@ -44,10 +44,10 @@ from strom.protocol.records import (
     BATCH_HEADER_SIZE,
     BatchHeader,
     CorruptRecord,
-    build_batch,
     decode_records,
     read_control_marker,
     read_header,
+    rebuild_batch,
 )
 
 log = logging.getLogger(__name__)
@@ -228,18 +228,7 @@ def _clean_marker(header: BatchHeader, data: bytes, has_data: bool, plan: CleanP
         read_control_marker(data)
     except CorruptRecord:
         return data  # not ours to judge: keep it as it is
-    return build_batch(
-        records,
-        base_offset=header.base_offset,
-        producer_id=header.producer_id,
-        producer_epoch=header.producer_epoch,
-        base_sequence=header.base_sequence,
-        is_transactional=True,
-        is_control=True,
-        leader_epoch=header.partition_leader_epoch,
-        timestamp_type=header.timestamp_type,
-        delete_horizon_ms=plan.now_ms + plan.delete_retention_ms,
-    )
+    return rebuild_batch(header, records, delete_horizon_ms=plan.now_ms + plan.delete_retention_ms)
 
 
 def _clean_batch(header: BatchHeader, data: bytes, latest: dict[bytes, int], plan: CleanPlan) -> bytes:
@@ -261,18 +250,7 @@ def _clean_batch(header: BatchHeader, data: bytes, latest: dict[bytes, int], pla
         return data
     if not kept:
         return b""
-    return build_batch(
-        kept,
-        base_offset=header.base_offset,
-        compression=header.compression,
-        producer_id=header.producer_id,
-        producer_epoch=header.producer_epoch,
-        base_sequence=header.base_sequence,
-        is_transactional=header.is_transactional,
-        leader_epoch=header.partition_leader_epoch,
-        timestamp_type=header.timestamp_type,
-        delete_horizon_ms=plan.now_ms + plan.delete_retention_ms if stamp_horizon else horizon,
-    )
+    return rebuild_batch(header, kept, delete_horizon_ms=plan.now_ms + plan.delete_retention_ms if stamp_horizon else horizon)
 
 
 def _write_cleaned(plan: CleanPlan, base_offset: int, batches: list[bytes], txn_entries: list[AbortedTxn]) -> int:

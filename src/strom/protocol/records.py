@@ -372,22 +372,30 @@ def compress(codec: int, data: bytes, level: int | None = None) -> bytes:
     raise ValueError(f"unknown compression codec {codec}")
 
 
+def rebuild_batch(header: BatchHeader, records: Iterable[Any], **changes: Any) -> bytes:
+    """``records`` as one batch that keeps ``header``'s base offset, codec, producer fields,
+    flags, timestamp type and delete horizon, except for the build_batch arguments given in
+    ``changes`` (the cleaner drops records, compression.type changes the codec)."""
+    fields: dict[str, Any] = {
+        "base_offset": header.base_offset,
+        "compression": header.compression,
+        "producer_id": header.producer_id,
+        "producer_epoch": header.producer_epoch,
+        "base_sequence": header.base_sequence,
+        "is_transactional": header.is_transactional,
+        "is_control": header.is_control,
+        "leader_epoch": header.partition_leader_epoch,
+        "timestamp_type": header.timestamp_type,
+        "delete_horizon_ms": header.delete_horizon_ms,
+    }
+    fields.update(changes)
+    return build_batch(records, **fields)
+
+
 def recompress(batch: bytes | bytearray | memoryview, codec: int, level: int | None = None) -> bytes:
-    """The batch rebuilt with another codec (topic compression.type), producer fields, flags
-    and timestamps kept; the broker assigns its offsets afterwards."""
-    header = read_header(batch)
-    return build_batch(
-        decode_records(batch),
-        base_offset=header.base_offset,
-        compression=codec,
-        producer_id=header.producer_id,
-        producer_epoch=header.producer_epoch,
-        base_sequence=header.base_sequence,
-        is_transactional=header.is_transactional,
-        leader_epoch=header.partition_leader_epoch,
-        timestamp_type=header.timestamp_type,
-        compression_level=level,
-    )
+    """The batch rebuilt with another codec (topic compression.type); the broker assigns its
+    offsets afterwards."""
+    return rebuild_batch(read_header(batch), decode_records(batch), compression=codec, compression_level=level)
 
 
 def decode_records(batch: bytes | bytearray | memoryview) -> list[Record]:
