@@ -31,6 +31,14 @@ def label(row: Row) -> str:
     return row.workload
 
 
+def chart_label(row: Row) -> str:
+    """label(), with a non-Kafka peer's acknowledgement (publisher confirms, persistent, ...)
+    put with acks=all, its nearest Kafka equivalent, so the systems share the chart's bars."""
+    if row.workload == "produce" and row.acks not in ("", "1", "all"):
+        return label(Row(**{**row.__dict__, "acks": "all"}))
+    return label(row)
+
+
 def markdown(rows: list[Row]) -> str:
     lines = [HEADER, "|" + "---|" * (HEADER.count("|") - 1)]
     for r in rows:
@@ -93,18 +101,20 @@ def chart(path: Path, ctx: dict[str, Any], limits: list[dict[str, Any]], rows: l
     tput = [r for r in rows if r.workload in ("produce", "consume") or r.workload.endswith("00p")]
     cats: list[str] = []
     for r in tput:
-        if label(r) not in cats:
-            cats.append(label(r))
+        if chart_label(r) not in cats:
+            cats.append(chart_label(r))
     lat = [r for r in rows if r.workload == "latency"]
     fig, axes = plt.subplots(1, 3, figsize=(20, max(6, 0.35 * len(cats) + 2)),
-                             gridspec_kw={"width_ratios": [3, 2, 2]})
+                             gridspec_kw={"width_ratios": [3, 2, 3]})
     height = 0.8 / max(1, len(systems))
     for si, system in enumerate(systems):
-        by = {label(r): r for r in tput if r.system == system}
+        by = {chart_label(r): r for r in tput if r.system == system}
         ys = [i + si * height for i in range(len(cats))]
-        axes[0].barh(ys, [by[c].records_per_s / 1e6 if c in by else 0 for c in cats], height, label=system)
+        color = f"C{si % 10}"
+        axes[0].barh(ys, [by[c].records_per_s / 1e6 if c in by else 0 for c in cats], height, label=system,
+                     color=color)
         axes[1].barh(ys, [by[c].cpu_per_million if c in by and by[c].records else 0 for c in cats],
-                     height, label=system)
+                     height, label=system, color=color)
     for ax in axes[:2]:
         ax.set_yticks([i + 0.4 - height / 2 for i in range(len(cats))])
         ax.set_yticklabels(cats, fontsize=8)
@@ -113,7 +123,8 @@ def chart(path: Path, ctx: dict[str, Any], limits: list[dict[str, Any]], rows: l
     axes[0].set_xlabel("million records/s (higher is better)")
     axes[0].set_title("throughput")
     axes[0].legend(fontsize=8)
-    axes[1].set_xlabel("broker CPU seconds per million records (lower is better)")
+    axes[1].set_xscale("log")
+    axes[1].set_xlabel("broker CPU seconds per million records (log; lower is better)")
     axes[1].set_title("broker cost")
     lat_systems = [s for s in systems if any(r.system == s for r in lat)]
     lat_cats: list[str] = []
@@ -125,10 +136,10 @@ def chart(path: Path, ctx: dict[str, Any], limits: list[dict[str, Any]], rows: l
         by_cat = {label(r): r for r in lat if r.system == system}
         xs = [i + si * width for i in range(len(lat_cats))]
         axes[2].bar(xs, [by_cat[c].p99_ms if c in by_cat and not math.isnan(by_cat[c].p99_ms) else 0
-                         for c in lat_cats], width, label=system)
+                         for c in lat_cats], width, label=system, color=f"C{systems.index(system) % 10}")
     axes[2].set_xticks([i + 0.4 - width / 2 for i in range(len(lat_cats))])
     axes[2].set_xticklabels([c.replace("latency ", "").replace(" linger", "\nlinger") for c in lat_cats],
-                            fontsize=8)
+                            fontsize=8, rotation=30, ha="right")
     axes[2].set_yscale("log")
     axes[2].set_ylabel("end-to-end p99 ms (log; lower is better)")
     axes[2].set_title("latency at a fixed rate, 100 B")
