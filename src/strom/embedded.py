@@ -34,6 +34,16 @@ log = logging.getLogger(__name__)
 _LISTENING = re.compile(r"strom listening on (\S+):(\d+)")
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: a SIGTERM when the parent dies, so that a killed test run
+    leaves no broker behind (Linux's PR_SET_PDEATHSIG)."""
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def _kafka_value(value: Any) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
@@ -180,7 +190,8 @@ class Broker:
         for key, value in self.config.items():
             command += ["-o", f"{key}={value}"]
         self._process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         found = threading.Event()
 
