@@ -16,6 +16,7 @@ produce (100 B, acks=all) and consume workloads (py-spy must be installed).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -94,20 +95,44 @@ def run(args: argparse.Namespace) -> int:
     rows: list[Row] = []
     failures: dict[str, str] = {}
     profiles: dict[str, str] = {}
+    kafka = []
     if kafka_workloads and (systems is None or "strom" in systems):
-        print("strom", file=sys.stderr, flush=True)
-        with StromBroker(src=Path(args.strom_src) if args.strom_src else None) as broker:
-            rows += run_kafka_suite(broker, client, sizes, kafka_workloads)
-            if args.profile:  # after the suite: a warm broker
+        kafka.append("strom")
+    if kafka_workloads and args.peers and (systems is None or "tansu" in systems):
+        kafka.append("tansu")
+    if kafka:
+        # strom and Tansu run side by side, taking turns workload by workload
+        print(" and ".join(kafka), file=sys.stderr, flush=True)
+        with contextlib.ExitStack() as stack:
+            brokers = []
+            if "strom" in kafka:
+                strom = StromBroker(src=Path(args.strom_src) if args.strom_src else None)
+                brokers.append(stack.enter_context(strom))
+            if "tansu" in kafka:
+                try:
+                    from benchmarks.peers.tansu import TansuBroker
+
+                    brokers.append(stack.enter_context(TansuBroker()))
+                except Exception as exc:  # noqa: BLE001 - strom's rows still count
+                    traceback.print_exc()
+                    failures["tansu"] = f"{type(exc).__name__}: {exc}"
+                    rows.append(Row(system="tansu", workload="failed", client="-", note=failures["tansu"][:300]))
+            rows += run_kafka_suite(brokers, client, sizes, kafka_workloads)
+            for broker in brokers:
+                if broker.name == "tansu":
+                    for row in rows:
+                        if row.system == "tansu":
+                            row.note = "; ".join(x for x in (row.note, broker.version, "memory storage") if x)
+            if args.profile and "strom" in kafka:  # after the suite: a warm broker
                 from benchmarks.profiling import profile_strom
 
-                profiles = profile_strom(broker, client, sizes, out)
+                profiles = profile_strom(brokers[0], client, sizes, out)
 
     if args.peers:
         from benchmarks.peers import run_peer
 
         for peer in PEERS:
-            if systems is not None and peer not in systems:
+            if peer == "tansu" or (systems is not None and peer not in systems):
                 continue
             print(peer, file=sys.stderr, flush=True)
             try:

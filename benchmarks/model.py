@@ -41,7 +41,7 @@ class Sizes:
 
     produce_100: int = 2_000_000
     produce_1k: int = 500_000
-    repeats: int = 3
+    repeats: int = 5
     latency_seconds: float = 10.0
     latency_rates: tuple[int, ...] = (5_000, 20_000)
     latency_lingers: tuple[int, ...] = (0, 1)

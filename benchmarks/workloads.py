@@ -140,80 +140,94 @@ def latency(broker: KafkaBroker, topic: str, rate: int, seconds: float, linger_m
         return row
 
 
-def run_kafka_suite(broker: KafkaBroker, client: KafkaClient, sizes: Sizes,
+def run_kafka_suite(brokers: list[KafkaBroker], client: KafkaClient, sizes: Sizes,
                     only: set[str] | None = None) -> list[Row]:
-    rows: list[Row] = []
+    """Every workload against every broker, the brokers taking turns repetition by repetition
+    (strom, Tansu, strom, Tansu, ...), so a burst of other work on the machine hits both alike.
+    Rows come back grouped by broker, in workload order."""
+    rows: dict[str, list[Row]] = {b.name: [] for b in brokers}
 
     def want(w: str) -> bool:
         return only is None or w in only
 
     time.sleep(1.0)
-    idle = broker.proc.sample()
-    rows.append(Row(system=broker.name, workload="idle", client="-", broker_rss=idle.rss,
-                    broker_cpu_s=idle.cpu_s, note="RSS after start, before any load"))
-    log(f"{broker.name}: idle RSS {idle.rss / 1e6:.1f} MB")
-    # warm up: a topic, a produce and a consume (connections, code paths, page cache)
-    broker.create_topic("warmup", 1)
-    produce(broker, client, "warmup", 100, "all", 1, 50_000, 1)
-    consume(broker, client, "warmup", 100, 1, 50_000)
+    for broker in brokers:
+        idle = broker.proc.sample()
+        rows[broker.name].append(Row(system=broker.name, workload="idle", client="-", broker_rss=idle.rss,
+                                     broker_cpu_s=idle.cpu_s, note="RSS after start, before any load"))
+        log(f"{broker.name}: idle RSS {idle.rss / 1e6:.1f} MB")
+        # warm up: a topic, a produce and a consume (connections, code paths, page cache)
+        broker.create_topic("warmup", 1)
+        produce(broker, client, "warmup", 100, "all", 1, 50_000, 1)
+        consume(broker, client, "warmup", 100, 1, 50_000)
 
     if want("produce") or want("consume"):
         for size, total in ((100, sizes.produce_100), (1024, sizes.produce_1k)):
             for partitions in (1, 6):
-                kept_topic = ""
+                kept: dict[str, str] = {}
                 for acks in ("1", "all"):
-                    reps = []
+                    reps: dict[str, list[Row]] = {b.name: [] for b in brokers}
                     for rep in range(sizes.repeats):
-                        topic = f"p{size}-{partitions}-{acks}-{rep}"
-                        broker.create_topic(topic, partitions)
-                        reps.append(produce(broker, client, topic, size, acks, partitions, total,
-                                            sizes.producers))
-                        if acks == "all" and rep == sizes.repeats - 1:
-                            kept_topic = topic
-                        else:
-                            broker.delete_topic(topic)
-                    row = median_row(reps)
-                    log(f"{broker.name}: produce {size}B acks={acks} p={partitions}: "
-                        f"{row.records_per_s:,.0f} rec/s {row.mb_per_s:,.0f} MB/s "
-                        f"broker {row.broker_cpu_s:.2f}s client {row.client_cpu_s:.2f}s")
-                    if want("produce"):
-                        rows.append(row)
+                        for broker in brokers:
+                            topic = f"p{size}-{partitions}-{acks}-{rep}"
+                            broker.create_topic(topic, partitions)
+                            reps[broker.name].append(produce(broker, client, topic, size, acks, partitions,
+                                                             total, sizes.producers))
+                            if acks == "all" and rep == sizes.repeats - 1:
+                                kept[broker.name] = topic
+                            else:
+                                broker.delete_topic(topic)
+                    for broker in brokers:
+                        row = median_row(reps[broker.name])
+                        log(f"{broker.name}: produce {size}B acks={acks} p={partitions}: "
+                            f"{row.records_per_s:,.0f} rec/s {row.mb_per_s:,.0f} MB/s "
+                            f"broker {row.broker_cpu_s:.2f}s client {row.client_cpu_s:.2f}s")
+                        if want("produce"):
+                            rows[broker.name].append(row)
                 if want("consume"):
-                    reps = [consume(broker, client, kept_topic, size, partitions, total)
-                            for _ in range(sizes.repeats)]
-                    row = median_row(reps)
-                    log(f"{broker.name}: consume {size}B p={partitions}: {row.records_per_s:,.0f} rec/s "
-                        f"{row.mb_per_s:,.0f} MB/s broker {row.broker_cpu_s:.2f}s")
-                    rows.append(row)
-                broker.delete_topic(kept_topic)
+                    reps = {b.name: [] for b in brokers}
+                    for _ in range(sizes.repeats):
+                        for broker in brokers:
+                            reps[broker.name].append(consume(broker, client, kept[broker.name], size,
+                                                             partitions, total))
+                    for broker in brokers:
+                        row = median_row(reps[broker.name])
+                        log(f"{broker.name}: consume {size}B p={partitions}: {row.records_per_s:,.0f} rec/s "
+                            f"{row.mb_per_s:,.0f} MB/s broker {row.broker_cpu_s:.2f}s "
+                            f"client {row.client_cpu_s:.2f}s")
+                        rows[broker.name].append(row)
+                for broker in brokers:
+                    broker.delete_topic(kept[broker.name])
 
     if want("latency"):
         for rate in sizes.latency_rates:
             for linger in sizes.latency_lingers:
-                topic = f"lat-{rate}-{linger}"
-                broker.create_topic(topic, 1)
-                row = latency(broker, topic, rate, sizes.latency_seconds, linger)
-                log(f"{broker.name}: latency at {rate}/s linger.ms={linger}: p50 {row.p50_ms:.2f} "
-                    f"p99 {row.p99_ms:.2f} p99.9 {row.p999_ms:.2f} ms, broker CPU {row.broker_cpu_s:.2f}s")
-                rows.append(row)
-                broker.delete_topic(topic)
+                for broker in brokers:
+                    topic = f"lat-{rate}-{linger}"
+                    broker.create_topic(topic, 1)
+                    row = latency(broker, topic, rate, sizes.latency_seconds, linger)
+                    log(f"{broker.name}: latency at {rate}/s linger.ms={linger}: p50 {row.p50_ms:.2f} "
+                        f"p99 {row.p99_ms:.2f} p99.9 {row.p999_ms:.2f} ms, broker CPU {row.broker_cpu_s:.2f}s")
+                    rows[broker.name].append(row)
+                    broker.delete_topic(topic)
 
     if want("partitions"):
         n = sizes.many_partitions
         topic = f"many-{n}"
-        t0 = time.monotonic()
-        broker.create_topic(topic, n, timeout=120)
-        created = time.monotonic() - t0
-        row = produce(broker, client, topic, 100, "all", n, sizes.many_records, sizes.producers)
-        row.workload = f"produce-{n}p"
-        row.note += f"; topic created in {created:.2f}s"
-        rows.append(row)
-        log(f"{broker.name}: produce to {n} partitions: {row.records_per_s:,.0f} rec/s, "
-            f"RSS {row.broker_rss / 1e6:.0f} MB")
-        row = consume(broker, client, topic, 100, n, sizes.many_records)
-        row.workload = f"consume-{n}p"
-        rows.append(row)
-        log(f"{broker.name}: fetch from {n} partitions: {row.records_per_s:,.0f} rec/s, "
-            f"RSS {row.broker_rss / 1e6:.0f} MB")
-        broker.delete_topic(topic)
-    return rows
+        for broker in brokers:
+            t0 = time.monotonic()
+            broker.create_topic(topic, n, timeout=120)
+            created = time.monotonic() - t0
+            row = produce(broker, client, topic, 100, "all", n, sizes.many_records, sizes.producers)
+            row.workload = f"produce-{n}p"
+            row.note += f"; topic created in {created:.2f}s"
+            rows[broker.name].append(row)
+            log(f"{broker.name}: produce to {n} partitions: {row.records_per_s:,.0f} rec/s, "
+                f"RSS {row.broker_rss / 1e6:.0f} MB")
+            row = consume(broker, client, topic, 100, n, sizes.many_records)
+            row.workload = f"consume-{n}p"
+            rows[broker.name].append(row)
+            log(f"{broker.name}: fetch from {n} partitions: {row.records_per_s:,.0f} rec/s, "
+                f"RSS {row.broker_rss / 1e6:.0f} MB")
+            broker.delete_topic(topic)
+    return [r for b in brokers for r in rows[b.name]]

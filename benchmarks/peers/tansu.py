@@ -58,8 +58,9 @@ class TansuBroker(KafkaBroker):
 
 
 def run(client: KafkaClient, sizes: Sizes, workloads: set[str]) -> list[Row]:
+    """Tansu alone (the runner normally runs it beside strom, see benchmarks/__main__.py)."""
     with TansuBroker() as broker:
-        rows = run_kafka_suite(broker, client, sizes, workloads)
+        rows = run_kafka_suite([broker], client, sizes, workloads)
     for row in rows:
         row.note = "; ".join(x for x in (row.note, broker.version, "memory storage") if x)
     return rows
