@@ -63,7 +63,6 @@ def pip_bench() -> None:
         import nats  # noqa: F401
         import redis  # noqa: F401
         import rstream  # noqa: F401
-        import stomp  # noqa: F401
     except ImportError:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", f"{ROOT}[bench]"],
                        check=True, timeout=1200)
