@@ -60,7 +60,7 @@ def build_rdkperf() -> Path | None:
     """Compile rdkperf.c (cached by source hash and library path); None when it cannot be built."""
     lib = librdkafka_library()
     cc = shutil.which("cc") or shutil.which("gcc")
-    if lib is None or cc is None:
+    if lib is None or cc is None or os.environ.get("BENCH_KAFKA_CLIENT") == "python":
         return None
     source = HERE / "rdkperf.c"
     key = hashlib.sha256(source.read_bytes() + str(lib).encode()).hexdigest()[:16]

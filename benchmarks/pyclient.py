@@ -84,8 +84,10 @@ def consume(a: argparse.Namespace) -> int:
     from confluent_kafka import Consumer
 
     t_start = time.monotonic()
+    # Python drains the local queue more slowly than librdkafka fills it; past queued.min.messages
+    # librdkafka would pause fetching for fetch.queue.backoff.ms (1 s by default): keep it short.
     c = Consumer({"bootstrap.servers": a.b, "group.id": a.g, "auto.offset.reset": "earliest",
-                  "enable.auto.commit": False, **_conf(a.X)})
+                  "enable.auto.commit": False, "fetch.queue.backoff.ms": 10, **_conf(a.X)})
     c.subscribe([a.t])
     deadline = t_start + a.d
     got = nbytes = errors = in_first = 0

@@ -154,7 +154,7 @@ def run_kafka_suite(brokers: list[KafkaBroker], client: KafkaClient, sizes: Size
     for broker in brokers:
         idle = broker.proc.sample()
         rows[broker.name].append(Row(system=broker.name, workload="idle", client="-", broker_rss=idle.rss,
-                                     broker_cpu_s=idle.cpu_s, note="RSS after start, before any load"))
+                                     broker_cpu_s=idle.cpu_s, note="RSS after start, before any load; CPU: start-up"))
         log(f"{broker.name}: idle RSS {idle.rss / 1e6:.1f} MB")
         # warm up: a topic, a produce and a consume (connections, code paths, page cache)
         broker.create_topic("warmup", 1)

@@ -71,7 +71,7 @@ def run(client: object, sizes: object, workloads: set[str]) -> list:
         time.sleep(1.0)
         idle = proc.sample()
         rows.append(Row(system=system, workload="idle", client="-", broker_rss=idle.rss,
-                        broker_cpu_s=idle.cpu_s, note="RSS after start (JVM, -Xmx512M as Debian ships)"))
+                        broker_cpu_s=idle.cpu_s, note="RSS after start (JVM, -Xmx512M as Debian ships); CPU: start-up"))
         tool = [java, f"-Dlog4j.configuration=file:{tmp / 'tool-log4j.properties'}", f"-Dactivemq.home={HOME}",
                 "-jar", str(HOME / "bin" / "activemq.jar")]
         url = f"tcp://127.0.0.1:{port}"

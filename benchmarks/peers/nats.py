@@ -81,7 +81,7 @@ def run(client: object, sizes: object, workloads: set[str]) -> list:
             time.sleep(0.5)
             idle = proc.sample()
             rows.append(Row(system=system, workload="idle", client="-", broker_rss=idle.rss,
-                            broker_cpu_s=idle.cpu_s, note="RSS after start"))
+                            broker_cpu_s=idle.cpu_s, note="RSS after start; CPU: start-up"))
             name = "nats-py (asyncio)"
             args = ["--port", str(port)]
             me = [sys.executable, "-m", __name__]

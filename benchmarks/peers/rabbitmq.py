@@ -74,7 +74,7 @@ def run(client: object, sizes: object, workloads: set[str]) -> list:
         time.sleep(1.0)
         idle = proc.sample()
         rows.append(Row(system=system, workload="idle", client="-", broker_rss=idle.rss,
-                        broker_cpu_s=idle.cpu_s, note="RSS after start (Erlang VM)"))
+                        broker_cpu_s=idle.cpu_s, note="RSS after start (Erlang VM); CPU: start-up"))
         name = "rstream (asyncio)"
         args = ["--port", str(stream)]
         me = [sys.executable, "-m", __name__]

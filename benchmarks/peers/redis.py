@@ -55,7 +55,7 @@ def run(client: object, sizes: object, workloads: set[str]) -> list:
             time.sleep(0.5)
             idle = proc.sample()
             rows.append(Row(system=system, workload="idle", client="-", broker_rss=idle.rss,
-                            broker_cpu_s=idle.cpu_s, note="RSS after start"))
+                            broker_cpu_s=idle.cpu_s, note="RSS after start; CPU: start-up"))
             bench_client = "redis-benchmark (C), 8 connections, pipeline 64"
             py_client = "redis-py 5+ with hiredis"
             args = ["--port", str(port)]
