@@ -234,3 +234,27 @@ def test_segment_jitter_rolls_early_by_a_random_share(open_log):
     assert 0 <= log.active.roll_jitter_ms < 400
     append(log, batch(b"b", timestamp=NOW + 1000 - log.active.roll_jitter_ms + 1))
     assert len(log.segments) == 2
+
+
+def _scan_find(segment, offset):
+    """find() by walking the file from the start: what the in-memory tail must agree with."""
+    return next((b for b in segment.batches(0) if b.header.last_offset >= offset), None)
+
+
+@pytest.mark.parametrize("interval", [128, 4096, 1 << 30])
+def test_find_from_the_tail_agrees_with_a_file_scan(open_log, interval):
+    config = LogConfig(index_interval_bytes=interval, segment_bytes=1 << 30)
+    log = open_log(config)
+    for i in range(1500):  # 1500 batches: past the tail's cap with no index entry at all
+        append(log, batch(*[b"v"] * (1 + i % 3)))
+
+    def agree(segment):
+        end = segment.next_offset
+        for offset in [*range(0, end, 97), *range(end - 40, end + 2)]:
+            assert segment.find(offset) == _scan_find(segment, offset), offset
+
+    agree(log.active)
+    log.truncate_to(log.log_end_offset - 100)
+    agree(log.active)
+    log.close()
+    agree(open_log(config).active)

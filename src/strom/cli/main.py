@@ -21,6 +21,7 @@ from strom.cli.topic import topic
 
 def _run(config) -> None:  # noqa: ANN001 - BrokerConfig
     import asyncio
+    import gc
     import signal
 
     from strom.server.broker import Broker
@@ -33,6 +34,13 @@ def _run(config) -> None:  # noqa: ANN001 - BrokerConfig
     async def main() -> None:
         broker = Broker(config)
         await broker.start()
+        # Everything loaded so far (modules, message classes, logs) lives as long as the
+        # process: keep it out of the collector, so that a full collection pass does not
+        # stall requests for milliseconds, and collect the young generation less often.
+        # Only the dedicated `serve` process does this; an embedded broker leaves the
+        # host's GC alone.
+        gc.freeze()
+        gc.set_threshold(10_000, 20, 20)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -47,7 +47,7 @@ def _partition_result(index: int, error: int, message: str | None = None) -> dic
     }
 
 
-def _append(ctx: BrokerContext, topic: str, index: int, records: Any, now_ms: int) -> dict[str, Any]:
+def _append(ctx: BrokerContext, topic: str, index: int, records: Any, now_ms: int, to_flush: list[Any]) -> dict[str, Any]:
     log_ = ctx.partition_log(topic, index)
     if log_ is None:
         return _partition_result(index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
@@ -73,6 +73,8 @@ def _append(ctx: BrokerContext, topic: str, index: int, records: Any, now_ms: in
     except OSError:
         log.exception("append to %s-%d failed", topic, index)
         return _partition_result(index, ErrorCode.KAFKA_STORAGE_ERROR)
+    if log_.unflushed_messages >= log_.config.flush_messages:
+        to_flush.append(log_)
     return {
         "index": index,
         "error_code": ErrorCode.NONE,
@@ -87,6 +89,7 @@ async def produce(ctx: BrokerContext, request: Request) -> dict[str, Any] | None
     body = request.body
     now_ms = ctx.now_ms()
     responses = []
+    to_flush: list[Any] = []
     for topic_data in body.topic_data:
         name = getattr(topic_data, "name", None)
         topic_id = getattr(topic_data, "topic_id", None)
@@ -97,17 +100,13 @@ async def produce(ctx: BrokerContext, request: Request) -> dict[str, Any] | None
             if name is None:
                 partitions.append(_partition_result(data.index, ErrorCode.UNKNOWN_TOPIC_ID))
             else:
-                partitions.append(_append(ctx, name, data.index, data.records, now_ms))
+                partitions.append(_append(ctx, name, data.index, data.records, now_ms, to_flush))
         responses.append({"name": name, "topic_id": topic_id, "partition_responses": partitions})
     ctx.appends.notify()
     # flush.messages: Kafka fsyncs in the append path once that many messages are unflushed,
     # so the acknowledgement waits for it (in a worker thread, not on the event loop).
-    for topic_data in body.topic_data:
-        name = getattr(topic_data, "name", None) or ctx.topic_name(getattr(topic_data, "topic_id", None))
-        for data in topic_data.partition_data:
-            log_ = ctx.partition_log(name, data.index) if name is not None else None
-            if log_ is not None and log_.unflushed_messages >= log_.config.flush_messages:
-                await ctx.flush(log_)
+    for log_ in to_flush:
+        await ctx.flush(log_)
     if body.acks == 0:
         return None
     return {"responses": responses, "throttle_time": 0}

@@ -7,7 +7,7 @@ dotted names, string values, as DescribeConfigs shows them) onto the fields.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _LONG_MAX = 2**63 - 1
 _DAY_MS = 24 * 60 * 60 * 1000
@@ -38,6 +38,12 @@ class LogConfig:
     compression_lz4_level: int = 9  # compression.lz4.level
     compression_zstd_level: int = 3  # compression.zstd.level
     file_delete_delay_ms: int = 60_000  # file.delete.delay.ms
+    # Derived once from the fields above (the append path reads them for every batch).
+    compact: bool = field(init=False, repr=False, compare=False)
+    delete: bool = field(init=False, repr=False, compare=False)
+    log_append_time: bool = field(init=False, repr=False, compare=False)
+    # (codec, level) the topic stores batches in, or None to keep the producer's.
+    compression: tuple[int, int | None] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         policies = self.cleanup_policy_set
@@ -53,33 +59,21 @@ class LogConfig:
             raise ValueError("segment.ms and flush.messages must be positive")
         if not 0.0 <= self.min_cleanable_dirty_ratio <= 1.0:
             raise ValueError("min.cleanable.dirty.ratio must lie in [0, 1]")
+        codecs = {"uncompressed": (0, None), "gzip": (1, self.compression_gzip_level), "snappy": (2, None),
+                  "lz4": (3, self.compression_lz4_level), "zstd": (4, self.compression_zstd_level)}
+        found = codecs.get(self.compression_type)
+        derived = {
+            "compact": "compact" in policies,
+            "delete": "delete" in policies,
+            "log_append_time": self.message_timestamp_type == "LogAppendTime",
+            "compression": None if found is None else (found[0], None if found[1] == -1 else found[1]),
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
 
     @property
     def cleanup_policy_set(self) -> frozenset[str]:
         return frozenset(p.strip() for p in self.cleanup_policy.split(",") if p.strip())
-
-    @property
-    def compact(self) -> bool:
-        return "compact" in self.cleanup_policy_set
-
-    @property
-    def delete(self) -> bool:
-        return "delete" in self.cleanup_policy_set
-
-    @property
-    def compression(self) -> tuple[int, int | None] | None:
-        """(codec, level) the topic stores batches in, or None to keep the producer's."""
-        codecs = {"uncompressed": (0, None), "gzip": (1, self.compression_gzip_level), "snappy": (2, None),
-                  "lz4": (3, self.compression_lz4_level), "zstd": (4, self.compression_zstd_level)}
-        found = codecs.get(self.compression_type)
-        if found is None:
-            return None
-        codec, level = found
-        return codec, (None if level == -1 else level)
-
-    @property
-    def log_append_time(self) -> bool:
-        return self.message_timestamp_type == "LogAppendTime"
 
     def replace(self, **changes: object) -> LogConfig:
         return dataclasses.replace(self, **changes)

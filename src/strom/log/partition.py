@@ -402,7 +402,8 @@ class PartitionLog:
         config = self.config
         if active.rolling_timestamp is not None and active.rolling_timestamp >= 0:
             # Time is measured in record timestamps, as Kafka does, so old data does not roll.
-            waited = max(h.max_timestamp for h in headers) - active.rolling_timestamp
+            newest = headers[0].max_timestamp if len(headers) == 1 else max(h.max_timestamp for h in headers)
+            waited = newest - active.rolling_timestamp
         else:
             waited = now_ms - active.created_ms
         if (
@@ -706,7 +707,7 @@ def _restamped(headers: list[BatchHeader], base_offset: int, log_append_time: in
         if log_append_time is not None:
             header = header._replace(base_offset=offset, max_timestamp=log_append_time)
         else:
-            header = header._replace(base_offset=offset)
+            header = tuple.__new__(BatchHeader, (offset, *header[1:]))  # _replace, without its cost
         out.append(header)
         offset += header.last_offset_delta + 1
     return out

@@ -16,6 +16,7 @@ written (and when a recovered segment's index is rebuilt).
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -44,6 +45,7 @@ DELETED_SUFFIX = ".deleted"
 # Batch starts are found by reading this much at a time and walking the headers in memory:
 # an index entry lies at most index.interval.bytes (4 KiB by default) before the target.
 _SCAN_CHUNK = 16 * 1024
+_MAX_TAIL = 1024  # batches kept in memory after the last index entry (see LogSegment._tail)
 _INT32_MAX = 2**31 - 1
 
 
@@ -122,6 +124,11 @@ class LogSegment:
         self.created_ms = now_ms
         self.bytes_since_index_entry = 0
         self.roll_jitter_ms = 0  # segment.jitter.ms share of this segment, set by the partition
+        # The batches from the last offset-index entry to the end (at most about
+        # index.interval.bytes of them), kept in memory: consumers tailing the log fetch from
+        # there, and find() answers them without reading a header from the file.
+        self._tail: list[BatchPosition] = []
+        self._tail_last_offsets: list[int] = []
         self.closed = False
 
     # --- opening -----------------------------------------------------------------------------
@@ -134,9 +141,11 @@ class LogSegment:
         try:
             start = self.index.positions[-1] if len(self.index) else 0
             last = None
+            self._clear_tail()
             for batch in self.batches(start):
                 last = batch
                 self._track(batch.header)
+                self._add_to_tail(batch.position, batch.header)
             if len(self.time_index):
                 ts, relative = self.time_index.timestamps[-1], self.time_index.relative_offsets[-1]
                 if ts > self.max_timestamp:
@@ -161,6 +170,7 @@ class LogSegment:
         self.rolling_timestamp = None
         since_entry = 0
         valid_end = 0
+        self._clear_tail()
         try:
             for batch in self.batches(0, verify=True, max_batch_bytes=max_batch_bytes):
                 header = batch.header
@@ -171,7 +181,9 @@ class LogSegment:
                     if not time_entries or self.max_timestamp > time_entries[-1][0]:
                         time_entries.append((self.max_timestamp, self.offset_of_max_timestamp - self.base_offset))
                     since_entry = 0
+                    self._clear_tail()
                 self._track(header)
+                self._add_to_tail(batch.position, header)
                 self.next_offset = header.next_offset
                 since_entry += header.size
                 valid_end = batch.position + header.size
@@ -203,12 +215,23 @@ class LogSegment:
                 index.append(header.last_offset - self.base_offset, position)
                 self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp - self.base_offset)
                 self.bytes_since_index_entry = 0
+                self._clear_tail()
             self._track(header)
+            self._add_to_tail(position, header)
             size = header.batch_length + LOG_OVERHEAD
             position += size
             self.bytes_since_index_entry += size
         self.size = position
         self.next_offset = headers[-1].next_offset
+
+    def _clear_tail(self) -> None:
+        self._tail.clear()
+        self._tail_last_offsets.clear()
+
+    def _add_to_tail(self, position: int, header: BatchHeader) -> None:
+        if len(self._tail) < _MAX_TAIL:  # past that (a huge index.interval.bytes) find() scans
+            self._tail.append(BatchPosition(position, header))
+            self._tail_last_offsets.append(header.last_offset)
 
     def _track(self, header: BatchHeader) -> None:
         if header.max_timestamp > self.max_timestamp:
@@ -277,6 +300,10 @@ class LogSegment:
         """The first batch whose last offset is >= ``offset`` (None: every batch is below)."""
         if offset >= self.next_offset:
             return None
+        tail = self._tail
+        if tail and offset >= tail[0].header.base_offset and len(tail) < _MAX_TAIL:
+            found = bisect_left(self._tail_last_offsets, offset)
+            return tail[found] if found < len(tail) else None
         start = self.index.lookup(offset - self.base_offset) if offset > self.base_offset else 0
         for batch in self.batches(start):
             if batch.header.last_offset >= offset:
