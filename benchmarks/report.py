@@ -123,7 +123,8 @@ def chart(path: Path, ctx: dict[str, Any], limits: list[dict[str, Any]], rows: l
     axes[0].set_xlabel("million records/s (higher is better)")
     axes[0].set_title("throughput")
     axes[0].legend(fontsize=8)
-    axes[1].set_xscale("log")
+    if any(r.records and r.cpu_per_million > 0 for r in tput):  # a log axis needs a positive value
+        axes[1].set_xscale("log")
     axes[1].set_xlabel("broker CPU seconds per million records (log; lower is better)")
     axes[1].set_title("broker cost")
     lat_systems = [s for s in systems if any(r.system == s for r in lat)]
@@ -140,7 +141,8 @@ def chart(path: Path, ctx: dict[str, Any], limits: list[dict[str, Any]], rows: l
     axes[2].set_xticks([i + 0.4 - width / 2 for i in range(len(lat_cats))])
     axes[2].set_xticklabels([c.replace("latency ", "").replace(" linger", "\nlinger") for c in lat_cats],
                             fontsize=8, rotation=30, ha="right")
-    axes[2].set_yscale("log")
+    if any(r.p99_ms > 0 for r in lat):  # NaN compares False
+        axes[2].set_yscale("log")
     axes[2].set_ylabel("end-to-end p99 ms (log; lower is better)")
     axes[2].set_title("latency at a fixed rate, 100 B")
     if lat_systems:

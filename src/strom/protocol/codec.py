@@ -2,7 +2,8 @@
 
 Requests decode into kio's frozen dataclass entities with kio's native reader
 (falling back to our tag-skipping reader on unknown tagged fields); responses encode
-from plain dict trees with our compiled encoder. The client-side directions
+from plain dict trees with our compiled encoder (ProduceResponse, answered for every produce
+request, by the hand-written protocol.produce_response). The client-side directions
 (encode_request / decode_response) share the same machinery.
 """
 
@@ -24,6 +25,7 @@ from .decoder import ArrayCountGuard, FallbackDecoder
 from .encoder import encode_struct
 from .errors import RemoteProtocolError, UnsupportedVersion
 from .legacy_produce import decode_produce_topics_v0_2, encode_produce_error_response_v0_2
+from .produce_response import encode_produce_response
 from .schema import is_flexible
 
 __all__ = [
@@ -117,6 +119,10 @@ def encode_response(api_key: int, api_version: int, body: Mapping[str, Any]) -> 
     Missing fields take their default; keys unknown to this version are ignored.
     Raises UnsupportedVersion, or LocalProtocolError for values that cannot be encoded.
     """
+    if api_key == 0 and type(body) is dict:  # the hot path: one per produce request
+        fast = encode_produce_response(api_version, body)
+        if fast is not None:
+            return fast
     return encode_struct(_message_class(api_key, api_version, _RESPONSE), body)
 
 

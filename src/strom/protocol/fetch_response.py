@@ -14,14 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-
-def write_uvarint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+from .primitives import uvarint
 
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
@@ -69,7 +62,7 @@ def encode_fetch_response(
 
     def array_len(n: int) -> None:
         if flexible:
-            buf.extend(write_uvarint(n + 1))
+            buf.extend(uvarint(n + 1))
         else:
             buf.extend(_I32.pack(n))
 
@@ -82,7 +75,7 @@ def encode_fetch_response(
             buf.extend((topic.topic_id or uuid.UUID(int=0)).bytes)
         else:
             name = (topic.name or "").encode()
-            buf.extend(write_uvarint(len(name) + 1) if flexible else _I16.pack(len(name)))
+            buf.extend(uvarint(len(name) + 1) if flexible else _I16.pack(len(name)))
             buf.extend(name)
         array_len(len(topic.partitions))
         for p in topic.partitions:
@@ -101,7 +94,7 @@ def encode_fetch_response(
             if version >= 11:
                 buf.extend(_I32.pack(p.preferred_read_replica))
             size = p.records_size
-            buf.extend(write_uvarint(size + 1) if flexible else _I32.pack(size))
+            buf.extend(uvarint(size + 1) if flexible else _I32.pack(size))
             if size:
                 out.append(bytes(buf))
                 buf.clear()
