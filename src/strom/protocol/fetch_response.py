@@ -44,10 +44,6 @@ class FetchTopicResult:
     partitions: list[FetchPartitionResult]
 
 
-def _length(chunk: Any) -> int:
-    return len(chunk) if isinstance(chunk, bytes | bytearray | memoryview) else chunk.length
-
-
 def encode_fetch_response(
     version: int,
     topics: list[FetchTopicResult],
@@ -57,46 +53,41 @@ def encode_fetch_response(
     throttle_time_ms: int = 0,
 ) -> tuple[list[Any], int]:
     flexible = version >= 12
+    count = (lambda n: uvarint(n + 1)) if flexible else _I32.pack  # an array's length prefix
     out: list[Any] = []
-    buf = bytearray()
-
-    def array_len(n: int) -> None:
-        if flexible:
-            buf.extend(uvarint(n + 1))
-        else:
-            buf.extend(_I32.pack(n))
-
-    buf.extend(_I32.pack(throttle_time_ms))
+    total = 0  # body bytes
+    buf = bytearray(_I32.pack(throttle_time_ms))
     if version >= 7:
-        buf.extend(_I16_I32.pack(error_code, session_id))
-    array_len(len(topics))
+        buf += _I16_I32.pack(error_code, session_id)
+    buf += count(len(topics))
     for topic in topics:
         if version >= 13:
-            buf.extend((topic.topic_id or uuid.UUID(int=0)).bytes)
+            buf += (topic.topic_id or uuid.UUID(int=0)).bytes
         else:
             name = (topic.name or "").encode()
-            buf.extend(uvarint(len(name) + 1) if flexible else _I16.pack(len(name)))
-            buf.extend(name)
-        array_len(len(topic.partitions))
+            buf += uvarint(len(name) + 1) if flexible else _I16.pack(len(name))
+            buf += name
+        buf += count(len(topic.partitions))
         for p in topic.partitions:
-            buf.extend(_PARTITION_HEAD.pack(p.partition_index, p.error_code, p.high_watermark, p.last_stable_offset))
+            buf += _PARTITION_HEAD.pack(p.partition_index, p.error_code, p.high_watermark, p.last_stable_offset)
             if version >= 5:
-                buf.extend(_I64.pack(p.log_start_offset))
+                buf += _I64.pack(p.log_start_offset)
             aborted = p.aborted_transactions
             if aborted is None:
-                buf.extend(b"\x00" if flexible else _I32.pack(-1))
+                buf += b"\x00" if flexible else _I32.pack(-1)
             else:
-                array_len(len(aborted))
+                buf += count(len(aborted))
                 for producer_id, first_offset in aborted:
-                    buf.extend(_ABORTED.pack(producer_id, first_offset))
+                    buf += _ABORTED.pack(producer_id, first_offset)
                     if flexible:
                         buf.append(0)
             if version >= 11:
-                buf.extend(_I32.pack(p.preferred_read_replica))
+                buf += _I32.pack(p.preferred_read_replica)
             size = p.records_size
-            buf.extend(uvarint(size + 1) if flexible else _I32.pack(size))
+            buf += uvarint(size + 1) if flexible else _I32.pack(size)
             if size:
                 out.append(bytes(buf))
+                total += len(buf) + size
                 buf.clear()
                 out.extend(p.records)
             if flexible:
@@ -106,4 +97,4 @@ def encode_fetch_response(
     if flexible:
         buf.append(0)  # top-level tagged fields
     out.append(bytes(buf))
-    return out, sum(_length(c) for c in out)
+    return out, total + len(buf)

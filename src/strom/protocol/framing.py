@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from .api import ApiKey
 from .codec import request_is_flexible, response_is_flexible
@@ -64,8 +63,7 @@ class FrameDecoder:
         return frames
 
 
-@dataclass(frozen=True, slots=True)
-class RequestHeader:
+class RequestHeader(NamedTuple):
     api_key: int
     api_version: int
     correlation_id: int
@@ -110,7 +108,9 @@ def encode_response_frame(
     api_key: int, api_version: int, correlation_id: int, body: Bytes | Sequence[Bytes]
 ) -> bytes:
     """A complete response frame: size, header v0/v1, then the body (or its parts)."""
-    parts = [body] if isinstance(body, bytes | bytearray | memoryview) else list(body)
+    if isinstance(body, bytes):  # the common case, without the list
+        return response_header(api_key, api_version, correlation_id, len(body)) + body
+    parts = [body] if isinstance(body, bytearray | memoryview) else list(body)
     size = sum(memoryview(p).nbytes for p in parts)
     return b"".join([response_header(api_key, api_version, correlation_id, size), *parts])
 

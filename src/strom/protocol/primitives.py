@@ -21,10 +21,13 @@ UINT16: Final = Struct(">H")
 _MAX_UVARINT_SHIFT: Final = 28
 
 EMPTY_TAGGED_FIELDS: Final = b"\x00"
+_ONE_BYTE_UVARINTS: Final = [bytes([n]) for n in range(0x80)]  # lengths and counts, mostly
 
 
 def uvarint(value: int) -> bytes:
     """Encode an unsigned varint (7 bits per byte, least-significant group first)."""
+    if 0 <= value < 0x80:
+        return _ONE_BYTE_UVARINTS[value]
     out = bytearray()
     write_uvarint(out, value)
     return bytes(out)

@@ -21,22 +21,17 @@ _I32 = struct.Struct(">i")
 _I64 = struct.Struct(">q")
 _PARTITION_HEAD = struct.Struct(">ihqq")  # index, error_code, base_offset, log_append_time
 _ZERO_UUID = uuid.UUID(int=0)
-_SMALL_UVARINTS = [bytes([n]) for n in range(128)]
-
-
-def _uvarint(n: int) -> bytes:
-    return _SMALL_UVARINTS[n] if n < 128 else uvarint(n)
 
 
 def _string(value: str | None, flexible: bool) -> bytes:
     if value is None:
         return b"\x00" if flexible else b"\xff\xff"
     data = value.encode()
-    return (_uvarint(len(data) + 1) if flexible else _I16.pack(len(data))) + data
+    return (uvarint(len(data) + 1) if flexible else _I16.pack(len(data))) + data
 
 
 def _count(n: int, flexible: bool) -> bytes:
-    return _uvarint(n + 1) if flexible else _I32.pack(n)
+    return uvarint(n + 1) if flexible else _I32.pack(n)
 
 
 def encode_produce_response(version: int, body: Mapping[str, Any]) -> bytes | None:
