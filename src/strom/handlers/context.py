@@ -37,29 +37,38 @@ class Node:
 class AppendNotifier:
     """Wakes parked fetches when any partition gets new data (DESIGN.md: purgatory).
 
-    One shared future replaced on every notify: waiters re-check their own partitions, which
-    is cheap and avoids per-partition bookkeeping on the produce path."""
+    Every notify wakes every parked fetch: waiters re-check their own partitions, which is
+    cheap and avoids per-partition bookkeeping on the produce path. Each waiter is one future
+    and one timer (``asyncio.wait_for`` costs several times more, paid per fetch that parks)."""
 
     def __init__(self) -> None:
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiters: set[asyncio.Future[bool]] = set()
 
     def notify(self) -> None:
-        if self._waiter is not None:
-            if not self._waiter.done():
-                self._waiter.set_result(None)
-            self._waiter = None
+        if self._waiters:
+            for waiter in self._waiters:
+                if not waiter.done():
+                    waiter.set_result(True)
+            self._waiters.clear()
 
     async def wait(self, timeout_s: float) -> bool:
         """Wait until the next append or the timeout; True when woken by an append."""
         if timeout_s <= 0:
             return False
-        if self._waiter is None:
-            self._waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiters.add(waiter)
+        timer = loop.call_later(timeout_s, _time_out, waiter)
         try:
-            await asyncio.wait_for(asyncio.shield(self._waiter), timeout_s)
-            return True
-        except TimeoutError:
-            return False
+            return await waiter
+        finally:
+            timer.cancel()
+            self._waiters.discard(waiter)
+
+
+def _time_out(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
 
 
 T = TypeVar("T")

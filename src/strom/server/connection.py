@@ -78,7 +78,9 @@ class KafkaConnection(asyncio.Protocol):
         self.peer = "?"
         self.peer_host = ""
         self.close_reason: CloseReason | None = None
-        self._ready = asyncio.Event()
+        self._loop = asyncio.get_running_loop()  # made by the server's protocol factory
+        # Set while the serving task waits for a frame (a bare future: cheaper than an Event).
+        self._frame_waiter: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._paused = False
         # Set while the transport's buffer is below its high-water mark: the next request is
@@ -96,7 +98,7 @@ class KafkaConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.peer_host = str(peer[0]) if peer else ""
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         self._task = loop.create_task(self._serve())
         self._last_active = loop.time()
         if self._max_idle_s > 0:
@@ -110,7 +112,7 @@ class KafkaConnection(asyncio.Protocol):
 
     def _check_idle(self) -> None:
         """connections.max.idle.ms: close a connection that has been silent that long."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         idle = loop.time() - self._last_active
         if idle >= self._max_idle_s and not self.frames:
             self.close(CloseReason.IDLE)
@@ -118,7 +120,7 @@ class KafkaConnection(asyncio.Protocol):
             self._idle_timer = loop.call_later(max(self._max_idle_s - idle, 0.01), self._check_idle)
 
     def data_received(self, data: bytes) -> None:
-        self._last_active = asyncio.get_running_loop().time()
+        self._last_active = self._loop.time()
         try:
             frames = self.decoder.feed(data)
         except RemoteProtocolError as exc:
@@ -126,7 +128,9 @@ class KafkaConnection(asyncio.Protocol):
             return
         if frames:
             self.frames.extend(frames)
-            self._ready.set()
+            waiter = self._frame_waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
             if len(self.frames) >= MAX_QUEUED_REQUESTS and not self._paused and self.transport:
                 self._paused = True
                 self.transport.pause_reading()
@@ -155,15 +159,15 @@ class KafkaConnection(asyncio.Protocol):
         try:
             while self.close_reason is None:
                 if not self.frames:
-                    self._ready.clear()
-                    await self._ready.wait()
+                    self._frame_waiter = self._loop.create_future()
+                    await self._frame_waiter
                     continue
                 frame = self.frames.popleft()
                 if self._paused and len(self.frames) < MAX_QUEUED_REQUESTS // 2 and self.transport:
                     self._paused = False
                     self.transport.resume_reading()
                 await self._handle(frame)
-                self._last_active = asyncio.get_running_loop().time()
+                self._last_active = self._loop.time()
                 if not self._writable.is_set():
                     await self._writable.wait()
         except asyncio.CancelledError:
