@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import json
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from benchmarks.clients import run_parallel
 from benchmarks.model import Row
@@ -67,3 +72,23 @@ def paced(n: int, rate: float, deadline_s: float):  # noqa: ANN201 - a generator
         delay = t0 + sent / rate - time.monotonic()
         if delay > 0:
             time.sleep(min(delay, 0.001))
+
+
+def client_main(modes: dict[str, Callable[[argparse.Namespace], Any]]) -> int:
+    """A peer's client process: ``MODE --port P [--key K] [-n N] [-s SIZE] [-d SECONDS] [--rate R]
+    [--ready FILE]``; the mode's result (a dict, or a coroutine giving one) is printed as JSON."""
+    p = argparse.ArgumentParser()
+    p.add_argument("mode", choices=list(modes))
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--key", default="bench")
+    p.add_argument("-n", type=int, default=100_000)
+    p.add_argument("-s", type=int, default=100)
+    p.add_argument("-d", type=float, default=120.0)
+    p.add_argument("--rate", type=float, default=5000)
+    p.add_argument("--ready", default="")
+    a = p.parse_args()
+    result = modes[a.mode](a)
+    if asyncio.iscoroutine(result):
+        result = asyncio.run(result)
+    print(json.dumps(result), flush=True)
+    return 0

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import re
 import struct
 import subprocess
@@ -217,20 +216,10 @@ async def latency_produce(a: argparse.Namespace) -> dict:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["create", "produce", "consume", "latency-consume", "latency-produce"])
-    p.add_argument("--port", type=int, required=True)
-    p.add_argument("--key", default="bench")
-    p.add_argument("-n", type=int, default=100_000)
-    p.add_argument("-s", type=int, default=100)
-    p.add_argument("-d", type=float, default=120.0)
-    p.add_argument("--rate", type=float, default=5000)
-    p.add_argument("--ready", default="")
-    a = p.parse_args()
-    fn = {"create": create, "produce": produce, "consume": consume, "latency-consume": latency_consume,
-          "latency-produce": latency_produce}[a.mode]
-    print(json.dumps(asyncio.run(fn(a))), flush=True)
-    return 0
+    from benchmarks.peers.common import client_main
+
+    return client_main({"create": create, "produce": produce, "consume": consume,
+                        "latency-consume": latency_consume, "latency-produce": latency_produce})
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ buffer, written and fsynced within a second. Run as a module, this file is its o
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import struct
 import sys
@@ -97,7 +96,7 @@ def _redis(port: int):  # noqa: ANN202
     return redis.Redis(host="127.0.0.1", port=port)
 
 
-def consume(a: argparse.Namespace) -> int:
+def consume(a: argparse.Namespace) -> dict:
     r = _redis(a.port)
     got = nbytes = 0
     start = "-"
@@ -110,12 +109,10 @@ def consume(a: argparse.Namespace) -> int:
             nbytes += len(fields[b"v"])
         got += len(entries)
         start = "(" + entries[-1][0].decode()
-    print(json.dumps({"records": got, "bytes": nbytes, "seconds": time.monotonic() - t0,
-                      "timed_out": int(got < a.n)}), flush=True)
-    return 0
+    return {"records": got, "bytes": nbytes, "seconds": time.monotonic() - t0, "timed_out": int(got < a.n)}
 
 
-def latency_consume(a: argparse.Namespace) -> int:
+def latency_consume(a: argparse.Namespace) -> dict:
     from benchmarks.pyclient import latency_summary
 
     r = _redis(a.port)
@@ -130,11 +127,10 @@ def latency_consume(a: argparse.Namespace) -> int:
             for entry_id, fields in entries:
                 lat.append(now - STAMP.unpack_from(fields[b"v"])[0])
                 last = entry_id
-    print(json.dumps(latency_summary(lat, a.n)), flush=True)
-    return 0
+    return latency_summary(lat, a.n)
 
 
-def latency_produce(a: argparse.Namespace) -> int:
+def latency_produce(a: argparse.Namespace) -> dict:
     from benchmarks.peers.common import paced
 
     r = _redis(a.port)
@@ -148,21 +144,13 @@ def latency_produce(a: argparse.Namespace) -> int:
         pipe.execute()
         sent += k
     elapsed = time.monotonic() - t0
-    print(json.dumps({"records": sent, "seconds": elapsed, "rate": sent / elapsed}), flush=True)
-    return 0
+    return {"records": sent, "seconds": elapsed, "rate": sent / elapsed}
 
 
 def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["consume", "latency-consume", "latency-produce"])
-    p.add_argument("--port", type=int, required=True)
-    p.add_argument("--key", default="bench")
-    p.add_argument("-n", type=int, default=100_000)
-    p.add_argument("-d", type=float, default=120.0)
-    p.add_argument("--rate", type=float, default=5000)
-    p.add_argument("--ready", default="")
-    a = p.parse_args()
-    return {"consume": consume, "latency-consume": latency_consume, "latency-produce": latency_produce}[a.mode](a)
+    from benchmarks.peers.common import client_main
+
+    return client_main({"consume": consume, "latency-consume": latency_consume, "latency-produce": latency_produce})
 
 
 if __name__ == "__main__":
