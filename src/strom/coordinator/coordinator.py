@@ -590,14 +590,22 @@ class GroupCoordinator(OffsetManager):
                 assignment=group.member(member_id).assignment,
             ))
 
-    def _validate_sync(self, group: ClassicGroup, request: SyncRequest) -> int:
+    @staticmethod
+    def _validate_generation(group: ClassicGroup, member_id: str, instance_id: str | None, generation_id: int) -> int:
+        """SyncGroup's and Heartbeat's check: a live group, a known member, its generation."""
         if group.is_in(DEAD):
             return ErrorCode.COORDINATOR_NOT_AVAILABLE
-        error = group.validate_member(request.member_id, request.group_instance_id)
+        error = group.validate_member(member_id, instance_id)
         if error:
             return error
-        if request.generation_id != group.generation_id:
+        if generation_id != group.generation_id:
             return ErrorCode.ILLEGAL_GENERATION
+        return ErrorCode.NONE
+
+    def _validate_sync(self, group: ClassicGroup, request: SyncRequest) -> int:
+        error = self._validate_generation(group, request.member_id, request.group_instance_id, request.generation_id)
+        if error:
+            return error
         # KIP-559 (SyncGroup v5+): the protocol the member believes in must be the group's.
         for asked, known in ((request.protocol_type, group.protocol_type), (request.protocol_name, group.protocol_name)):
             if asked is not None and known is not None and asked != known:
@@ -640,13 +648,9 @@ class GroupCoordinator(OffsetManager):
         group = self.groups.get(request.group_id)
         if group is None:
             return ErrorCode.UNKNOWN_MEMBER_ID
-        if group.is_in(DEAD):
-            return ErrorCode.COORDINATOR_NOT_AVAILABLE
-        error = group.validate_member(request.member_id, request.group_instance_id)
+        error = self._validate_generation(group, request.member_id, request.group_instance_id, request.generation_id)
         if error:
             return error
-        if request.generation_id != group.generation_id:
-            return ErrorCode.ILLEGAL_GENERATION
         if group.is_in(EMPTY):
             return ErrorCode.UNKNOWN_MEMBER_ID
         self._reschedule_heartbeat(group, group.member(request.member_id))
