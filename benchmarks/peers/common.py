@@ -7,7 +7,8 @@ import asyncio
 import json
 import sys
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,20 +59,43 @@ def latency_rows(proc: ProcTree, system: str, module: str, args: list[str], rate
     return rows
 
 
-def paced(n: int, rate: float, deadline_s: float):  # noqa: ANN201 - a generator of batch sizes
-    """Yield how many records are due now, keeping ``rate`` records/s, until ``n`` were yielded."""
-    import time
+class Pacer:
+    """A fixed rate schedule: how many of ``n`` records are due now, and how long to wait
+    before the next, until all were due or ``deadline_s`` passed."""
 
-    t0 = time.monotonic()
-    sent = 0
-    while sent < n and time.monotonic() - t0 < deadline_s:
-        due = min(n, int((time.monotonic() - t0) * rate) + 1)
-        if due > sent:
-            yield due - sent
-            sent = due
-        delay = t0 + sent / rate - time.monotonic()
-        if delay > 0:
-            time.sleep(min(delay, 0.001))
+    def __init__(self, n: int, rate: float, deadline_s: float) -> None:
+        self.n, self.rate, self.deadline_s = n, rate, deadline_s
+        self.t0 = time.monotonic()
+        self.sent = 0
+
+    def running(self) -> bool:
+        return self.sent < self.n and time.monotonic() - self.t0 < self.deadline_s
+
+    def take(self) -> int:
+        due = min(self.n, int((time.monotonic() - self.t0) * self.rate) + 1)
+        taken, self.sent = due - self.sent, due  # due never falls: the clock is monotonic
+        return taken
+
+    def pause(self) -> float:
+        return max(0.0, min(self.t0 + self.sent / self.rate - time.monotonic(), 0.001))
+
+
+def paced(n: int, rate: float, deadline_s: float) -> Iterator[int]:
+    """Yield how many records are due now, keeping ``rate`` records/s, until ``n`` were yielded."""
+    pacer = Pacer(n, rate, deadline_s)
+    while pacer.running():
+        if taken := pacer.take():
+            yield taken
+        time.sleep(pacer.pause())
+
+
+async def paced_async(n: int, rate: float, deadline_s: float) -> AsyncIterator[int]:
+    """``paced`` for asyncio clients: the wait lets the client's own tasks run."""
+    pacer = Pacer(n, rate, deadline_s)
+    while pacer.running():
+        if taken := pacer.take():
+            yield taken
+        await asyncio.sleep(pacer.pause())
 
 
 def client_main(modes: dict[str, Callable[[argparse.Namespace], Any]]) -> int:

@@ -197,18 +197,16 @@ async def latency_consume(a: argparse.Namespace) -> dict:
 
 
 async def latency_produce(a: argparse.Namespace) -> dict:
+    from benchmarks.peers.common import paced_async
+
     nc, js = await _connect(a.port)
     pad = b"x" * 92
-    interval = 1.0 / a.rate
     t0 = time.monotonic()
     sent = 0
-    while sent < a.n and time.monotonic() - t0 < a.d:
-        due = min(a.n, int((time.monotonic() - t0) / interval) + 1)
-        while sent < due:
+    async for due in paced_async(a.n, a.rate, a.d):
+        for _ in range(due):
             await js.publish_async(a.key, STAMP.pack(time.monotonic_ns()) + pad)
-            sent += 1
-        delay = t0 + sent * interval - time.monotonic()
-        await asyncio.sleep(max(0.0, min(delay, 0.001)))
+        sent += due
     await asyncio.wait_for(js.publish_async_completed(), 30)
     elapsed = time.monotonic() - t0
     await nc.close()

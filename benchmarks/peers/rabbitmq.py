@@ -202,19 +202,15 @@ async def latency_consume(a: argparse.Namespace) -> dict:
 
 
 async def latency_produce(a: argparse.Namespace) -> dict:
+    from benchmarks.peers.common import paced_async
+
     pad = b"x" * 92
-    interval = 1.0 / a.rate
     async with _producer(a.port) as producer:
         t0 = time.monotonic()
         sent = 0
-        while sent < a.n and time.monotonic() - t0 < a.d:
-            due = min(a.n, int((time.monotonic() - t0) / interval) + 1)
-            if due > sent:
-                now = time.monotonic_ns()
-                await producer.send_batch(a.key, [STAMP.pack(now) + pad] * (due - sent))
-                sent = due
-            delay = t0 + sent * interval - time.monotonic()
-            await asyncio.sleep(max(0.0, min(delay, 0.001)))
+        async for due in paced_async(a.n, a.rate, a.d):
+            await producer.send_batch(a.key, [STAMP.pack(time.monotonic_ns()) + pad] * due)
+            sent += due
         elapsed = time.monotonic() - t0
     return {"records": sent, "seconds": elapsed, "rate": sent / elapsed}
 

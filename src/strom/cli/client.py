@@ -53,6 +53,11 @@ def sentence(text: str) -> str:
     return text if text.endswith((".", "!", "?")) else text + "."
 
 
+def clause(reason: str) -> str:
+    """A sentence from error_reason, to follow a colon: "Could not create topic 'x': <clause>"."""
+    return reason[0].lower() + reason[1:]
+
+
 def parse_key_values(items: tuple[str, ...] | list[str], option: str) -> dict[str, str]:
     """``KEY=VALUE`` items of a repeatable option into a dict (a usage error otherwise)."""
     out: dict[str, str] = {}
@@ -178,7 +183,7 @@ class Client:
             if err.code() == KafkaError._TRANSPORT:
                 match = _CONNECT_DETAIL.search(err.str())
                 if match:
-                    detail = f" ({match.group(1)[0].lower()}{match.group(1)[1:]})"
+                    detail = f" ({clause(match.group(1))})"
                 break
         fail(f"Could not reach a broker at {self.brokers}{detail}.")
 
@@ -274,7 +279,7 @@ class Client:
         reason = error_reason(err, topic=topic, group=group)
         if reason.startswith(("Topic '", "Consumer group '")) and ("does not exist" in reason):
             fail(reason)
-        fail(f"Could not {action}: {reason[0].lower()}{reason[1:]}")
+        fail(f"Could not {action}: {clause(reason)}")
 
     def list_offsets(self, partitions: list[tuple[str, int]], spec: Any) -> dict[tuple[str, int], int]:
         """ListOffsets (an admin OffsetSpec) for each (topic, partition), in one batch; a

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from strom.cli.client import Client, client_command, error_reason, fail
+from strom.cli.client import Client, clause, client_command, error_reason, fail
 from strom.cli.consume import parse_timestamp
 from strom.cli.output import JSON, note, output_option, print_fields, print_json, print_table
 
@@ -327,7 +327,7 @@ def delete(client: Client, group_ids: tuple[str, ...], output: str) -> None:
             if reason.startswith("Consumer group '"):
                 errors.append(reason)
             else:
-                errors.append(f"Could not delete consumer group '{g}': {reason[0].lower()}{reason[1:]}")
+                errors.append(f"Could not delete consumer group '{g}': {clause(reason)}")
             results.append({"group": g, "deleted": False, "error": reason})
     if output == JSON:
         print_json(results)

@@ -12,7 +12,7 @@ from typing import Any, BinaryIO
 
 import click
 
-from strom.cli.client import Client, client_command, error_reason, fail, parse_key_values
+from strom.cli.client import Client, clause, client_command, error_reason, fail, parse_key_values
 from strom.cli.output import JSON, note, output_option, print_json, stderr_console
 
 COMPRESSION = ["none", "gzip", "snappy", "lz4", "zstd"]
@@ -227,6 +227,6 @@ def produce(client: Client, topic: str, values: tuple[str, ...], key: str | None
         lost = deliveries.failed + remaining
         reason = error_reason(deliveries.first_error, topic=topic) if deliveries.first_error is not None \
             else "they were still queued when the producer gave up."
-        fail(f"{lost} of {sent} record(s) were not written to topic '{topic}': {reason[0].lower()}{reason[1:]}")
+        fail(f"{lost} of {sent} record(s) were not written to topic '{topic}': {clause(reason)}")
     if interrupted:
         sys.exit(130)

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from strom.cli.client import Client, client_command, error_reason, fail, parse_key_values
+from strom.cli.client import Client, clause, client_command, error_reason, fail, parse_key_values
 from strom.cli.output import JSON, note, output_option, print_fields, print_json, print_table
 
 # DescribeConfigs' ConfigSource, as people read it (JSON keeps Kafka's names).
@@ -64,7 +64,7 @@ def create(client: Client, names: tuple[str, ...], partitions: int | None, repli
                 results.append({"topic": name, "created": False, "error": None})
                 continue
             reason = error_reason(err, topic=name)
-            errors.append(f"Could not create topic '{name}': {reason[0].lower()}{reason[1:]}")
+            errors.append(f"Could not create topic '{name}': {clause(reason)}")
             results.append({"topic": name, "created": False, "error": reason})
     if output == JSON:
         print_json(results)
@@ -341,7 +341,7 @@ def delete(client: Client, names: tuple[str, ...], if_exists: bool, output: str)
             if err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
                 errors.append(reason)
             else:
-                errors.append(f"Could not delete topic '{name}': {reason[0].lower()}{reason[1:]}")
+                errors.append(f"Could not delete topic '{name}': {clause(reason)}")
             results.append({"topic": name, "deleted": False, "error": reason})
     if output == JSON:
         print_json(results)

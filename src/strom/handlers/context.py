@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 from strom.coordinator.coordinator import GroupCoordinator
 from strom.coordinator.shard import Result
 from strom.coordinator.transactions import TransactionCoordinator
+from strom.handlers.fetch_sessions import FetchSessionCache
 from strom.log.config import LogConfig
 from strom.log.manager import LogManager
 from strom.log.partition import PartitionLog
@@ -134,8 +135,8 @@ class BrokerContext:
     logs: LogManager
     node: Node
     appends: AppendNotifier = field(default_factory=AppendNotifier)
-    # Fetch sessions (KIP-227) live as long as the broker; owned by handlers.fetch.
-    fetch_sessions: object | None = None
+    # Fetch sessions (KIP-227) live as long as the broker; used by handlers.fetch.
+    fetch_sessions: FetchSessionCache = field(default_factory=FetchSessionCache)
     # The group coordinator runtime; set by the server (None: group APIs answer NOT_COORDINATOR).
     groups: GroupRuntime | None = None
     # The transaction coordinator runtime; set by the server (None: NOT_COORDINATOR).

@@ -21,7 +21,6 @@ from typing import Any
 from strom.handlers.context import BrokerContext
 from strom.handlers.fetch_sessions import (
     FetchPosition,
-    FetchSessionCache,
     PartitionKey,
     SessionStart,
 )
@@ -37,12 +36,6 @@ from strom.protocol.fetch_response import (
 )
 
 READ_COMMITTED = 1
-
-
-def _sessions(ctx: BrokerContext) -> FetchSessionCache:
-    if ctx.fetch_sessions is None:
-        ctx.fetch_sessions = FetchSessionCache()
-    return ctx.fetch_sessions  # type: ignore[return-value]
 
 
 def _key(ctx: BrokerContext, version: int, topic: Any) -> tuple[str | None, Any]:
@@ -61,12 +54,12 @@ def _start(ctx: BrokerContext, request: Request) -> SessionStart:
             position = FetchPosition(p.fetch_offset, p.partition_max_bytes, getattr(p, "current_leader_epoch", -1))
             requested.append((PartitionKey(name, topic_id, p.partition), position))
     if version < 7:
-        return _sessions(ctx).begin(0, -1, requested, [])
+        return ctx.fetch_sessions.begin(0, -1, requested, [])
     forgotten = []
     for topic in body.forgotten_topics_data:
         name, topic_id = _key(ctx, version, topic)
         forgotten.extend(PartitionKey(name, topic_id, p) for p in topic.partitions)
-    return _sessions(ctx).begin(body.session_id, body.session_epoch, requested, forgotten)
+    return ctx.fetch_sessions.begin(body.session_id, body.session_epoch, requested, forgotten)
 
 
 def _read(ctx: BrokerContext, start: SessionStart, max_bytes: int, isolation: int) -> tuple[list[FetchTopicResult], int, bool]:

@@ -57,7 +57,8 @@ class SessionStart:
 
 
 class FetchSessionCache:
-    """Sessions by id, least recently used first; ``max.incremental.fetch.session.cache.slots``."""
+    """Sessions by id, least recently used first; at most ``max_slots`` (Kafka's default for
+    ``max.incremental.fetch.session.cache.slots``)."""
 
     def __init__(self, max_slots: int = 1000) -> None:
         self.max_slots = max_slots
