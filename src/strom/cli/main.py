@@ -99,12 +99,15 @@ def cli() -> None:
 @click.option("--listen", metavar="HOST:PORT", help="Address to listen on (listeners). Default 127.0.0.1:9092")
 @click.option("--advertise", metavar="HOST:PORT", help="Address clients are told to use (advertised.listeners)")
 @click.option("--node-id", type=int, help="This broker's node id (node.id). Default 0")
+@click.option("--etcd", metavar="URL[,URL...]", help="Join a cluster whose metadata is in etcd (etcd.endpoints), e.g. http://127.0.0.1:2379")
+@click.option("--cluster-id", help="The cluster's name in etcd (cluster.id). Default strom")
+@click.option("--rack", help="This broker's rack, for rack-aware replica placement (broker.rack)")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="A strom.toml file with Kafka-named settings")
 @click.option("--set", "-o", "settings", multiple=True, metavar="KEY=VALUE", help="Any Kafka-named setting, e.g. -o num.partitions=3")
 @click.option("--log-level", default="INFO", show_default=True, type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
 @click.option("--print-config", is_flag=True, help="Print the effective config (value and source of each setting) and exit.")
 @output_option
-def serve(data_dir, listen, advertise, node_id, config_file, settings, log_level, print_config, output) -> None:  # noqa: ANN001
+def serve(data_dir, listen, advertise, node_id, etcd, cluster_id, rack, config_file, settings, log_level, print_config, output) -> None:  # noqa: ANN001
     """Run a broker (single node by default: node 0, data in ./data, port 9092).
 
     Settings come from --config (a TOML file of Kafka names), then STROM_<NAME>
@@ -127,6 +130,12 @@ def serve(data_dir, listen, advertise, node_id, config_file, settings, log_level
         overrides["advertised.listeners"] = f"PLAINTEXT://{advertise}"
     if node_id is not None:
         overrides["node.id"] = str(node_id)
+    if etcd is not None:
+        overrides["etcd.endpoints"] = etcd
+    if cluster_id is not None:
+        overrides["cluster.id"] = cluster_id
+    if rack is not None:
+        overrides["broker.rack"] = rack
     if print_config:
         try:
             rows = effective_config(config_file, dict(os.environ), overrides)

@@ -1,6 +1,6 @@
 """DescribeCluster (key 60), versions 0-2, and DescribeLogDirs (key 35), versions 1-4.
 
-A single node is its own controller. DescribeCluster with endpoint_type 2 (controllers,
+The controller is the broker holding the controller lease in etcd (a single node is its own). DescribeCluster with endpoint_type 2 (controllers,
 KIP-919) is for KRaft controllers, which strom does not have: UNSUPPORTED_ENDPOINT_TYPE.
 DescribeLogDirs reports the one data directory with each partition's size on disk; strom has
 no replica moves between directories, so offset_lag is 0 and is_future_key false.
@@ -28,7 +28,7 @@ async def describe_cluster(ctx: BrokerContext, request: Request) -> dict[str, An
         "error_code": ErrorCode.NONE,
         "endpoint_type": endpoint_type,
         "cluster_id": ctx.cluster_id,
-        "controller_id": ctx.node.node_id,
+        "controller_id": ctx.image.controller_id,
         "brokers": [
             {"broker_id": n.node_id, "host": n.host, "port": n.port, "rack": n.rack, "is_fenced": False}
             for n in ctx.nodes()

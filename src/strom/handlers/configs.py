@@ -298,16 +298,15 @@ def _validate(ctx: BrokerContext, target: _Target, configs: Mapping[str, str]) -
         raise ResourceError.of(exc) from None
 
 
-def _apply(ctx: BrokerContext, target: _Target, configs: dict[str, str]) -> None:
+async def _apply(ctx: BrokerContext, target: _Target, configs: dict[str, str]) -> None:
+    """Store the configs; every broker's replica manager pushes them into its open logs."""
     if target.resource_type == ResourceType.TOPIC:
-        ctx.metadata.set_topic_configs(target.name, configs)
-        ctx.apply_configs(target.name)
+        await ctx.metadata.set_topic_configs(target.name, configs)
     else:
-        ctx.metadata.set_broker_configs(target.node_id, configs)
-        ctx.apply_configs()
+        await ctx.metadata.set_broker_configs(target.node_id, configs)
 
 
-def _alter(ctx: BrokerContext, request: Request, *, incremental: bool) -> dict[str, Any]:
+async def _alter(ctx: BrokerContext, request: Request, *, incremental: bool) -> dict[str, Any]:
     body = request.body
     keys = [(r.resource_type, r.resource_name) for r in body.resources]
     responses = []
@@ -332,16 +331,19 @@ def _alter(ctx: BrokerContext, request: Request, *, incremental: bool) -> dict[s
             response.update(error_code=exc.error_code, error_message=exc.message)
         else:
             if not body.validate_only:
-                _apply(ctx, target, checked)
+                try:
+                    await _apply(ctx, target, checked)
+                except ConfigError as exc:
+                    response.update(error_code=exc.error_code, error_message=str(exc))
         responses.append(response)
     return {"throttle_time": 0, "responses": responses}
 
 
 @handles(ApiKey.ALTER_CONFIGS, 0, 2)
 async def alter_configs(ctx: BrokerContext, request: Request) -> dict[str, Any]:
-    return _alter(ctx, request, incremental=False)
+    return await _alter(ctx, request, incremental=False)
 
 
 @handles(ApiKey.INCREMENTAL_ALTER_CONFIGS, 0, 1)
 async def incremental_alter_configs(ctx: BrokerContext, request: Request) -> dict[str, Any]:
-    return _alter(ctx, request, incremental=True)
+    return await _alter(ctx, request, incremental=True)

@@ -24,7 +24,9 @@ from strom.log.manager import LogManager
 from strom.log.partition import PartitionLog
 from strom.metadata.broker_config import BrokerConfig
 from strom.metadata.configs import log_config_for
+from strom.metadata.image import ClusterImage, PartitionState
 from strom.metadata.store import MetadataStore, TopicMetadata
+from strom.protocol.errors import ErrorCode
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +87,7 @@ class GroupRuntime(Protocol):
     ``call`` and ``read`` raise strom.coordinator.shard.CoordinatorError with NOT_COORDINATOR,
     COORDINATOR_LOAD_IN_PROGRESS or a failed append's error, which answers the whole request."""
 
-    def ensure_offsets_topic(self) -> None:
+    async def ensure_offsets_topic(self) -> None:
         """Create __consumer_offsets if it does not exist yet (Kafka: on first FindCoordinator)."""
         ...
 
@@ -103,11 +105,37 @@ class GroupRuntime(Protocol):
         ...
 
 
+class ReplicaView(Protocol):
+    """This broker's replicas as handlers see them (server.replicas implements it)."""
+
+    def leader_log(self, topic: str, partition: int) -> tuple[PartitionLog | None, int]:
+        """The partition's log if this broker leads it, else None and the error to answer
+        (NOT_LEADER_OR_FOLLOWER, LEADER_NOT_AVAILABLE, UNKNOWN_TOPIC_OR_PARTITION)."""
+        ...
+
+    def appended(self, topic: str, partition: int) -> None:
+        """Records were appended to a led partition: the high watermark may move."""
+        ...
+
+    async def wait_for_commit(self, topic: str, partition: int, next_offset: int, timeout_ms: int, min_insync: int) -> int:
+        """acks=all: wait until the high watermark reaches ``next_offset``; NONE, or
+        NOT_ENOUGH_REPLICAS_AFTER_APPEND, NOT_LEADER_OR_FOLLOWER, REQUEST_TIMED_OUT."""
+        ...
+
+    def isr(self, topic: str, partition: int) -> tuple[int, ...]:
+        """The partition's committed in-sync replicas."""
+        ...
+
+    def follower_fetched(self, topic: str, partition: int, replica_id: int, fetch_offset: int) -> int:
+        """A follower fetched from ``fetch_offset``; an error code (NONE when it is a replica)."""
+        ...
+
+
 class TransactionRuntime(Protocol):
     """The transaction coordinator as handlers see it (server.txn_runtime implements it);
     errors as GroupRuntime's."""
 
-    def ensure_topic(self) -> None:
+    async def ensure_topic(self) -> None:
         """Create __transaction_state if it does not exist yet (on first FindCoordinator)."""
         ...
 
@@ -141,6 +169,10 @@ class BrokerContext:
     groups: GroupRuntime | None = None
     # The transaction coordinator runtime; set by the server (None: NOT_COORDINATOR).
     transactions: TransactionRuntime | None = None
+    # This broker's replicas (roles, high watermarks, acks=all waits); set by the server.
+    replicas: ReplicaView | None = None
+    # Hands out producer ids (server.producer_ids.ProducerIdBlocks.next_id); set by the server.
+    next_producer_id: Callable[[], int] | None = None
 
     @property
     def cluster_id(self) -> str:
@@ -153,20 +185,40 @@ class BrokerContext:
     def now_ms(self) -> int:
         return time.time_ns() // 1_000_000
 
-    def nodes(self) -> list[Node]:
-        return [self.node]
+    @property
+    def image(self) -> ClusterImage:
+        return self.metadata.image
 
-    # --- topics: metadata and logs change together --------------------------------------
+    def nodes(self) -> list[Node]:
+        """The live brokers, this one included."""
+        brokers = self.metadata.image.brokers
+        nodes = [Node(b.node_id, b.host, b.port, b.rack) for b in sorted(brokers.values(), key=lambda b: b.node_id)]
+        return nodes if self.node.node_id in brokers else [self.node, *nodes]
+
+    def node_by_id(self, node_id: int) -> Node | None:
+        broker = self.metadata.image.brokers.get(node_id)
+        return None if broker is None else Node(broker.node_id, broker.host, broker.port, broker.rack)
+
+    # --- partitions -----------------------------------------------------------------------
 
     def partition_log(self, topic: str, partition: int) -> PartitionLog | None:
+        """This broker's replica of the partition, whatever its role."""
         return self.logs.get(topic, partition)
+
+    def partition_state(self, topic: str, partition: int) -> PartitionState | None:
+        return self.metadata.image.partition(topic, partition)
+
+    def leader_log(self, topic: str, partition: int) -> tuple[PartitionLog | None, int]:
+        """The log of a partition this broker leads, else None and the error to answer."""
+        if self.replicas is None:  # handler tests without a replica manager: every log is led here
+            log = self.logs.get(topic, partition)
+            return log, ErrorCode.NONE if log is not None else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        return self.replicas.leader_log(topic, partition)
 
     def topic_name(self, topic_id: uuid.UUID | None) -> str | None:
         """The name of the topic with this id (Fetch v13+, Produce v13 name topics by id)."""
-        for topic in self.metadata.topics().values():
-            if topic.topic_id == topic_id:
-                return topic.name
-        return None
+        topic = self.metadata.image.topic_by_id(topic_id)
+        return None if topic is None else topic.name
 
     def log_config(self, topic_configs: Mapping[str, str]) -> LogConfig:
         """Effective log config: topic overrides over the broker's dynamic and static configs."""
@@ -177,38 +229,46 @@ class BrokerContext:
             self.metadata.node_configs(self.config.node_id),
         )
 
-    def create_topic(
-        self, name: str, partitions: int, configs: dict[str, str], topic_id: uuid.UUID | None = None
+    def place_replicas(
+        self, partitions: int, replication_factor: int, *, start_partition: int = 0
+    ) -> list[list[int]]:
+        """Replicas for new partitions over the live brokers (Kafka's rack-aware placement);
+        ConfigError INVALID_REPLICATION_FACTOR when there are too few brokers."""
+        from strom.cluster.placement import assign_replicas
+
+        brokers = dict(self.metadata.image.brokers)
+        if not brokers:  # a handler test without registration: this node alone
+            from strom.metadata.image import BrokerRegistration
+
+            brokers = {self.node.node_id: BrokerRegistration(self.node.node_id, self.node.host, self.node.port, self.node.rack)}
+        return assign_replicas(brokers, partitions, replication_factor, start_partition=start_partition)
+
+    async def create_topic(
+        self,
+        name: str,
+        partitions: int,
+        configs: Mapping[str, str],
+        *,
+        replication_factor: int = -1,
+        assignments: list[list[int]] | None = None,
+        topic_id: uuid.UUID | None = None,
     ) -> TopicMetadata:
-        """Record the topic, then create its partition logs. Callers validated the input."""
-        topic = self.metadata.create_topic(name, partitions, configs, topic_id=topic_id)
-        log_config = self.log_config(topic.configs)
-        for p in range(partitions):
-            self.logs.create(name, p, log_config, self.now_ms())
-        return topic
+        """Record the topic; every replica's broker creates its log when it sees it (the
+        replica manager listens to metadata). Callers validated the input."""
+        if assignments is None:
+            if replication_factor == -1:
+                replication_factor = self.config.default_replication_factor
+            assignments = self.place_replicas(partitions, replication_factor)
+        return await self.metadata.create_topic(name, assignments, configs, topic_id=topic_id)
 
-    def delete_topic(self, name: str) -> None:
-        self.metadata.delete_topic(name)
-        doomed = self.logs.delete_topic(name)
-        if doomed:  # removing the files may take long: a thread does it
-            asyncio.get_running_loop().run_in_executor(None, LogManager.purge, doomed)
-
-    def add_partitions(self, name: str, total: int) -> None:
-        topic = self.metadata.set_partitions(name, total)
-        log_config = self.log_config(topic.configs)
-        for p in range(total):
-            self.logs.create(name, p, log_config, self.now_ms())
-
-    def apply_configs(self, name: str | None = None) -> None:
-        """Push effective configs into open logs after a topic (or broker) config change."""
-        for topic in self.metadata.topics().values():
-            if name is not None and topic.name != name:
-                continue
-            log_config = self.log_config(topic.configs)
-            for p in range(topic.partitions):
-                log = self.logs.get(topic.name, p)
-                if log is not None:
-                    log.update_config(log_config)
+    async def add_partitions(self, name: str, total: int, assignments: list[list[int]] | None = None) -> None:
+        topic = self.metadata.topic(name)
+        if topic is None:
+            return
+        if assignments is None:
+            factor = len(self.metadata.image.partitions[(name, 0)].replicas)
+            assignments = self.place_replicas(total - topic.partitions, factor, start_partition=topic.partitions)
+        await self.metadata.create_partitions(name, assignments)
 
     async def flush(self, log: PartitionLog) -> None:
         """fsync a log in a worker thread (flush.messages, flush.ms, after a roll)."""

@@ -10,8 +10,13 @@ fetch_sessions.py. v13+ names topics by id. The response is encoded by hand
 read_committed (KIP-98) also lists the aborted transactions overlapping the returned range
 (producer id, first offset), from the segments' transaction indexes; every response carries
 the partition's last stable offset.
-Not done: follower fetches (replica_id / replica_state), preferred read replicas, rack
-awareness.
+Only the leader serves a partition (NOT_LEADER_OR_FOLLOWER elsewhere, with the current leader
+in the v12+ ``CurrentLeader`` tag when known). A follower's fetch (``replica_id`` before v15,
+``replica_state`` from v15, KIP-903) reads up to the log end instead of the high watermark,
+reports the follower's fetch offset to the replica manager (ISR and high watermark), and is
+answered ``DivergingEpoch`` when its ``last_fetched_epoch`` shows a log that parted from the
+leader's (KIP-320: the largest epoch <= the follower's and where it ends here).
+Not done: preferred read replicas (KIP-392), rack awareness.
 """
 
 from __future__ import annotations
@@ -62,7 +67,19 @@ def _start(ctx: BrokerContext, request: Request) -> SessionStart:
     return ctx.fetch_sessions.begin(body.session_id, body.session_epoch, requested, forgotten)
 
 
-def _read(ctx: BrokerContext, start: SessionStart, max_bytes: int, isolation: int) -> tuple[list[FetchTopicResult], int, bool]:
+def replica_id_of(request: Request) -> int:
+    """The fetching follower's broker id, -1 for a consumer."""
+    body = request.body
+    if request.version >= 15:
+        state = getattr(body, "replica_state", None)
+        return state.replica_id if state is not None else -1
+    return body.replica_id
+
+
+def _read(
+    ctx: BrokerContext, start: SessionStart, max_bytes: int, isolation: int, replica_id: int = -1,
+    last_fetched: dict[tuple[str, int], int] | None = None,
+) -> tuple[list[FetchTopicResult], int, bool]:
     """Read every partition once; returns topics, total record bytes, and whether any
     partition has an error (errors are answered at once, without waiting)."""
     topics: dict[Any, FetchTopicResult] = {}
@@ -71,14 +88,30 @@ def _read(ctx: BrokerContext, start: SessionStart, max_bytes: int, isolation: in
     errors = False
     for key, position in start.partitions.items():
         result = FetchPartitionResult(key.partition)
-        log = ctx.partition_log(key.topic, key.partition) if key.topic is not None else None
+        log, error = ctx.leader_log(key.topic, key.partition) if key.topic is not None else (None, ErrorCode.UNKNOWN_TOPIC_ID)
         if log is None:
-            result.error_code = ErrorCode.UNKNOWN_TOPIC_ID if key.topic is None else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            result.error_code = error
             errors = True
+            state = ctx.partition_state(key.topic, key.partition) if key.topic is not None else None
+            if state is not None and state.leader >= 0:
+                result.current_leader = (state.leader, state.leader_epoch)
         elif error := check_leader_epoch(log, position.current_leader_epoch):
             result.error_code = error
             errors = True
+        elif replica_id >= 0 and (diverging := _diverging(log, position.fetch_offset, (last_fetched or {}).get((key.topic, key.partition), -1))):
+            result.diverging_epoch = diverging
+            result.high_watermark = log.high_watermark
+            result.log_start_offset = log.log_start_offset
+            result.last_stable_offset = log.last_stable_offset
+            errors = True
         else:
+            if replica_id >= 0:
+                assert ctx.replicas is not None
+                if error := ctx.replicas.follower_fetched(key.topic, key.partition, replica_id, position.fetch_offset):
+                    result.error_code = error
+                    errors = True
+                    topics.setdefault(key.topic_id or key.topic, FetchTopicResult(key.topic, key.topic_id, [])).partitions.append(result)
+                    continue
             result.high_watermark = log.high_watermark
             result.last_stable_offset = log.last_stable_offset
             result.log_start_offset = log.log_start_offset
@@ -88,7 +121,7 @@ def _read(ctx: BrokerContext, start: SessionStart, max_bytes: int, isolation: in
                 read = log.read(
                     position.fetch_offset,
                     max(limit, 0),
-                    max_offset=result.last_stable_offset if committed else log.high_watermark,
+                    max_offset=log.log_end_offset if replica_id >= 0 else result.last_stable_offset if committed else log.high_watermark,
                     min_one_batch=total == 0,
                 )
             except OffsetOutOfRange:
@@ -111,6 +144,17 @@ def _read(ctx: BrokerContext, start: SessionStart, max_bytes: int, isolation: in
             topic = topics[key.topic_id or key.topic] = FetchTopicResult(key.topic, key.topic_id, [])
         topic.partitions.append(result)
     return list(topics.values()), total, errors
+
+
+def _diverging(log: Any, fetch_offset: int, last_fetched_epoch: int) -> tuple[int, int] | None:
+    """KIP-320: where a follower's log parts from this one, given the epoch of its last
+    batch; None when the follower's log is a prefix of this one."""
+    if last_fetched_epoch < 0:
+        return None
+    epoch, end_offset = log.epochs.end_offset_for(last_fetched_epoch, log.log_end_offset)
+    if epoch == last_fetched_epoch and end_offset >= fetch_offset:
+        return None
+    return epoch, end_offset
 
 
 def _changed(result: FetchPartitionResult, position: Any) -> bool:
@@ -147,8 +191,15 @@ async def fetch(ctx: BrokerContext, request: Request) -> RawResponse:
     deadline = ctx.now_ms() + max_wait_ms
     isolation = body.isolation_level if version >= 4 else 0
     max_bytes = min(body.max_bytes, ctx.config.fetch_max_bytes)  # the broker's cap (fetch.max.bytes)
+    replica_id = replica_id_of(request)
+    last_fetched = None
+    if replica_id >= 0:
+        last_fetched = {
+            (_key(ctx, version, t)[0], p.partition): getattr(p, "last_fetched_epoch", -1)
+            for t in body.topics for p in t.partitions
+        }
     while True:
-        topics, total, errors = _read(ctx, start, max_bytes, isolation)
+        topics, total, errors = _read(ctx, start, max_bytes, isolation, replica_id, last_fetched)
         remaining_ms = deadline - ctx.now_ms()
         if total >= body.min_bytes or errors or remaining_ms <= 0:
             break

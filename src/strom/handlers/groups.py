@@ -34,7 +34,9 @@ from typing import Any
 
 from strom.coordinator.coordinator import HeartbeatRequest, JoinRequest, LeaveMember, SyncRequest
 from strom.coordinator.member import Protocol
+from strom.coordinator.records import OFFSETS_TOPIC, partition_for
 from strom.coordinator.shard import CoordinatorError, join_response, sync_response
+from strom.coordinator.txn_records import TRANSACTION_STATE_TOPIC
 from strom.handlers.context import BrokerContext, GroupOperation, GroupRuntime
 from strom.handlers.registry import Request, handles
 from strom.protocol.api import ApiKey
@@ -69,23 +71,29 @@ def client_host(request: Request) -> str:
 # --- FindCoordinator --------------------------------------------------------------------------
 
 
-def _coordinator_for(ctx: BrokerContext, key_type: int, key: str) -> dict[str, Any]:
+async def _coordinator_for(ctx: BrokerContext, key_type: int, key: str) -> dict[str, Any]:
     result: dict[str, Any] = {"key": key, "node_id": -1, "host": "", "port": -1, "error_code": ErrorCode.NONE, "error_message": None}
     if key_type not in (GROUP_KEY, TRANSACTION_KEY):
         result.update(error_code=ErrorCode.INVALID_REQUEST, error_message=f"unsupported coordinator key type {key_type}")
         return result
     try:
         if key_type == GROUP_KEY:
-            runtime(ctx).ensure_offsets_topic()
+            await runtime(ctx).ensure_offsets_topic()
         elif ctx.transactions is None:
             raise CoordinatorError(ErrorCode.COORDINATOR_NOT_AVAILABLE, "no transaction coordinator in this broker")
         else:
-            ctx.transactions.ensure_topic()
+            await ctx.transactions.ensure_topic()
     except CoordinatorError as exc:
         result.update(error_code=exc.error_code, error_message=str(exc))
         return result
-    # One node leads every partition of both internal topics: it coordinates everything.
-    node = ctx.node
+    # The coordinator is the leader of the key's partition of the internal topic.
+    topic = OFFSETS_TOPIC if key_type == GROUP_KEY else TRANSACTION_STATE_TOPIC
+    metadata = ctx.metadata.topic(topic)
+    state = ctx.partition_state(topic, partition_for(key, metadata.partitions)) if metadata is not None else None
+    node = ctx.node_by_id(state.leader) if state is not None else None
+    if node is None:
+        result.update(error_code=ErrorCode.COORDINATOR_NOT_AVAILABLE, error_message="The coordinator is not available.")
+        return result
     result.update(node_id=node.node_id, host=node.host, port=node.port)
     return result
 
@@ -95,8 +103,8 @@ async def find_coordinator(ctx: BrokerContext, request: Request) -> dict[str, An
     body = request.body
     key_type = getattr(body, "key_type", GROUP_KEY)
     if request.version >= 4:
-        return {"throttle_time": 0, "coordinators": [_coordinator_for(ctx, key_type, key) for key in body.coordinator_keys]}
-    result = _coordinator_for(ctx, key_type, body.key)
+        return {"throttle_time": 0, "coordinators": [await _coordinator_for(ctx, key_type, key) for key in body.coordinator_keys]}
+    result = await _coordinator_for(ctx, key_type, body.key)
     result.pop("key")
     result["throttle_time"] = 0
     return result

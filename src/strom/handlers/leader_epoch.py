@@ -5,7 +5,7 @@ Clients ask for the end offset of a leader epoch to detect log truncation after 
 next epoch (or the log end offset for the latest). ``current_leader_epoch`` (-1: no check)
 older than the partition's epoch is FENCED_LEADER_EPOCH, newer is UNKNOWN_LEADER_EPOCH.
 A single node keeps one epoch per partition; the cache is there for replication.
-Not done: follower requests (replica_id >= 0) are answered like consumer requests.
+Only the leader answers (followers ask it too, with their replica_id).
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ def check_leader_epoch(log: PartitionLog, current_leader_epoch: int) -> int:
 
 def _end_offset(ctx: BrokerContext, topic: str, partition: Any) -> dict[str, Any]:
     result = {"error_code": ErrorCode.NONE, "partition": partition.partition, "leader_epoch": -1, "end_offset": -1}
-    log = ctx.partition_log(topic, partition.partition)
+    log, error = ctx.leader_log(topic, partition.partition)
     if log is None:
-        result["error_code"] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        result["error_code"] = error
         return result
     error = check_leader_epoch(log, partition.current_leader_epoch)
     if error:

@@ -30,9 +30,9 @@ def _lookup(ctx: BrokerContext, topic: str, partition: Any, isolation: int) -> d
         "offset": -1,
         "leader_epoch": -1,
     }
-    log = ctx.partition_log(topic, partition.partition_index)
+    log, error = ctx.leader_log(topic, partition.partition_index)
     if log is None:
-        result["error_code"] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        result["error_code"] = error
         return result
     result["leader_epoch"] = log.leader_epoch
     error = check_leader_epoch(log, getattr(partition, "current_leader_epoch", -1))

@@ -4,7 +4,10 @@ Topics are looked up by name, or by topic id (v10+). A null topic list means eve
 empty list means none (v1+). Unknown topics are created when both the request
 (allow_auto_topic_creation, v4+; always true before) and the broker
 (auto.create.topics.enable) allow it, with num.partitions and the broker's default configs;
-creation is synchronous on a single node, so the first answer already has the partitions.
+the first answer already has the partitions (the store returns once the topic is in the
+image). Partitions are described from the metadata image: leader, leader epoch, replicas, ISR,
+and offline replicas (assigned to brokers that are not registered); a partition without a
+leader is LEADER_NOT_AVAILABLE.
 Internal topics (__consumer_offsets, __transaction_state) are left out of "every topic" answers
 and are never auto-created (nor is any "__" name): a client sees them only by naming them.
 Not done: authorized operations are reported as "not requested" (no ACLs yet).
@@ -27,19 +30,22 @@ ZERO_UUID = uuid.UUID(int=0)
 
 
 def topic_entry(ctx: BrokerContext, topic: TopicMetadata) -> dict[str, Any]:
-    node = ctx.node.node_id
+    image = ctx.image
     partitions = []
     for p in range(topic.partitions):
-        log = ctx.partition_log(topic.name, p)
+        state = image.partition(topic.name, p)
+        if state is None:
+            continue
+        leader = state.leader if image.live(state.leader) else -1
         partitions.append(
             {
-                "error_code": ErrorCode.NONE if log else ErrorCode.LEADER_NOT_AVAILABLE,
+                "error_code": ErrorCode.NONE if leader >= 0 else ErrorCode.LEADER_NOT_AVAILABLE,
                 "partition_index": p,
-                "leader_id": node if log else -1,
-                "leader_epoch": log.leader_epoch if log else -1,
-                "replica_nodes": [node],
-                "isr_nodes": [node] if log else [],
-                "offline_replicas": [],
+                "leader_id": leader,
+                "leader_epoch": state.leader_epoch,
+                "replica_nodes": list(state.replicas),
+                "isr_nodes": list(state.isr),
+                "offline_replicas": [r for r in state.replicas if not image.live(r)],
             }
         )
     return {
@@ -63,10 +69,10 @@ def _error_entry(name: str | None, topic_id: uuid.UUID, error: int) -> dict[str,
 
 
 def _topic_by_id(ctx: BrokerContext, topic_id: uuid.UUID) -> TopicMetadata | None:
-    return next((t for t in ctx.metadata.topics().values() if t.topic_id == topic_id), None)
+    return ctx.image.topic_by_id(topic_id)
 
 
-def auto_create(ctx: BrokerContext, name: str) -> int:
+async def auto_create(ctx: BrokerContext, name: str) -> int:
     """Create a topic with the broker's defaults; returns an error code. Names starting with
     "__" are reserved for internal topics, which their coordinators create with their own
     settings (__consumer_offsets on the first FindCoordinator), so they are never auto-created."""
@@ -76,7 +82,11 @@ def auto_create(ctx: BrokerContext, name: str) -> int:
         validate_topic_name(name)
     except ConfigError as exc:
         return exc.error_code
-    ctx.create_topic(name, ctx.config.num_partitions, {})
+    try:
+        await ctx.create_topic(name, ctx.config.num_partitions, {})
+    except ConfigError as exc:
+        # Another broker created it first (fine), or too few brokers for the replication factor.
+        return ErrorCode.NONE if exc.error_code == ErrorCode.TOPIC_ALREADY_EXISTS else exc.error_code
     return ErrorCode.NONE
 
 
@@ -102,18 +112,17 @@ async def metadata(ctx: BrokerContext, request: Request) -> dict[str, Any]:
             else:
                 topic = ctx.metadata.topic(name)
                 if topic is None:
-                    error = auto_create(ctx, name) if allow_create else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                    error = await auto_create(ctx, name) if allow_create else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                     topic = ctx.metadata.topic(name) if error == ErrorCode.NONE else None
                     if topic is None:
                         topics.append(_error_entry(name, ZERO_UUID, error))
                         continue
             topics.append(topic_entry(ctx, topic))
-    node = ctx.node
     return {
         "throttle_time": 0,
         "brokers": [{"node_id": n.node_id, "host": n.host, "port": n.port, "rack": n.rack} for n in ctx.nodes()],
         "cluster_id": ctx.cluster_id,
-        "controller_id": node.node_id,
+        "controller_id": ctx.image.controller_id,
         "topics": topics,
         "cluster_authorized_operations": NO_AUTHORIZED_OPERATIONS,
     }

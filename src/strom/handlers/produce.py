@@ -12,7 +12,13 @@ log: on a single node the high watermark is the log end, so both are satisfied a
 Idempotent producers (producer id >= 0) are checked against the partition's producer state
 (log.producer_state): a stale epoch is INVALID_PRODUCER_EPOCH, a sequence gap
 OUT_OF_ORDER_SEQUENCE_NUMBER, and a retried batch is answered with its original offsets without
-being written twice (Kafka's behaviour). Transactional batches must belong to their
+being written twice (Kafka's behaviour).
+Only the partition's leader appends (NOT_LEADER_OR_FOLLOWER elsewhere). acks=all needs
+min.insync.replicas in-sync replicas before appending (NOT_ENOUGH_REPLICAS), then waits until
+the high watermark covers the batch, i.e. every in-sync replica has it (the delayed produce:
+NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR shrank below the minimum meanwhile,
+REQUEST_TIMED_OUT at the request's timeout). The wait is a ``Delayed`` response, so the
+connection goes on reading and appending the requests behind it. Transactional batches must belong to their
 producer's open transaction, with this partition added to it (the transaction coordinator's
 verification, KIP-890 part 1): otherwise INVALID_TXN_STATE, INVALID_PRODUCER_EPOCH for a
 fenced producer, or the retriable NOT_ENOUGH_REPLICAS while the coordinator loads; a plain
@@ -21,11 +27,12 @@ write while the producer's transaction is open is INVALID_TXN_STATE.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 from strom.handlers.context import BrokerContext
-from strom.handlers.registry import Request, handles
+from strom.handlers.registry import Delayed, Request, handles
 from strom.log.producer_state import ProducerStateError
 from strom.log.validator import validate_append
 from strom.metadata.store import INTERNAL_TOPICS
@@ -47,14 +54,25 @@ def _partition_result(index: int, error: int, message: str | None = None) -> dic
     }
 
 
-def _append(ctx: BrokerContext, topic: str, index: int, records: Any, now_ms: int, to_flush: list[Any]) -> dict[str, Any]:
-    log_ = ctx.partition_log(topic, index)
+ACKS_ALL = -1
+
+
+def _append(
+    ctx: BrokerContext, topic: str, index: int, records: Any, now_ms: int, acks: int, to_flush: list[Any]
+) -> dict[str, Any]:
+    log_, error = ctx.leader_log(topic, index)
     if log_ is None:
-        return _partition_result(index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+        return _partition_result(index, error)
     if topic in INTERNAL_TOPICS:  # only the coordinators write there, as in Kafka
         return _partition_result(index, ErrorCode.INVALID_TOPIC_EXCEPTION, f"Cannot append to internal topic {topic}")
     if not records:
         return _partition_result(index, ErrorCode.INVALID_RECORD, "No records in the request")
+    if acks == ACKS_ALL and ctx.replicas is not None and len(ctx.replicas.isr(topic, index)) < log_.config.min_insync_replicas:
+        return _partition_result(
+            index, ErrorCode.NOT_ENOUGH_REPLICAS,
+            f"The size of the current ISR {list(ctx.replicas.isr(topic, index))} is insufficient to satisfy "
+            f"the min.isr requirement of {log_.config.min_insync_replicas} for partition {topic}-{index}",
+        )
     try:
         records, headers = validate_append(records, log_.config, now_ms)
     except InvalidRecords as exc:
@@ -73,6 +91,8 @@ def _append(ctx: BrokerContext, topic: str, index: int, records: Any, now_ms: in
     except OSError:
         log.exception("append to %s-%d failed", topic, index)
         return _partition_result(index, ErrorCode.KAFKA_STORAGE_ERROR)
+    if ctx.replicas is not None:
+        ctx.replicas.appended(topic, index)
     if log_.unflushed_messages >= log_.config.flush_messages:
         to_flush.append(log_)
     return {
@@ -81,11 +101,13 @@ def _append(ctx: BrokerContext, topic: str, index: int, records: Any, now_ms: in
         "base_offset": info.base_offset,
         "log_append_time": info.log_append_time,
         "log_start_offset": info.log_start_offset,
+        # what acks=all waits for; removed before the response is encoded
+        "_wait": (topic, info.last_offset + 1, log_.config.min_insync_replicas) if info.last_offset + 1 > log_.high_watermark else None,
     }
 
 
 @handles(ApiKey.PRODUCE, 0, 13, decodable_from=3)
-async def produce(ctx: BrokerContext, request: Request) -> dict[str, Any] | None:
+async def produce(ctx: BrokerContext, request: Request) -> dict[str, Any] | Delayed | None:
     body = request.body
     now_ms = ctx.now_ms()
     responses = []
@@ -100,13 +122,37 @@ async def produce(ctx: BrokerContext, request: Request) -> dict[str, Any] | None
             if name is None:
                 partitions.append(_partition_result(data.index, ErrorCode.UNKNOWN_TOPIC_ID))
             else:
-                partitions.append(_append(ctx, name, data.index, data.records, now_ms, to_flush))
+                partitions.append(_append(ctx, name, data.index, data.records, now_ms, body.acks, to_flush))
         responses.append({"name": name, "topic_id": topic_id, "partition_responses": partitions})
     ctx.appends.notify()
+    waits = []
+    for topic in responses:
+        for result in topic["partition_responses"]:
+            wait = result.pop("_wait", None)
+            if wait is not None and body.acks == ACKS_ALL:
+                waits.append((result, *wait))
+    if not to_flush and not waits:
+        return None if body.acks == 0 else {"responses": responses, "throttle_time": 0}
+    return Delayed(_complete(ctx, body, responses, to_flush, waits))
+
+
+async def _complete(
+    ctx: BrokerContext, body: Any, responses: list[dict[str, Any]], to_flush: list[Any], waits: list[tuple[Any, ...]]
+) -> dict[str, Any] | None:
     # flush.messages: Kafka fsyncs in the append path once that many messages are unflushed,
     # so the acknowledgement waits for it (in a worker thread, not on the event loop).
     for log_ in to_flush:
         await ctx.flush(log_)
+    if waits:
+        assert ctx.replicas is not None
+        timeout_ms = int(body.timeout.total_seconds() * 1000)
+        errors = await asyncio.gather(*(
+            ctx.replicas.wait_for_commit(topic, result["index"], next_offset, timeout_ms, min_insync)
+            for result, topic, next_offset, min_insync in waits
+        ))
+        for (result, *_), error in zip(waits, errors, strict=True):
+            if error:
+                result.update(error_code=error, base_offset=-1, log_append_time=-1, log_start_offset=-1)
     if body.acks == 0:
         return None
     return {"responses": responses, "throttle_time": 0}

@@ -35,7 +35,12 @@ async def init_producer_id(ctx: BrokerContext, request: Request) -> dict[str, An
     version = request.version
     txn_id = body.transactional_id
     if txn_id is None:
-        return {"throttle_time": 0, **init_response(ErrorCode.NONE, ctx.metadata.allocate_producer_id(), 0)}
+        if ctx.next_producer_id is None:
+            return {"throttle_time": 0, **init_response(ErrorCode.COORDINATOR_NOT_AVAILABLE)}
+        try:
+            return {"throttle_time": 0, **init_response(ErrorCode.NONE, ctx.next_producer_id(), 0)}
+        except CoordinatorError as exc:
+            return {"throttle_time": 0, **init_response(exc.error_code)}
     timeout_ms = milliseconds(body.transaction_timeout)
     producer_id = body.producer_id if version >= 3 else -1
     producer_epoch = body.producer_epoch if version >= 3 else -1

@@ -18,9 +18,9 @@ from strom.protocol.errors import ErrorCode
 
 def _delete(ctx: BrokerContext, topic: str, partition: Any) -> dict[str, Any]:
     result = {"partition_index": partition.partition_index, "low_watermark": -1, "error_code": ErrorCode.NONE}
-    log = ctx.partition_log(topic, partition.partition_index)
+    log, error = ctx.leader_log(topic, partition.partition_index)
     if log is None:
-        result["error_code"] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        result["error_code"] = error
         return result
     try:
         result["low_watermark"] = log.delete_records_before(partition.offset)

@@ -39,6 +39,15 @@ class RawResponse:
     size: int
 
 
+@dataclass(frozen=True, slots=True)
+class Delayed:
+    """A response that completes later (an acks=all produce waiting for its replicas). The
+    connection goes on serving the requests behind it and still answers in request order
+    (redpanda's two-phase handlers: the first phase, which ran in order, did the appends)."""
+
+    result: Awaitable[Any]  # the response as a handler returns it
+
+
 Handler = Callable[[Any, Request], Awaitable[Any]]
 
 

@@ -1,8 +1,10 @@
 """CreateTopics (key 19) 2-7, DeleteTopics (key 20) 1-6, CreatePartitions (key 37) 0-3.
 
-A single node holds one replica of every partition, so the replication factor must be 1
-(or -1, meaning default.replication.factor) and manual assignments may name only this
-node. Errors follow Kafka: TOPIC_ALREADY_EXISTS, INVALID_TOPIC_EXCEPTION, INVALID_PARTITIONS,
+Replicas are placed over the live brokers by Kafka's rack-aware round robin
+(strom.cluster.placement); the replication factor (-1: default.replication.factor) may not
+exceed the live brokers, and manual assignments may name only live brokers. Any broker
+takes these requests: the metadata store (etcd in a cluster) decides, and the call returns once
+the change is in this broker's image. Errors follow Kafka: TOPIC_ALREADY_EXISTS, INVALID_TOPIC_EXCEPTION, INVALID_PARTITIONS,
 INVALID_REPLICATION_FACTOR, INVALID_REPLICA_ASSIGNMENT, INVALID_CONFIG, INVALID_REQUEST for a
 topic named twice in one request. validate_only checks everything and changes nothing.
 v5+ answers with the new topic's partitions, replication factor and configs; v7 with its id.
@@ -26,7 +28,8 @@ class TopicError(Exception):
         self.error_code = error_code
 
 
-def _check_replicas(ctx: BrokerContext, replication_factor: int, assignments: list[list[int]]) -> None:
+def _check_replicas(ctx: BrokerContext, replication_factor: int, assignments: list[list[int]]) -> int:
+    """Validate; returns the effective replication factor."""
     nodes = {n.node_id for n in ctx.nodes()}
     if replication_factor == -1:
         replication_factor = ctx.config.default_replication_factor
@@ -42,6 +45,7 @@ def _check_replicas(ctx: BrokerContext, replication_factor: int, assignments: li
     for replicas in assignments:
         if not replicas or len(set(replicas)) != len(replicas) or not set(replicas) <= nodes:
             raise TopicError(ErrorCode.INVALID_REPLICA_ASSIGNMENT, f"Invalid replica assignment {replicas}.")
+    return replication_factor
 
 
 def _validate_configs(entries: Any) -> dict[str, str]:
@@ -54,7 +58,7 @@ def _validate_configs(entries: Any) -> dict[str, str]:
     return configs
 
 
-def _create_one(ctx: BrokerContext, topic: Any, validate_only: bool) -> dict[str, Any]:
+async def _create_one(ctx: BrokerContext, topic: Any, validate_only: bool) -> dict[str, Any]:
     result: dict[str, Any] = {"name": topic.name, "error_code": ErrorCode.NONE, "num_partitions": -1, "replication_factor": -1}
     try:
         try:
@@ -78,17 +82,22 @@ def _create_one(ctx: BrokerContext, topic: Any, validate_only: bool) -> dict[str
             replication_factor = topic.replication_factor
         if partitions <= 0:
             raise TopicError(ErrorCode.INVALID_PARTITIONS, "Number of partitions must be larger than 0.")
-        _check_replicas(ctx, replication_factor, assignments)
+        replication_factor = _check_replicas(ctx, replication_factor, assignments)
         configs = _validate_configs(topic.configs)
+        if not validate_only:
+            created = await ctx.create_topic(
+                topic.name, partitions, configs, replication_factor=replication_factor, assignments=assignments or None
+            )
+            result["topic_id"] = created.topic_id
+    except ConfigError as exc:
+        result.update(error_code=exc.error_code, error_message=str(exc))
+        return result
     except TopicError as exc:
         result.update(error_code=exc.error_code, error_message=str(exc))
         return result
-    if not validate_only:
-        created = ctx.create_topic(topic.name, partitions, configs)
-        result["topic_id"] = created.topic_id
     result.update(
         num_partitions=partitions,
-        replication_factor=1,
+        replication_factor=replication_factor,
         configs=[
             {
                 "name": e.name,
@@ -115,7 +124,7 @@ async def create_topics(ctx: BrokerContext, request: Request) -> dict[str, Any]:
                  "error_message": f"Create topics request from client contains a duplicate topic {topic.name}."}
             )
         else:
-            results.append(_create_one(ctx, topic, body.validate_only))
+            results.append(await _create_one(ctx, topic, body.validate_only))
     return {"throttle_time": 0, "topics": results}
 
 
@@ -139,7 +148,11 @@ async def delete_topics(ctx: BrokerContext, request: Request) -> dict[str, Any]:
         if not ctx.config.delete_topic_enable:
             responses.append({"name": name, "topic_id": topic.topic_id, "error_code": ErrorCode.TOPIC_DELETION_DISABLED})
             continue
-        ctx.delete_topic(name)
+        try:
+            await ctx.metadata.delete_topic(name)
+        except ConfigError as exc:
+            responses.append({"name": name, "topic_id": topic.topic_id, "error_code": exc.error_code, "error_message": str(exc)})
+            continue
         responses.append({"name": name, "topic_id": topic.topic_id, "error_code": ErrorCode.NONE})
     return {"throttle_time": 0, "responses": responses}
 
@@ -168,11 +181,11 @@ async def create_partitions(ctx: BrokerContext, request: Request) -> dict[str, A
                     f"Increasing the number of partitions by {topic.count - current.partitions} but "
                     f"{len(assignments)} assignments provided.",
                 )
-            _check_replicas(ctx, 1, assignments)
-        except TopicError as exc:
-            result.update(error_code=exc.error_code, error_message=str(exc))
-        else:
+            state = ctx.image.partition(topic.name, 0)
+            _check_replicas(ctx, len(state.replicas) if state is not None else 1, assignments)
             if not body.validate_only:
-                ctx.add_partitions(topic.name, topic.count)
+                await ctx.add_partitions(topic.name, topic.count, assignments or None)
+        except (TopicError, ConfigError) as exc:
+            result.update(error_code=exc.error_code, error_message=str(exc))
         results.append(result)
     return {"throttle_time": 0, "results": results}

@@ -104,7 +104,7 @@ async def add_offsets_to_txn(ctx: BrokerContext, request: Request) -> dict[str, 
     if ctx.groups is None:
         return {"throttle_time": 0, "error_code": ErrorCode.COORDINATOR_NOT_AVAILABLE}
     try:
-        ctx.groups.ensure_offsets_topic()
+        await ctx.groups.ensure_offsets_topic()
     except CoordinatorError as exc:
         return {"throttle_time": 0, "error_code": exc.error_code}
     offsets = ctx.metadata.topic(OFFSETS_TOPIC)

@@ -3,7 +3,7 @@
 Format (Kafka's CheckpointFile): a version line (0), a count line, then one entry per line
 with space-separated fields: ``topic partition offset`` for the data-dir level offset files
 (``recovery-point-offset-checkpoint``, ``log-start-offset-checkpoint``,
-``cleaner-offset-checkpoint``) and ``epoch start_offset`` for a partition's
+``cleaner-offset-checkpoint``, ``replication-offset-checkpoint``) and ``epoch start_offset`` for a partition's
 ``leader-epoch-checkpoint``.
 
 Atomic replace: write ``<name>.tmp``, fsync it, rename over the target, fsync the directory.
@@ -22,6 +22,7 @@ RECOVERY_POINT_CHECKPOINT = "recovery-point-offset-checkpoint"
 LOG_START_OFFSET_CHECKPOINT = "log-start-offset-checkpoint"
 CLEANER_OFFSET_CHECKPOINT = "cleaner-offset-checkpoint"
 LEADER_EPOCH_CHECKPOINT = "leader-epoch-checkpoint"
+REPLICATION_OFFSET_CHECKPOINT = "replication-offset-checkpoint"  # high watermarks (cluster mode)
 
 
 class MalformedCheckpoint(ValueError):

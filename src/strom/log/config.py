@@ -38,6 +38,9 @@ class LogConfig:
     compression_lz4_level: int = 9  # compression.lz4.level
     compression_zstd_level: int = 3  # compression.zstd.level
     file_delete_delay_ms: int = 60_000  # file.delete.delay.ms
+    # Replication (read by the produce path and the controller, not by the log itself).
+    min_insync_replicas: int = 1  # min.insync.replicas
+    unclean_leader_election_enable: bool = False  # unclean.leader.election.enable
     # Derived once from the fields above (the append path reads them for every batch).
     compact: bool = field(init=False, repr=False, compare=False)
     delete: bool = field(init=False, repr=False, compare=False)
@@ -91,13 +94,19 @@ class LogConfig:
                 continue
             field_name, kind = mapped
             try:
-                changes[field_name] = kind(raw.strip()) if kind is not str else raw.strip()
+                changes[field_name] = kind(raw.strip()) if kind is not str else raw.strip()  # type: ignore[operator]
             except ValueError as exc:
                 raise ValueError(f"invalid value {raw!r} for {name}") from exc
         if "cleanup_policy" in changes:
             parts = sorted({p.strip().lower() for p in str(changes["cleanup_policy"]).split(",")})
             changes["cleanup_policy"] = ",".join(p for p in parts if p)
         return dataclasses.replace(base or cls(), **changes)
+
+
+def _bool(raw: str) -> bool:
+    if raw.lower() not in ("true", "false"):
+        raise ValueError(f"{raw!r} is not true or false")
+    return raw.lower() == "true"
 
 
 # Kafka config name -> (field, parser).
@@ -125,4 +134,6 @@ KAFKA_NAMES: dict[str, tuple[str, type]] = {
     "compression.gzip.level": ("compression_gzip_level", int),
     "compression.lz4.level": ("compression_lz4_level", int),
     "compression.zstd.level": ("compression_zstd_level", int),
+    "min.insync.replicas": ("min_insync_replicas", int),
+    "unclean.leader.election.enable": ("unclean_leader_election_enable", _bool),
 }

@@ -27,6 +27,7 @@ from strom.log.checkpoint import (
     CLEANER_OFFSET_CHECKPOINT,
     LOG_START_OFFSET_CHECKPOINT,
     RECOVERY_POINT_CHECKPOINT,
+    REPLICATION_OFFSET_CHECKPOINT,
     fsync_dir,
     read_offsets,
     write_offsets,
@@ -60,8 +61,10 @@ class LogManager:
     event loop; ``cleaner_offsets``: the first dirty offset per compacted log, changed after
     each cleaning; both are checkpointed by ``checkpoint``."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, replicated: bool = False) -> None:
         self.data_dir = Path(data_dir)
+        # Cluster mode: high watermarks are the replication layer's, checkpointed here.
+        self.replicated = replicated
         self.data_dir.mkdir(parents=True, exist_ok=True)
         # One process per data directory, as Kafka's .lock file ensures (released on exit).
         self._lock_fd = os.open(self.data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
@@ -84,6 +87,7 @@ class LogManager:
         recovery_points = read_offsets(self.data_dir / RECOVERY_POINT_CHECKPOINT)
         log_starts = read_offsets(self.data_dir / LOG_START_OFFSET_CHECKPOINT)
         self.cleaner_offsets = read_offsets(self.data_dir / CLEANER_OFFSET_CHECKPOINT)
+        high_watermarks = read_offsets(self.data_dir / REPLICATION_OFFSET_CHECKPOINT)
         for path in sorted(self.data_dir.iterdir()):
             if not path.is_dir():
                 continue
@@ -107,6 +111,8 @@ class LogManager:
                 log_start_offset=log_starts.get(key, 0),
                 clean_shutdown=self.clean_shutdown,
                 now_ms=now_ms,
+                replicated=self.replicated,
+                high_watermark=high_watermarks.get(key, 0),
             )
         # From now on a crash must be detected: the marker goes before anything is served.
         if self.clean_shutdown:
@@ -127,24 +133,26 @@ class LogManager:
         existing = self.logs.get((topic, partition))
         if existing is not None:
             return existing
-        created = PartitionLog(self.data_dir / f"{topic}-{partition}", topic, partition, config, now_ms=now_ms)
+        created = PartitionLog(
+            self.data_dir / f"{topic}-{partition}", topic, partition, config, now_ms=now_ms, replicated=self.replicated
+        )
         self.logs[(topic, partition)] = created
         return created
 
     def delete_topic(self, topic: str) -> list[Path]:
         """Close the topic's logs and rename their directories to ``…-delete``; returns them
         for ``purge`` (which may run in another thread; the load deletes leftovers)."""
-        doomed = []
-        for key in [k for k in self.logs if k[0] == topic]:
-            partition_log = self.logs.pop(key)
-            partition_log.close(flush=False)
-            self.cleaner_offsets.pop(key, None)
-            target = partition_log.directory.with_name(
-                f"{partition_log.directory.name}.{uuid.uuid4().hex}{DELETE_DIR_SUFFIX}"
-            )
-            os.replace(partition_log.directory, target)
-            doomed.append(target)
-        return doomed
+        return [self.delete(key) for key in [k for k in self.logs if k[0] == topic]]
+
+    def delete(self, key: TopicPartition) -> Path:
+        """Close one partition's log and rename its directory for ``purge`` (a replica moved
+        away, or its topic was deleted)."""
+        partition_log = self.logs.pop(key)
+        partition_log.close(flush=False)
+        self.cleaner_offsets.pop(key, None)
+        target = partition_log.directory.with_name(f"{partition_log.directory.name}.{uuid.uuid4().hex}{DELETE_DIR_SUFFIX}")
+        os.replace(partition_log.directory, target)
+        return target
 
     @staticmethod
     def purge(paths: list[Path]) -> None:
@@ -190,6 +198,10 @@ class LogManager:
         logs = self.logs
         write_offsets(self.data_dir / RECOVERY_POINT_CHECKPOINT, {k: v.recovery_point for k, v in logs.items()}, sync=sync)
         write_offsets(self.data_dir / LOG_START_OFFSET_CHECKPOINT, {k: v.log_start_offset for k, v in logs.items()}, sync=sync)
+        if self.replicated:
+            write_offsets(
+                self.data_dir / REPLICATION_OFFSET_CHECKPOINT, {k: v.high_watermark for k, v in logs.items()}, sync=sync
+            )
         write_offsets(
             self.data_dir / CLEANER_OFFSET_CHECKPOINT,
             {k: v for k, v in self.cleaner_offsets.items() if k in logs},

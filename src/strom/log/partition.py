@@ -7,7 +7,9 @@ and moves the log start offset (retention, DeleteRecords). Its offsets always sa
     recovery_point <= log_end_offset
 
 checked in ``_check_offsets`` after every change (redpanda's offset_tracker). On a single node
-the high watermark is the log end offset; replication will hold it back later.
+the high watermark is the log end offset. A ``replicated`` log (cluster mode) leaves it to the
+replication layer (strom.replication), which moves it with ``update_high_watermark`` once the
+in-sync replicas have the records; it is checkpointed in ``replication-offset-checkpoint``.
 
 Transactions (KIP-98): the last stable offset (LSO) is the first offset of the oldest open
 transaction (producer_state.ongoing), else the high watermark; read_committed fetches stop
@@ -118,6 +120,8 @@ class PartitionLog:
         clean_shutdown: bool = True,
         now_ms: int = 0,
         leader_epoch: int = 0,
+        replicated: bool = False,
+        high_watermark: int | None = None,
     ) -> None:
         self.directory = directory
         self.topic = topic
@@ -133,11 +137,16 @@ class PartitionLog:
         self.last_flush_ms = now_ms
         self.flush_pending_dir = False
         self.leader_epoch = leader_epoch
+        self.replicated = replicated
         self.epochs = LeaderEpochCache(directory / LEADER_EPOCH_CHECKPOINT)
         self.producer_state = ProducerStateManager(directory)
         directory.mkdir(parents=True, exist_ok=True)
         rebuild_txn_from = self._open(recovery_point, log_start_offset, clean_shutdown, now_ms)
-        self.epochs.assign(leader_epoch, self.log_end_offset)
+        if replicated:
+            # Only what the ISR had is known to be committed: the checkpoint, never the log end.
+            self.high_watermark = min(max(high_watermark or 0, self.log_start_offset), self.log_end_offset)
+        else:
+            self.epochs.assign(leader_epoch, self.log_end_offset)
         self._load_producer_state(rebuild_txn_from)
         self._check_offsets()
 
@@ -336,22 +345,26 @@ class PartitionLog:
         stamped = _restamped(headers, base_offset, log_append_time)
         self.active.append(data, stamped)
         self._update_producers(data, stamped)
-        self.log_end_offset = self.high_watermark = next_offset
+        self._advance_log_end(next_offset)
         self.unflushed_messages += next_offset - base_offset
         self._check_offsets()
         return AppendInfo(
             base_offset, next_offset - 1, log_append_time if log_append_time is not None else -1, self.log_start_offset
         )
 
-    def append_batches(self, data: bytes | bytearray, headers: list[BatchHeader], now_ms: int) -> None:
-        """Append batches that already carry their offsets (tests, replication, recovery tools).
-        The first base offset must be the log end offset."""
+    def append_batches(self, data: bytes | bytearray | memoryview, headers: list[BatchHeader], now_ms: int) -> None:
+        """Append batches that already carry their offsets and leader epochs, verbatim (a
+        follower's copy of its leader's log; tests). The first base offset must be the log end
+        offset; each new leader epoch met goes into the epoch cache (Kafka's follower append)."""
         if headers[0].base_offset != self.log_end_offset:
             raise ValueError(f"batch at {headers[0].base_offset} does not start at log end {self.log_end_offset}")
+        for header in headers:
+            if header.partition_leader_epoch > self.epochs.latest_epoch:
+                self.epochs.assign(header.partition_leader_epoch, header.base_offset)
         self._maybe_roll(len(data), headers, headers[0].base_offset, headers[-1].last_offset, now_ms)
         self.active.append(data, headers)
         self._update_producers(data, headers)
-        self.log_end_offset = self.high_watermark = headers[-1].next_offset
+        self._advance_log_end(headers[-1].next_offset)
         self.unflushed_messages += sum(h.last_offset_delta + 1 for h in headers)
         self._check_offsets()
 
@@ -369,10 +382,31 @@ class PartitionLog:
         stamped = _restamped(headers, base_offset, None)
         self.active.append(data, stamped)
         self._update_producers(data, stamped)
-        self.log_end_offset = self.high_watermark = next_offset
+        self._advance_log_end(next_offset)
         self.unflushed_messages += 1
         self._check_offsets()
         return AppendInfo(base_offset, base_offset, -1, self.log_start_offset)
+
+    def _advance_log_end(self, next_offset: int) -> None:
+        self.log_end_offset = next_offset
+        if not self.replicated:
+            self.high_watermark = next_offset
+
+    def update_high_watermark(self, offset: int) -> bool:
+        """Move the high watermark of a replicated log (clamped to [log start, log end]);
+        True when it moved. It may go back only after a truncation below it."""
+        offset = min(max(offset, self.log_start_offset), self.log_end_offset)
+        if offset == self.high_watermark:
+            return False
+        self.high_watermark = offset
+        self._check_offsets()
+        return True
+
+    def become_leader(self, leader_epoch: int) -> None:
+        """Start leading at ``leader_epoch``: new batches carry it, and the epoch cache records
+        where it starts (followers truncate by it, KIP-101)."""
+        self.leader_epoch = leader_epoch
+        self.epochs.assign(leader_epoch, self.log_end_offset)
 
     def _update_producers(self, data: bytes | bytearray, headers: list[BatchHeader]) -> None:
         """Producer state after a write; an abort marker goes into the active segment's
@@ -615,11 +649,26 @@ class PartitionLog:
             self.segments.pop().delete()
             self._bases.pop()
         self.active.truncate_to(offset)  # recovers it: its transaction index is rebuilt below
-        self.log_end_offset = self.high_watermark = self.active.next_offset
+        self.log_end_offset = self.active.next_offset
+        self.high_watermark = min(self.high_watermark, self.log_end_offset) if self.replicated else self.log_end_offset
         self.recovery_point = min(self.recovery_point, self.log_end_offset)
         self.epochs.truncate_from_end(self.log_end_offset)
         self.producer_state.truncate_tail(self.log_end_offset)
         self._load_producer_state(self.active.base_offset)
+        self._check_offsets()
+
+    def reset_to(self, offset: int, now_ms: int = 0) -> None:
+        """Drop everything and continue empty at ``offset`` (a follower that fell below its
+        leader's log start: Kafka's truncateFullyAndStartAt)."""
+        for segment in self.segments:
+            segment.delete()
+        self.segments = [self._segment(offset, create=True, now_ms=now_ms)]
+        self._bases = [offset]
+        self.log_start_offset = self.log_end_offset = self.high_watermark = self.recovery_point = offset
+        self.epochs.truncate_from_end(0)
+        self.producer_state.truncate_tail(offset)
+        self.producer_state.truncate_head(offset)
+        self.flush_pending_dir = True
         self._check_offsets()
 
     # --- flushing --------------------------------------------------------------------------------

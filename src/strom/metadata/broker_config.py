@@ -81,6 +81,19 @@ class BrokerConfig:
     log_retention_check_interval_ms: int = 300000
     log_flush_scheduler_interval_ms: int = 2**63 - 1
     log_flush_offset_checkpoint_interval_ms: int = 60000
+    etcd_endpoints: str | None = None  # cluster mode when set
+    cluster_id: str = "strom"
+    broker_session_timeout_ms: int = 9000
+    offsets_topic_replication_factor: int = 3
+    transaction_state_log_replication_factor: int = 3
+    transaction_state_log_min_isr: int = 2
+    replica_lag_time_max_ms: int = 30000
+    replica_fetch_wait_max_ms: int = 500
+    replica_fetch_max_bytes: int = 1048576
+    replica_fetch_response_max_bytes: int = 10485760
+    replica_fetch_backoff_ms: int = 1000
+    auto_leader_rebalance_enable: bool = True
+    leader_imbalance_check_interval_seconds: int = 300
     log_cleaner_enable: bool = True
     log_cleaner_backoff_ms: int = 15000
     values: dict[str, str] = field(default_factory=dict)

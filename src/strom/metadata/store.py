@@ -1,84 +1,68 @@
-"""Cluster metadata: topics (name, id, partition count, config overrides) and dynamic broker
-configs, behind one interface so that cluster mode can put them in etcd (DESIGN.md).
+"""Cluster metadata behind one interface (DESIGN.md): a local file for a single node, etcd for a
+cluster (``strom.metadata.etcd_store``).
+
+Readers use the current ``image`` (strom.metadata.image.ClusterImage), which a store replaces
+whole on every change and announces to its listeners. Writers await the async mutations: each
+is durable, and reflected in ``image``, when it returns. Partition state changes are
+compare-and-set on the partition epoch the writer read (``alter_partition``), so that two
+writers (a leader shrinking its ISR, the controller moving leadership) never both win.
 
 ``LocalMetadataStore`` is the single-node store: one JSON document in the data directory,
-replaced atomically (temp file, fsync, rename, fsync dir) on every change, plus Kafka's
-``meta.properties`` naming the cluster and node. Changes are rare (admin calls), so writing the
-whole document each time is simpler than a log and cheap enough.
+replaced atomically (temp file, fsync, rename, fsync dir) in a worker thread on every change,
+plus Kafka's ``meta.properties`` naming the cluster and node. Changes are rare (admin calls),
+so writing the whole document each time is simpler than a log and cheap enough. The node is
+the only broker and always the controller; it leads every partition.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
-import re
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from strom.log.checkpoint import write_atomic
 from strom.metadata.configs import ConfigError
+from strom.metadata.image import (
+    INTERNAL_TOPICS,
+    BrokerRegistration,
+    ClusterImage,
+    PartitionState,
+    TopicMetadata,
+    collision_key,
+    initial_state,
+    new_topic_id,
+    validate_topic_name,
+)
 from strom.protocol.errors import ErrorCode
 
 METADATA_FILE = "strom-metadata.json"
-PRODUCER_ID_BLOCK = 1000  # ids reserved per metadata write, as Kafka's controller hands out blocks
 META_PROPERTIES = "meta.properties"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1: no partition states (every partition led by the node at epoch 0)
 
-MAX_TOPIC_NAME_LENGTH = 249
-_LEGAL_TOPIC_NAME = re.compile(r"[a-zA-Z0-9._-]+")
-INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
+ImageListener = Callable[[ClusterImage, ClusterImage], None]  # (old, new)
 
-
-def validate_topic_name(name: str | None) -> None:
-    """Kafka's Topic.validate: raises ConfigError(INVALID_TOPIC_EXCEPTION) with its wording."""
-    if not name:
-        raise ConfigError(ErrorCode.INVALID_TOPIC_EXCEPTION, "Topic name is illegal, it can't be empty")
-    if name in (".", ".."):
-        raise ConfigError(ErrorCode.INVALID_TOPIC_EXCEPTION, "Topic name cannot be \".\" or \"..\"")
-    if len(name) > MAX_TOPIC_NAME_LENGTH:
-        raise ConfigError(
-            ErrorCode.INVALID_TOPIC_EXCEPTION,
-            f"Topic name is illegal, it can't be longer than {MAX_TOPIC_NAME_LENGTH} characters, "
-            f"topic name: {name}",
-        )
-    if not _LEGAL_TOPIC_NAME.fullmatch(name):
-        raise ConfigError(
-            ErrorCode.INVALID_TOPIC_EXCEPTION,
-            f"Topic name \"{name}\" is illegal, it contains a character other than ASCII "
-            "alphanumerics, '.', '_' and '-'",
-        )
-
-
-def _collision_key(name: str) -> str:
-    # Kafka refuses topics whose names differ only in '.' versus '_' (metric names collide).
-    return name.replace(".", "_")
-
-
-def new_topic_id() -> uuid.UUID:
-    """A random topic id whose base64 form does not start with '-' (Kafka's Uuid.randomUuid)."""
-    while True:
-        topic_id = uuid.uuid4()
-        if not base64.urlsafe_b64encode(topic_id.bytes).startswith(b"-"):
-            return topic_id
-
-
-@dataclass(frozen=True, slots=True)
-class TopicMetadata:
-    name: str
-    topic_id: uuid.UUID
-    partitions: int
-    configs: Mapping[str, str] = field(default_factory=dict)  # topic-level overrides
-
-    @property
-    def internal(self) -> bool:
-        return self.name in INTERNAL_TOPICS
+__all__ = [
+    "INTERNAL_TOPICS",
+    "ImageListener",
+    "LocalMetadataStore",
+    "MetadataStore",
+    "TopicMetadata",
+    "check_new_topic",
+    "validate_topic_name",
+]
 
 
 class MetadataStore(Protocol):
-    """What the broker needs from cluster metadata. Every mutation is durable on return."""
+    """What the broker needs from cluster metadata. Mutations raise ConfigError with a Kafka
+    error code for bad requests (TOPIC_ALREADY_EXISTS, UNKNOWN_TOPIC_OR_PARTITION, ...)."""
+
+    @property
+    def image(self) -> ClusterImage: ...
 
     @property
     def cluster_id(self) -> str: ...
@@ -86,16 +70,6 @@ class MetadataStore(Protocol):
     def topics(self) -> Mapping[str, TopicMetadata]: ...
 
     def topic(self, name: str) -> TopicMetadata | None: ...
-
-    def create_topic(
-        self, name: str, partitions: int, configs: Mapping[str, str], topic_id: uuid.UUID | None = None
-    ) -> TopicMetadata: ...
-
-    def delete_topic(self, name: str) -> None: ...
-
-    def set_partitions(self, name: str, partitions: int) -> TopicMetadata: ...
-
-    def set_topic_configs(self, name: str, configs: Mapping[str, str]) -> TopicMetadata: ...
 
     def broker_configs(self) -> Mapping[str, str]:
         """Dynamic cluster-wide broker defaults (DescribeConfigs resource name '')."""
@@ -105,151 +79,274 @@ class MetadataStore(Protocol):
         """Dynamic configs of one broker (resource name '<node id>')."""
         ...
 
-    def set_broker_configs(self, node_id: int | None, configs: Mapping[str, str]) -> None:
+    def add_listener(self, listener: ImageListener) -> None:
+        """Call ``listener(old, new)`` on the event loop after every image change."""
+        ...
+
+    async def start(self, registration: BrokerRegistration) -> None:
+        """Register this broker (cluster: on a lease) and load the image."""
+        ...
+
+    async def close(self) -> None: ...
+
+    async def create_topic(
+        self,
+        name: str,
+        replicas: Sequence[Sequence[int]],
+        configs: Mapping[str, str],
+        topic_id: uuid.UUID | None = None,
+    ) -> TopicMetadata:
+        """A topic with one partition per entry of ``replicas`` (each partition's replicas,
+        preferred leader first), started as image.initial_state over the live brokers."""
+        ...
+
+    async def delete_topic(self, name: str) -> None: ...
+
+    async def create_partitions(self, name: str, replicas: Sequence[Sequence[int]]) -> TopicMetadata:
+        """Add one partition per entry of ``replicas`` after the existing ones."""
+        ...
+
+    async def set_topic_configs(self, name: str, configs: Mapping[str, str]) -> TopicMetadata: ...
+
+    async def set_broker_configs(self, node_id: int | None, configs: Mapping[str, str]) -> None:
         """Replace the dynamic configs of one node, or the cluster defaults when None."""
         ...
 
-    def allocate_producer_id(self) -> int:
-        """A producer id never handed out before in this cluster (survives restarts)."""
+    async def alter_partition(
+        self, topic: str, partition: int, state: PartitionState, *, controller_epoch: int | None = None
+    ) -> PartitionState | None:
+        """Store ``state`` if the partition's epoch is still ``state.partition_epoch`` (and,
+        with ``controller_epoch``, if that controller still holds its lease); returns the
+        stored state with its new partition epoch, or None when the compare failed."""
+        ...
+
+    async def allocate_producer_ids(self, count: int) -> int:
+        """The first of ``count`` producer ids never handed out before in this cluster."""
         ...
 
 
-class LocalMetadataStore:
-    """Single-node MetadataStore in ``<data_dir>/strom-metadata.json``.
+def check_new_topic(image: ClusterImage, name: str, partitions: int) -> None:
+    """Kafka's checks for a new topic's name and partition count (ConfigError)."""
+    validate_topic_name(name)
+    if name in image.topics:
+        raise ConfigError(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
+    key = collision_key(name)
+    clash = next((t for t in image.topics if collision_key(t) == key), None)
+    if clash is not None:
+        raise ConfigError(ErrorCode.INVALID_TOPIC_EXCEPTION, f"Topic '{name}' collides with existing topic: {clash}")
+    if partitions < 1:
+        raise ConfigError(ErrorCode.INVALID_PARTITIONS, "Number of partitions must be larger than 0.")
 
-    Owned by the event loop; every mutation rewrites the file before returning.
-    A collision check (``a.b`` vs ``a_b``) is part of create_topic, as in Kafka.
-    """
 
-    def __init__(self, data_dir: Path, node_id: int = 0) -> None:
-        self.path = Path(data_dir) / METADATA_FILE
-        self._topics: dict[str, TopicMetadata] = {}
-        self._broker_configs: dict[str, str] = {}
-        self._node_configs: dict[int, dict[str, str]] = {}
-        self._cluster_id = ""
-        # Producer ids below _producer_id_block_end are reserved; the next one to hand out.
-        self._next_producer_id = 0
-        self._producer_id_block_end = 0
-        if self.path.exists():
-            self._load()
-        else:
-            self._cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-            self._save()
-        self._write_meta_properties(Path(data_dir), node_id)
+def require_topic(image: ClusterImage, name: str) -> TopicMetadata:
+    topic = image.topics.get(name)
+    if topic is None:
+        raise ConfigError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist.")
+    return topic
+
+
+class ImageHolder:
+    """The current image and its listeners; stores derive from it."""
+
+    def __init__(self) -> None:
+        self._image = ClusterImage()
+        self._listeners: list[ImageListener] = []
+
+    @property
+    def image(self) -> ClusterImage:
+        return self._image
 
     @property
     def cluster_id(self) -> str:
-        return self._cluster_id
+        return self._image.cluster_id
 
     def topics(self) -> Mapping[str, TopicMetadata]:
-        return self._topics
+        return self._image.topics
 
     def topic(self, name: str) -> TopicMetadata | None:
-        return self._topics.get(name)
-
-    def create_topic(
-        self, name: str, partitions: int, configs: Mapping[str, str], topic_id: uuid.UUID | None = None
-    ) -> TopicMetadata:
-        validate_topic_name(name)
-        if name in self._topics:
-            raise ConfigError(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
-        key = _collision_key(name)
-        clash = next((t for t in self._topics if _collision_key(t) == key), None)
-        if clash is not None:
-            raise ConfigError(
-                ErrorCode.INVALID_TOPIC_EXCEPTION,
-                f"Topic '{name}' collides with existing topic: {clash}",
-            )
-        if partitions < 1:
-            raise ConfigError(ErrorCode.INVALID_PARTITIONS, "Number of partitions must be larger than 0.")
-        topic = TopicMetadata(name, topic_id or new_topic_id(), partitions, dict(configs))
-        self._topics[name] = topic
-        self._save()
-        return topic
-
-    def delete_topic(self, name: str) -> None:
-        if self._topics.pop(name, None) is not None:
-            self._save()
-
-    def set_partitions(self, name: str, partitions: int) -> TopicMetadata:
-        topic = self._require(name)
-        if partitions < topic.partitions:
-            raise ConfigError(ErrorCode.INVALID_PARTITIONS, "The number of partitions can only grow.")
-        topic = self._topics[name] = replace(topic, partitions=partitions)
-        self._save()
-        return topic
-
-    def set_topic_configs(self, name: str, configs: Mapping[str, str]) -> TopicMetadata:
-        topic = self._topics[name] = replace(self._require(name), configs=dict(configs))
-        self._save()
-        return topic
+        return self._image.topics.get(name)
 
     def broker_configs(self) -> Mapping[str, str]:
-        return self._broker_configs
+        return self._image.broker_configs
 
     def node_configs(self, node_id: int) -> Mapping[str, str]:
-        return self._node_configs.get(node_id, {})
+        return self._image.node_configs.get(node_id, {})
 
-    def set_broker_configs(self, node_id: int | None, configs: Mapping[str, str]) -> None:
-        if node_id is None:
-            self._broker_configs = dict(configs)
-        elif configs:
-            self._node_configs[node_id] = dict(configs)
+    def add_listener(self, listener: ImageListener) -> None:
+        self._listeners.append(listener)
+
+    def _publish(self, image: ClusterImage) -> None:
+        old, self._image = self._image, image
+        for listener in self._listeners:
+            listener(old, image)
+
+
+class LocalMetadataStore(ImageHolder):
+    """Single-node MetadataStore in ``<data_dir>/strom-metadata.json``.
+
+    Owned by the event loop: each mutation builds the next image on the loop (so concurrent
+    mutations see each other), writes the file in a worker thread, then publishes it. Writes
+    are serialised by a lock so the file always holds the latest image."""
+
+    def __init__(self, data_dir: Path, node_id: int = 0) -> None:
+        super().__init__()
+        self.data_dir = Path(data_dir)
+        self.path = self.data_dir / METADATA_FILE
+        self.node_id = node_id
+        self._producer_id_block_end = 0
+        self._lock = asyncio.Lock()
+        if self.path.exists():
+            self._image = self._load()
         else:
-            self._node_configs.pop(node_id, None)
-        self._save()
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            self._image = ClusterImage(cluster_id=cluster_id, controller_id=node_id)
+            write_atomic(self.path, self._document(self._image))
+        self._write_meta_properties()
 
-    def allocate_producer_id(self) -> int:
-        if self._next_producer_id >= self._producer_id_block_end:
-            # Reserve a block durably first: after a restart ids continue past it, never reused.
-            self._producer_id_block_end = self._next_producer_id + PRODUCER_ID_BLOCK
-            self._save()
-        producer_id = self._next_producer_id
-        self._next_producer_id += 1
-        return producer_id
+    async def start(self, registration: BrokerRegistration) -> None:
+        self._publish(self._image.with_changes(brokers={registration.node_id: registration}))
 
-    # --- persistence ------------------------------------------------------------------------
+    async def close(self) -> None:
+        pass
 
-    def _require(self, name: str) -> TopicMetadata:
-        topic = self._topics.get(name)
-        if topic is None:
-            raise ConfigError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist.")
-        return topic
+    # --- mutations ------------------------------------------------------------------------------
 
-    def _load(self) -> None:
+    async def create_topic(
+        self,
+        name: str,
+        replicas: Sequence[Sequence[int]],
+        configs: Mapping[str, str],
+        topic_id: uuid.UUID | None = None,
+    ) -> TopicMetadata:
+        async with self._lock:
+            image = self._image
+            check_new_topic(image, name, len(replicas))
+            topic = TopicMetadata(name, topic_id or new_topic_id(), len(replicas), dict(configs))
+            partitions = dict(image.partitions)
+            for p, assigned in enumerate(replicas):
+                partitions[(name, p)] = initial_state(assigned, image.brokers)
+            await self._save(image.with_changes(topics={**image.topics, name: topic}, partitions=partitions))
+            return topic
+
+    async def delete_topic(self, name: str) -> None:
+        async with self._lock:
+            image = self._image
+            if name not in image.topics:
+                return
+            topics = {k: v for k, v in image.topics.items() if k != name}
+            partitions = {k: v for k, v in image.partitions.items() if k[0] != name}
+            await self._save(image.with_changes(topics=topics, partitions=partitions))
+
+    async def create_partitions(self, name: str, replicas: Sequence[Sequence[int]]) -> TopicMetadata:
+        async with self._lock:
+            image = self._image
+            topic = require_topic(image, name)
+            partitions = dict(image.partitions)
+            for offset, assigned in enumerate(replicas):
+                partitions[(name, topic.partitions + offset)] = initial_state(assigned, image.brokers)
+            topic = replace(topic, partitions=topic.partitions + len(replicas))
+            await self._save(image.with_changes(topics={**image.topics, name: topic}, partitions=partitions))
+            return topic
+
+    async def set_topic_configs(self, name: str, configs: Mapping[str, str]) -> TopicMetadata:
+        async with self._lock:
+            image = self._image
+            topic = replace(require_topic(image, name), configs=dict(configs))
+            await self._save(image.with_changes(topics={**image.topics, name: topic}))
+            return topic
+
+    async def set_broker_configs(self, node_id: int | None, configs: Mapping[str, str]) -> None:
+        async with self._lock:
+            image = self._image
+            if node_id is None:
+                await self._save(image.with_changes(broker_configs=dict(configs)))
+                return
+            nodes = {k: v for k, v in image.node_configs.items() if k != node_id}
+            if configs:
+                nodes[node_id] = dict(configs)
+            await self._save(image.with_changes(node_configs=nodes))
+
+    async def alter_partition(
+        self, topic: str, partition: int, state: PartitionState, *, controller_epoch: int | None = None
+    ) -> PartitionState | None:
+        async with self._lock:
+            image = self._image
+            current = image.partition(topic, partition)
+            if current is None or current.partition_epoch != state.partition_epoch:
+                return None
+            if controller_epoch is not None and controller_epoch != image.controller_epoch:
+                return None
+            stored = replace(state, partition_epoch=current.partition_epoch + 1)
+            await self._save(image.with_changes(partitions={**image.partitions, (topic, partition): stored}))
+            return stored
+
+    async def allocate_producer_ids(self, count: int) -> int:
+        async with self._lock:
+            first = self._producer_id_block_end
+            self._producer_id_block_end += count
+            await self._save(self._image)
+            return first
+
+    # --- persistence ------------------------------------------------------------------------------
+
+    async def _save(self, image: ClusterImage) -> None:
+        """Write the image, then make it current (the caller holds the lock)."""
+        document = self._document(image)
+        await asyncio.to_thread(write_atomic, self.path, document)
+        self._publish(image)
+
+    def _document(self, image: ClusterImage) -> bytes:
+        doc: dict[str, Any] = {
+            "version": FORMAT_VERSION,
+            "cluster_id": image.cluster_id,
+            "topics": [
+                {
+                    "name": t.name,
+                    "topic_id": str(t.topic_id),
+                    "configs": dict(t.configs),
+                    "partitions": [image.partitions[(t.name, p)].to_json() | {"partition_epoch": image.partitions[(t.name, p)].partition_epoch}
+                                   for p in range(t.partitions)],
+                }
+                for t in image.topics.values()
+            ],
+            "broker_configs": dict(image.broker_configs),
+            "node_configs": {str(k): dict(v) for k, v in image.node_configs.items()},
+            "producer_id_block_end": self._producer_id_block_end,
+        }
+        return json.dumps(doc, indent=1, sort_keys=True).encode()
+
+    def _load(self) -> ClusterImage:
         try:
             doc = json.loads(self.path.read_bytes())
-            if doc.get("version") != FORMAT_VERSION:
-                raise ValueError(f"unknown format version {doc.get('version')!r}")
-            self._cluster_id = str(doc["cluster_id"])
+            version = doc.get("version")
+            if version not in (1, FORMAT_VERSION):
+                raise ValueError(f"unknown format version {version!r}")
+            topics: dict[str, TopicMetadata] = {}
+            partitions: dict[tuple[str, int], PartitionState] = {}
             for t in doc["topics"]:
-                self._topics[t["name"]] = TopicMetadata(
-                    t["name"], uuid.UUID(t["topic_id"]), int(t["partitions"]), dict(t["configs"])
-                )
-            self._broker_configs = dict(doc.get("broker_configs", {}))
-            self._node_configs = {int(k): dict(v) for k, v in doc.get("node_configs", {}).items()}
-            self._next_producer_id = self._producer_id_block_end = int(doc.get("producer_id_block_end", 0))
+                name = t["name"]
+                if version == 1:  # every partition on this node, led at epoch 0
+                    states = [initial_state([self.node_id], [self.node_id]) for _ in range(int(t["partitions"]))]
+                else:
+                    states = [PartitionState.from_json(p, int(p.get("partition_epoch", 0))) for p in t["partitions"]]
+                topics[name] = TopicMetadata(name, uuid.UUID(t["topic_id"]), len(states), dict(t["configs"]))
+                partitions.update(((name, p), state) for p, state in enumerate(states))
+            self._producer_id_block_end = int(doc.get("producer_id_block_end", 0))
+            return ClusterImage(
+                cluster_id=str(doc["cluster_id"]),
+                controller_id=self.node_id,
+                topics=topics,
+                partitions=partitions,
+                broker_configs=dict(doc.get("broker_configs", {})),
+                node_configs={int(k): dict(v) for k, v in doc.get("node_configs", {}).items()},
+            )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             # Refuse to start rather than serve an empty cluster over existing data.
             raise RuntimeError(f"cannot read cluster metadata {self.path}: {exc}") from exc
 
-    def _save(self) -> None:
-        doc = {
-            "version": FORMAT_VERSION,
-            "cluster_id": self._cluster_id,
-            "topics": [
-                {"name": t.name, "topic_id": str(t.topic_id), "partitions": t.partitions, "configs": dict(t.configs)}
-                for t in self._topics.values()
-            ],
-            "broker_configs": self._broker_configs,
-            "node_configs": {str(k): v for k, v in self._node_configs.items()},
-            "producer_id_block_end": self._producer_id_block_end,
-        }
-        write_atomic(self.path, json.dumps(doc, indent=1, sort_keys=True).encode())
-
-    def _write_meta_properties(self, data_dir: Path, node_id: int) -> None:
-        path = data_dir / META_PROPERTIES
-        text = f"version=1\ncluster.id={self._cluster_id}\nnode.id={node_id}\n"
+    def _write_meta_properties(self) -> None:
+        path = self.data_dir / META_PROPERTIES
+        text = f"version=1\ncluster.id={self.cluster_id}\nnode.id={self.node_id}\n"
         try:
             if path.read_text() == text:
                 return

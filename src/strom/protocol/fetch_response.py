@@ -22,6 +22,23 @@ _I16_I32 = struct.Struct(">hi")
 _PARTITION_HEAD = struct.Struct(">ihqq")  # partition_index, error_code, high_watermark, last_stable_offset
 _I64 = struct.Struct(">q")
 _ABORTED = struct.Struct(">qq")
+_EPOCH_END_OFFSET = struct.Struct(">iqB")  # epoch, end_offset, no tagged fields
+_LEADER_ID_AND_EPOCH = struct.Struct(">iiB")  # leader_id, leader_epoch, no tagged fields
+
+
+def _partition_tags(p: FetchPartitionResult) -> bytes:
+    """The partition's tagged fields section (v12+): count, then (tag, size, data) each."""
+    tags = []
+    if p.diverging_epoch is not None:
+        tags.append((0, _EPOCH_END_OFFSET.pack(*p.diverging_epoch, 0)))
+    if p.current_leader is not None:
+        tags.append((1, _LEADER_ID_AND_EPOCH.pack(*p.current_leader, 0)))
+    if not tags:
+        return b"\x00"
+    out = bytearray(uvarint(len(tags)))
+    for tag, data in tags:
+        out += uvarint(tag) + uvarint(len(data)) + data
+    return bytes(out)
 
 
 @dataclass(slots=True)
@@ -35,6 +52,10 @@ class FetchPartitionResult:
     preferred_read_replica: int = -1
     records: list[Any] = field(default_factory=list)  # bytes or objects with .length
     records_size: int = 0
+    # v12+ tagged fields: (epoch, end_offset) where a follower's log diverges (KIP-320), and
+    # (leader_id, leader_epoch) of the current leader after NOT_LEADER_OR_FOLLOWER (KIP-951).
+    diverging_epoch: tuple[int, int] | None = None
+    current_leader: tuple[int, int] | None = None
 
 
 @dataclass(slots=True)
@@ -91,7 +112,7 @@ def encode_fetch_response(
                 buf.clear()
                 out.extend(p.records)
             if flexible:
-                buf.append(0)  # partition tagged fields
+                buf += _partition_tags(p)
         if flexible:
             buf.append(0)  # topic tagged fields
     if flexible:

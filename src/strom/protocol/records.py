@@ -226,6 +226,32 @@ def validate_batches(data: bytes | bytearray | memoryview, max_message_bytes: in
     return headers
 
 
+def fetched_batches(data: bytes | bytearray | memoryview) -> tuple[memoryview, list[BatchHeader]]:
+    """The whole batches at the start of a fetched records blob, CRC-checked, and their bytes.
+
+    A fetch response may end inside a batch (the leader sends file regions cut at max_bytes):
+    the partial tail is dropped, as clients drop it. Raises CorruptRecord for a damaged batch,
+    so a follower never appends bytes its leader did not write."""
+    view = memoryview(data)
+    if view.ndim != 1 or view.itemsize != 1:
+        view = view.cast("B")
+    total = len(view)
+    headers: list[BatchHeader] = []
+    pos = 0
+    while total - pos >= BATCH_HEADER_SIZE:
+        header = _new_header(BatchHeader, _unpack_header(view, pos))
+        size = header.batch_length + LOG_OVERHEAD
+        if header.magic != MAGIC_V2 or header.batch_length < MIN_BATCH_LENGTH:
+            raise CorruptRecord(f"invalid batch at byte {pos} of fetched data")
+        if size > total - pos:
+            break
+        if crc32c(view[pos + ATTRIBUTES_OFFSET : pos + size]) != header.crc:
+            raise CorruptRecord(f"CRC mismatch in fetched batch at offset {header.base_offset}")
+        headers.append(header)
+        pos += size
+    return view[:pos], headers
+
+
 def assign_offsets(
     data: bytes | bytearray | memoryview,
     headers: Sequence[BatchHeader],

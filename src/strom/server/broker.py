@@ -1,8 +1,14 @@
-"""The composition root: config, metadata, logs, the group and transaction coordinator
-runtimes, handlers and the listener, plus the background tasks (retention, flush.ms,
-checkpoints, compaction) and clean shutdown. The coordinators load __consumer_offsets and
-__transaction_state in the background once the listener serves (requests for a loading
-partition get COORDINATOR_LOAD_IN_PROGRESS).
+"""The composition root: config, metadata, logs, the replica manager, the group and
+transaction coordinator runtimes, handlers and the listener, plus the background tasks
+(retention, flush.ms, checkpoints, compaction, ISR shrinks) and clean shutdown. The
+coordinators load their partitions of __consumer_offsets and __transaction_state in the
+background as this broker comes to lead them (requests for a loading partition get
+COORDINATOR_LOAD_IN_PROGRESS).
+
+Single node (the default): metadata in a local file, every partition led here. Cluster mode
+(``etcd.endpoints``): metadata in etcd (the broker registers on a lease and follows the
+image), follower fetchers replicate partitions led elsewhere, and the broker runs the
+controller while it holds the controller lease.
 
 ``Broker.start()`` returns once the port is open; ``Broker.stop()`` closes the listener and
 connections, flushes every log and writes the clean-shutdown marker.
@@ -16,6 +22,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from strom.handlers.context import BrokerContext, Node
 from strom.handlers.registry import registrations
@@ -23,9 +30,13 @@ from strom.log import cleaner
 from strom.log.config import LogConfig
 from strom.log.manager import LogManager
 from strom.metadata.broker_config import BrokerConfig
-from strom.metadata.store import LocalMetadataStore
+from strom.metadata.image import BrokerRegistration
+from strom.metadata.store import LocalMetadataStore, MetadataStore
 from strom.server.connection import CloseReason, KafkaConnection
+from strom.server.controller_runtime import ControllerRuntime
 from strom.server.coordinator_runtime import GroupCoordinatorRuntime, group_config
+from strom.server.producer_ids import ProducerIdBlocks
+from strom.server.replicas import ReplicaManager
 from strom.server.txn_runtime import TransactionCoordinatorRuntime, transaction_config
 
 log = logging.getLogger(__name__)
@@ -42,14 +53,30 @@ class Broker:
         self._tasks: list[asyncio.Task[None]] = []
         self._groups: GroupCoordinatorRuntime | None = None
         self._transactions: TransactionCoordinatorRuntime | None = None
+        self._replicas: ReplicaManager | None = None
+        self._fetchers: Any = None
+        self._controller: ControllerRuntime | None = None
+        self._producer_ids: ProducerIdBlocks | None = None
+        self.metadata: MetadataStore | None = None
         self.port: int = config.listen_port
 
     async def start(self) -> None:
         started = time.perf_counter()
         config = self.config
         data_dir = Path(config.data_dir)
-        logs = LogManager(data_dir)  # takes the data directory's lock first
-        metadata = LocalMetadataStore(data_dir, config.node_id)
+        cluster = config.etcd_endpoints is not None
+        logs = LogManager(data_dir, replicated=cluster)  # takes the data directory's lock first
+        metadata: MetadataStore
+        if cluster:
+            from strom.metadata.etcd_store import EtcdMetadataStore
+
+            endpoints = [e.strip() for e in (config.etcd_endpoints or "").split(",") if e.strip()]
+            metadata = EtcdMetadataStore(
+                endpoints, config.cluster_id, config.node_id, session_timeout_ms=config.broker_session_timeout_ms
+            )
+        else:
+            metadata = LocalMetadataStore(data_dir, config.node_id)
+        self.metadata = metadata
         node = Node(config.node_id, config.listen_host, config.listen_port, config.broker_rack)
         self.ctx = ctx = BrokerContext(config=config, metadata=metadata, logs=logs, node=node)
         registry = registrations()
@@ -68,34 +95,49 @@ class Broker:
             factory, config.listen_host, config.listen_port, reuse_address=True, backlog=1024, start_serving=False
         )
 
-        def topic_log_config(name: str) -> LogConfig | None:
-            topic = metadata.topic(name)
-            return ctx.log_config(topic.configs) if topic is not None else None
-
-        await asyncio.to_thread(logs.load, topic_log_config, self._now_ms())
-        # Partitions recorded in metadata but missing on disk (a crash between the two
-        # writes) are created now, so metadata and logs agree.
-        for topic, p in ctx.topic_partitions():
-            if logs.get(topic.name, p) is None:
-                logs.create(topic.name, p, ctx.log_config(topic.configs), self._now_ms())
-        self._groups = ctx.groups = GroupCoordinatorRuntime(ctx, group_config(config))
-        self._groups.start()
-        self._transactions = ctx.transactions = TransactionCoordinatorRuntime(ctx, transaction_config(config), self._groups)
-        self._transactions.start()
-        await self._server.start_serving()
         self.port = self._server.sockets[0].getsockname()[1]
-        ctx.node = Node(
+        ctx.node = node = Node(
             config.node_id,
             config.advertised_host or config.listen_host,
             config.advertised_port or self.port,
             config.broker_rack,
         )
+        # Register (cluster: on an etcd lease) and load the image before the logs, whose
+        # topics it names.
+        await metadata.start(BrokerRegistration(node.node_id, node.host, node.port, node.rack))
+
+        def topic_log_config(name: str) -> LogConfig | None:
+            topic = metadata.topic(name)
+            return ctx.log_config(topic.configs) if topic is not None else None
+
+        await asyncio.to_thread(logs.load, topic_log_config, self._now_ms())
+        self._producer_ids = ProducerIdBlocks(metadata)
+        await self._producer_ids.start()
+        ctx.next_producer_id = self._producer_ids.next_id
+        self._groups = ctx.groups = GroupCoordinatorRuntime(ctx, group_config(config))
+        self._groups.start()
+        self._transactions = ctx.transactions = TransactionCoordinatorRuntime(ctx, transaction_config(config), self._groups)
+        self._transactions.start()
+        if cluster:
+            from strom.server.replica_fetcher import ReplicaFetchers
+
+            self._fetchers = ReplicaFetchers(ctx)
+        self._replicas = ctx.replicas = ReplicaManager(ctx, self._fetchers)
+        self._replicas.add_leadership_listener(self._groups.leadership_changed)
+        self._replicas.add_leadership_listener(self._transactions.leadership_changed)
+        self._replicas.start()  # creates missing logs, takes up every role
+        if cluster:
+            self._controller = ControllerRuntime(ctx)
+            self._controller.start()
+        await self._server.start_serving()
         self._tasks = [
             loop.create_task(self._every(config.log_retention_check_interval_ms / 1000, self._retention)),
             loop.create_task(self._every(FLUSH_CHECK_INTERVAL_S, self._flush_due)),
             loop.create_task(self._every(config.log_flush_offset_checkpoint_interval_ms / 1000, self._checkpoint)),
             loop.create_task(self._every(config.producer_id_expiration_check_interval_ms / 1000, self._expire_producers)),
         ]
+        if cluster:
+            self._tasks.append(loop.create_task(self._every(config.replica_lag_time_max_ms / 2000, self._shrink_isr)))
         if config.log_cleaner_enable:
             self._tasks.append(loop.create_task(self._every(config.log_cleaner_backoff_ms / 1000, self._compact)))
         log.info(
@@ -115,6 +157,17 @@ class Broker:
         for conn in list(self._connections):
             conn.close(CloseReason.SHUTDOWN)
         self._connections.clear()
+        if self._controller is not None:
+            await self._controller.stop()
+            self._controller = None
+        if self._fetchers is not None:
+            await self._fetchers.stop()
+            self._fetchers = None
+        if self._replicas is not None:
+            await self._replicas.stop()
+            self._replicas = None
+        if self._producer_ids is not None:
+            await self._producer_ids.stop()
         if self._transactions is not None:
             await self._transactions.stop()
             self._transactions = None
@@ -124,6 +177,9 @@ class Broker:
         if self.ctx is not None:
             await asyncio.to_thread(self.ctx.logs.close)
             self.ctx = None
+        if self.metadata is not None:
+            await self.metadata.close()  # leaves the cluster at once (the lease is revoked)
+            self.metadata = None
         log.info("strom stopped cleanly")
 
     async def serve_forever(self) -> None:
@@ -150,6 +206,10 @@ class Broker:
             deleted = self.ctx.logs.apply_retention(self._now_ms())
             if deleted:
                 log.info("retention deleted %d segments", deleted)
+
+    async def _shrink_isr(self) -> None:
+        if self._replicas is not None:
+            self._replicas.shrink_lagging()
 
     async def _expire_producers(self) -> None:
         if self.ctx is not None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from strom.handlers.api_versions import unsupported_version_response
 from strom.handlers.context import BrokerContext
-from strom.handlers.registry import RawResponse, Registration, Request
+from strom.handlers.registry import Delayed, RawResponse, Registration, Request
 from strom.protocol.api import ApiKey
 from strom.protocol.codec import (
     UnsupportedVersion,
@@ -90,6 +90,9 @@ class KafkaConnection(asyncio.Protocol):
         self._max_idle_s = max_idle_ms / 1000
         self._last_active = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
+        # Responses still owed, in request order: while any is delayed, later ones queue
+        # behind it (each is a task that writes after its predecessor).
+        self._owed: deque[asyncio.Task[None]] = deque()
 
     # --- asyncio.Protocol ---------------------------------------------------------------
 
@@ -140,6 +143,8 @@ class KafkaConnection(asyncio.Protocol):
             self.close_reason = CloseReason.PEER_CLOSED
         if self._task is not None:
             self._task.cancel()
+        for owed in self._owed:
+            owed.cancel()
         if self._idle_timer is not None:
             self._idle_timer.cancel()
         self._writable.set()
@@ -213,6 +218,32 @@ class KafkaConnection(asyncio.Protocol):
             log.exception("handler for api_key=%d version=%d failed", key, version)
             self.close(CloseReason.HANDLER_FAILED)
             return
+        while self._owed and self._owed[0].done():
+            self._owed.popleft()
+        if isinstance(result, Delayed) or self._owed:
+            previous = self._owed[-1] if self._owed else None
+            if len(self._owed) >= MAX_QUEUED_REQUESTS:
+                await asyncio.wait([previous])  # type: ignore[list-item]
+            self._owed.append(self._loop.create_task(self._respond_later(previous, header, result)))
+            return
+        self._respond(header, result)
+
+    async def _respond_later(self, previous: asyncio.Task[None] | None, header: Any, result: Any) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])
+        if isinstance(result, Delayed):
+            try:
+                result = await result.result
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("delayed response for api_key=%d failed", header.api_key)
+                self.close(CloseReason.HANDLER_FAILED)
+                return
+        self._respond(header, result)
+
+    def _respond(self, header: Any, result: Any) -> None:
+        key, version = header.api_key, header.api_version
         if result is None or self.close_reason is not None:
             return
         if isinstance(result, RawResponse):

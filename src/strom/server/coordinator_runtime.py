@@ -20,13 +20,18 @@ topic (Kafka's CoordinatorRuntime): ``GroupCoordinatorRuntime`` (below) for
 Everything between calling the shard and resolving the tickets is synchronous: no other
 request can run on a shard in between, so no locks are needed (the kfake run-loop rule).
 
-Loading: at start-up every partition of an existing topic is LOADING; a background task
-replays one partition after the other (yielding between partitions), and a request for a key
-of a loading partition gets COORDINATOR_LOAD_IN_PROGRESS. The topic is created (compacted) on
-the first FindCoordinator, as Kafka does. A partition is read back whole and synchronously, so
-a compaction cannot swap its segments in the middle.
+Loading: the runtime coordinates exactly the partitions this broker leads (the replica
+manager reports leadership changes): a partition becomes LOADING when this broker starts
+leading it, and a background task replays the loading partitions one after the other
+(yielding between them); a request for a key of a loading partition gets
+COORDINATOR_LOAD_IN_PROGRESS, for a partition led elsewhere NOT_COORDINATOR. Losing the
+leadership unloads the shard. The topic is created (compacted, with
+offsets.topic.replication.factor / transaction.state.log.replication.factor replicas capped
+by the live brokers) on the first FindCoordinator, as Kafka does. A partition is read back
+whole and synchronously, so a compaction cannot swap its segments in the middle.
 
-Not done: replication (the append would wait for the in-sync replicas).
+An operation's records are answered once the high watermark covers them (they are on every
+in-sync replica, so the next coordinator has them); on a single node that is at once.
 """
 
 from __future__ import annotations
@@ -75,6 +80,9 @@ C = TypeVar("C")  # the shard's coordinator type
 # Kafka's settings of its internal topics (offsets.topic.segment.bytes and
 # transaction.state.log.segment.bytes, compaction).
 INTERNAL_TOPIC_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": "104857600", "compression.type": "producer"}
+# How long an operation's records may wait for the in-sync replicas (Kafka's
+# offsets.commit.timeout.ms default).
+COMMIT_TIMEOUT_MS = 5000
 
 
 def group_config(config: BrokerConfig) -> GroupConfig:
@@ -137,6 +145,7 @@ class CoordinatorRuntime(Generic[C]):
         self._waiters: dict[int, asyncio.Future[Any]] = {}
         self._tickets = itertools.count(1)
         self._loader: asyncio.Task[None] | None = None
+        self._pending_loads: list[int] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # --- what subclasses provide -----------------------------------------------------------------
@@ -169,19 +178,25 @@ class CoordinatorRuntime(Generic[C]):
     # --- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Open every partition of the existing topic as LOADING and replay them in the
-        background."""
         self._loop = asyncio.get_running_loop()
-        topic = self.ctx.metadata.topic(self.topic)
-        if topic is None:
+
+    def leadership_changed(self, topic: str, partition: int, leading: bool) -> None:
+        """The replica manager's report: load a partition this broker now leads (in the
+        background), unload one it no longer leads."""
+        if topic != self.topic or self._loop is None:
             return
-        partitions = []
-        for p in range(topic.partitions):
-            partition_log = self.ctx.partition_log(self.topic, p)
-            if partition_log is not None:
-                self._shards[p] = RuntimeShard(p, partition_log, self._new_coordinator(partition_log))
-                partitions.append(p)
-        self._loader = self._loop.create_task(self._load_all(partitions))
+        shard = self._shards.get(partition)
+        if shard is not None:
+            self._unload(shard)
+        if not leading:
+            return
+        partition_log = self.ctx.partition_log(self.topic, partition)
+        if partition_log is None:
+            return
+        self._shards[partition] = RuntimeShard(partition, partition_log, self._new_coordinator(partition_log))
+        self._pending_loads.append(partition)
+        if self._loader is None or self._loader.done():
+            self._loader = self._loop.create_task(self._load_pending())
 
     async def stop(self) -> None:
         if self._loader is not None:
@@ -197,17 +212,20 @@ class CoordinatorRuntime(Generic[C]):
                 future.set_exception(CoordinatorError(ErrorCode.NOT_COORDINATOR))
         self._waiters.clear()
 
-    async def _load_all(self, partitions: list[int]) -> None:
+    async def _load_pending(self) -> None:
         started = self._clock()
-        for p in partitions:
+        loaded = 0
+        while self._pending_loads:
+            p = self._pending_loads.pop(0)
             shard = self._shards.get(p)
             if shard is not None and shard.state is ShardState.LOADING:
                 try:
                     self._load(shard)
+                    loaded += 1
                 except Exception:
                     log.exception("loading %s-%d failed", self.topic, p)
             await asyncio.sleep(0)  # let requests (and LOAD_IN_PROGRESS answers) through
-        log.info("loaded %d partitions of %s%s in %d ms", len(partitions), self.topic, self._summary(), self._clock() - started)
+        log.info("loaded %d partitions of %s%s in %d ms", loaded, self.topic, self._summary(), self._clock() - started)
 
     def _load(self, shard: RuntimeShard[C]) -> None:
         """Replay the partition from its log start, then start the shard's timers."""
@@ -261,15 +279,28 @@ class CoordinatorRuntime(Generic[C]):
 
     # --- finding the shard -----------------------------------------------------------------------
 
-    def ensure_topic(self) -> None:
-        """Create the topic if it does not exist yet (Kafka: on first FindCoordinator)."""
+    def _replication_factor(self) -> int:
+        raise NotImplementedError
+
+    def _topic_configs(self, replication_factor: int) -> dict[str, str]:
+        return dict(INTERNAL_TOPIC_CONFIGS)
+
+    async def ensure_topic(self) -> None:
+        """Create the topic if it does not exist yet (Kafka: on first FindCoordinator), with
+        its replication factor capped by the live brokers."""
         if self.ctx.metadata.topic(self.topic) is not None:
             return
         partitions = self._num_partitions()
-        log.info("creating %s with %d partitions", self.topic, partitions)
+        factor = max(1, min(self._replication_factor(), len(self.ctx.image.brokers)))
+        log.info("creating %s with %d partitions, replication factor %d", self.topic, partitions, factor)
         try:
-            self.ctx.create_topic(self.topic, partitions, dict(INTERNAL_TOPIC_CONFIGS))
-        except (ConfigError, OSError) as exc:
+            await self.ctx.create_topic(self.topic, partitions, self._topic_configs(factor), replication_factor=factor)
+        except ConfigError as exc:
+            if exc.error_code == ErrorCode.TOPIC_ALREADY_EXISTS:  # another broker was first
+                return
+            log.error("cannot create %s: %s", self.topic, exc)
+            raise CoordinatorError(ErrorCode.COORDINATOR_NOT_AVAILABLE, f"cannot create {self.topic}") from exc
+        except OSError as exc:
             log.error("cannot create %s: %s", self.topic, exc)
             raise CoordinatorError(ErrorCode.COORDINATOR_NOT_AVAILABLE, f"cannot create {self.topic}") from exc
 
@@ -282,15 +313,16 @@ class CoordinatorRuntime(Generic[C]):
         return self._shard_at(partition_for(key, topic.partitions))
 
     def _shard_at(self, partition: int) -> RuntimeShard[C]:
-        partition_log = self.ctx.partition_log(self.topic, partition)
+        partition_log, _ = self.ctx.leader_log(self.topic, partition)
         if partition_log is None:
-            raise CoordinatorError(ErrorCode.NOT_COORDINATOR, f"no log for {self.topic}-{partition}")
+            raise CoordinatorError(ErrorCode.NOT_COORDINATOR, f"{self.topic}-{partition} is not led here")
         shard = self._shards.get(partition)
         if shard is not None and shard.log is not partition_log:
             self._unload(shard)
             shard = None
         if shard is None:
-            # A partition created since start-up: it is new (or tiny), so load it right away.
+            # Led here but not reported yet (handler tests without a replica manager): new or
+            # tiny, so load it right away.
             shard = self._shards[partition] = RuntimeShard(partition, partition_log, self._new_coordinator(partition_log))
             self._load(shard)
         if shard.state is ShardState.LOADING:
@@ -325,8 +357,10 @@ class CoordinatorRuntime(Generic[C]):
         try:
             result = operation(shard.coordinator, self._clock(), ticket)
             error = self._carry_out(shard, result)
-            if result.records and not error and shard.log.unflushed_messages >= shard.log.config.flush_messages:
-                await self.ctx.flush(shard.log)  # flush.messages: the answer waits for the fsync
+            if result.records and not error:
+                if shard.log.unflushed_messages >= shard.log.config.flush_messages:
+                    await self.ctx.flush(shard.log)  # flush.messages: the answer waits for the fsync
+                error = await self._committed(shard)
             if result.response is not None:
                 if error:
                     raise CoordinatorError(operation_error(error))
@@ -334,6 +368,15 @@ class CoordinatorRuntime(Generic[C]):
             return await future
         finally:
             self._waiters.pop(ticket, None)
+
+    async def _committed(self, shard: RuntimeShard[C]) -> int:
+        """Wait until the in-sync replicas have everything appended so far."""
+        replicas = self.ctx.replicas
+        if replicas is None or shard.log.high_watermark >= shard.log.log_end_offset:
+            return ErrorCode.NONE
+        return await replicas.wait_for_commit(
+            self.topic, shard.partition, shard.log.log_end_offset, COMMIT_TIMEOUT_MS, shard.log.config.min_insync_replicas
+        )
 
     def read(self, key: str, read: Callable[[C], T]) -> T:
         return read(self._shard(key).coordinator)
@@ -377,6 +420,8 @@ class CoordinatorRuntime(Generic[C]):
         try:
             headers = validate_batches(batch, partition_log.config.max_message_bytes)
             partition_log.append(batch, headers, now_ms, from_client=False)
+            if self.ctx.replicas is not None:
+                self.ctx.replicas.appended(self.topic, shard.partition)
         except (InvalidRecords, ProducerStateError) as exc:
             log.warning("cannot append to %s: %s", partition_log.name, exc)
             return exc.error_code
@@ -445,6 +490,9 @@ class GroupCoordinatorRuntime(CoordinatorRuntime[GroupCoordinator]):
     def _num_partitions(self) -> int:
         return self.ctx.config.offsets_topic_num_partitions
 
+    def _replication_factor(self) -> int:
+        return self.ctx.config.offsets_topic_replication_factor
+
     def _new_coordinator(self, partition_log: PartitionLog) -> GroupCoordinator:
         return GroupCoordinator(self.config)
 
@@ -467,8 +515,8 @@ class GroupCoordinatorRuntime(CoordinatorRuntime[GroupCoordinator]):
         offsets = sum(len(s.coordinator.offsets) for s in self._shards.values())
         return f": {groups} groups, {offsets} committed offsets"
 
-    def ensure_offsets_topic(self) -> None:
-        self.ensure_topic()
+    async def ensure_offsets_topic(self) -> None:
+        await self.ensure_topic()
 
     def complete_transaction(self, partition: int, producer_id: int, commit: bool) -> None:
         """A marker was just appended to ``__consumer_offsets-<partition>``: commit or drop

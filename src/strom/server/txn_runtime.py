@@ -75,9 +75,16 @@ class TransactionCoordinatorRuntime(CoordinatorRuntime[TransactionCoordinator]):
     def _num_partitions(self) -> int:
         return self.ctx.config.transaction_state_log_num_partitions
 
+    def _replication_factor(self) -> int:
+        return self.ctx.config.transaction_state_log_replication_factor
+
+    def _topic_configs(self, replication_factor: int) -> dict[str, str]:
+        min_isr = min(self.ctx.config.transaction_state_log_min_isr, replication_factor)
+        return {**super()._topic_configs(replication_factor), "min.insync.replicas": str(min_isr)}
+
     def _new_coordinator(self, partition_log: PartitionLog) -> TransactionCoordinator:
         return TransactionCoordinator(
-            self.config, coordinator_epoch=partition_log.leader_epoch, new_producer_id=self.ctx.metadata.allocate_producer_id
+            self.config, coordinator_epoch=partition_log.leader_epoch, new_producer_id=self.ctx.next_producer_id
         )
 
     def _deserialize(self, key: bytes | None, value: bytes | None) -> Any:
@@ -140,4 +147,10 @@ class TransactionCoordinatorRuntime(CoordinatorRuntime[TransactionCoordinator]):
             return ErrorCode.INVALID_PRODUCER_EPOCH if error == ErrorCode.PRODUCER_FENCED else error
         if loading:
             return ErrorCode.NOT_ENOUGH_REPLICAS
+        topic = self.ctx.metadata.topic(self.topic)
+        if topic is not None and len(self._shards) < topic.partitions:
+            # The producer's coordinator may be another broker (cluster mode), which this one
+            # cannot ask yet (AddPartitionsToTxn v4 verification): the write is let through, as
+            # before KIP-890.
+            return ErrorCode.NONE
         return ErrorCode.INVALID_PRODUCER_ID_MAPPING

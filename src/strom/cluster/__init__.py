@@ -1,0 +1,1 @@
+"""Cluster mode: replica placement and the controller's pure state machine."""

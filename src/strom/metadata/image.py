@@ -1,0 +1,187 @@
+"""The cluster metadata image: what every broker knows about the cluster at one revision.
+
+A ``ClusterImage`` is immutable by convention: a store builds a new one for every change it
+applies (a local write, or a batch of etcd watch events) and hands it to its listeners, so a
+reader never sees half an update. Mappings are plain dicts that nobody mutates after the
+image is built.
+
+Partition state follows KRaft's PartitionRecord (and ZooKeeper-era Kafka's LeaderAndIsr):
+replicas (preferred leader first), leader, leader epoch, ISR, and a ``partition_epoch`` that
+changes on every write, so that writers can compare-and-set on it (the etcd key's
+mod_revision; a counter in the local store). KIP-455 reassignments are carried as
+``adding`` / ``removing`` replicas, both included in ``replicas`` while they run.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+
+from strom.metadata.configs import ConfigError
+from strom.protocol.errors import ErrorCode
+
+NO_LEADER = -1
+MAX_TOPIC_NAME_LENGTH = 249
+_LEGAL_TOPIC_NAME = re.compile(r"[a-zA-Z0-9._-]+")
+INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
+
+# leader_recovery (KIP-704): RECOVERING after an unclean election until the leader has
+# written its first batch in the new epoch.
+RECOVERED = 0
+RECOVERING = 1
+
+
+def validate_topic_name(name: str | None) -> None:
+    """Kafka's Topic.validate: raises ConfigError(INVALID_TOPIC_EXCEPTION) with its wording."""
+    if not name:
+        raise ConfigError(ErrorCode.INVALID_TOPIC_EXCEPTION, "Topic name is illegal, it can't be empty")
+    if name in (".", ".."):
+        raise ConfigError(ErrorCode.INVALID_TOPIC_EXCEPTION, "Topic name cannot be \".\" or \"..\"")
+    if len(name) > MAX_TOPIC_NAME_LENGTH:
+        raise ConfigError(
+            ErrorCode.INVALID_TOPIC_EXCEPTION,
+            f"Topic name is illegal, it can't be longer than {MAX_TOPIC_NAME_LENGTH} characters, "
+            f"topic name: {name}",
+        )
+    if not _LEGAL_TOPIC_NAME.fullmatch(name):
+        raise ConfigError(
+            ErrorCode.INVALID_TOPIC_EXCEPTION,
+            f"Topic name \"{name}\" is illegal, it contains a character other than ASCII "
+            "alphanumerics, '.', '_' and '-'",
+        )
+
+
+def collision_key(name: str) -> str:
+    # Kafka refuses topics whose names differ only in '.' versus '_' (metric names collide).
+    return name.replace(".", "_")
+
+
+def new_topic_id() -> uuid.UUID:
+    """A random topic id whose base64 form does not start with '-' (Kafka's Uuid.randomUuid)."""
+    while True:
+        topic_id = uuid.uuid4()
+        if not base64.urlsafe_b64encode(topic_id.bytes).startswith(b"-"):
+            return topic_id
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerRegistration:
+    """A live broker. ``epoch`` is its broker epoch (KIP-380): the etcd create_revision of
+    its registration, new on every registration; 0 on a single node."""
+
+    node_id: int
+    host: str
+    port: int
+    rack: str | None = None
+    epoch: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionState:
+    replicas: tuple[int, ...]  # assigned replicas, preferred leader first
+    leader: int  # NO_LEADER (-1) while offline
+    leader_epoch: int
+    isr: tuple[int, ...]  # never empty once set: the last ISR is kept while offline
+    partition_epoch: int = 0  # changes on every write; writers compare-and-set on it
+    leader_recovery: int = RECOVERED
+    adding: tuple[int, ...] = ()  # KIP-455: replicas being added by a reassignment
+    removing: tuple[int, ...] = ()  # ... and being removed once the new ones are in sync
+
+    @property
+    def target_replicas(self) -> tuple[int, ...]:
+        """Where a running reassignment goes (the replicas otherwise)."""
+        return tuple(r for r in self.replicas if r not in self.removing)
+
+    @property
+    def reassigning(self) -> bool:
+        return bool(self.adding or self.removing)
+
+    def to_json(self) -> dict[str, object]:
+        doc: dict[str, object] = {
+            "replicas": list(self.replicas),
+            "leader": self.leader,
+            "leader_epoch": self.leader_epoch,
+            "isr": list(self.isr),
+            "leader_recovery": self.leader_recovery,
+        }
+        if self.adding or self.removing:
+            doc.update(adding=list(self.adding), removing=list(self.removing))
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, object], partition_epoch: int) -> PartitionState:
+        def ints(name: str) -> tuple[int, ...]:
+            return tuple(int(x) for x in doc.get(name, ()))  # type: ignore[union-attr]
+
+        return cls(
+            replicas=ints("replicas"),
+            leader=int(doc["leader"]),  # type: ignore[arg-type]
+            leader_epoch=int(doc["leader_epoch"]),  # type: ignore[arg-type]
+            isr=ints("isr"),
+            partition_epoch=partition_epoch,
+            leader_recovery=int(doc.get("leader_recovery", RECOVERED)),  # type: ignore[arg-type]
+            adding=ints("adding"),
+            removing=ints("removing"),
+        )
+
+
+def initial_state(replicas: Iterable[int], live: Iterable[int]) -> PartitionState:
+    """A new partition: the first live replica leads at epoch 0, the live replicas are the
+    ISR (CLUSTER.md, "The controller" 3). With no live replica it starts offline with every
+    replica in the ISR: they are all empty, so any of them may lead without loss."""
+    replicas = tuple(replicas)
+    alive = set(live)
+    isr = tuple(r for r in replicas if r in alive)
+    if not isr:
+        return PartitionState(replicas, NO_LEADER, 0, replicas)
+    return PartitionState(replicas, isr[0], 0, isr)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicMetadata:
+    name: str
+    topic_id: uuid.UUID
+    partitions: int
+    configs: Mapping[str, str] = field(default_factory=dict)  # topic-level overrides
+
+    @property
+    def internal(self) -> bool:
+        return self.name in INTERNAL_TOPICS
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterImage:
+    """Fields (all read-only once built):
+
+    ``brokers``: the live (registered) brokers by node id. ``controller_id``: the broker
+    holding the controller lease (-1: none), ``controller_epoch`` its lease key's
+    create_revision. ``topics`` by name; ``partitions`` by (topic name, index), present for
+    every partition of every topic. ``revision``: the store revision the image reflects."""
+
+    cluster_id: str = ""
+    brokers: Mapping[int, BrokerRegistration] = field(default_factory=dict)
+    controller_id: int = -1
+    controller_epoch: int = 0
+    topics: Mapping[str, TopicMetadata] = field(default_factory=dict)
+    partitions: Mapping[tuple[str, int], PartitionState] = field(default_factory=dict)
+    broker_configs: Mapping[str, str] = field(default_factory=dict)
+    node_configs: Mapping[int, Mapping[str, str]] = field(default_factory=dict)
+    revision: int = 0
+
+    def partition(self, topic: str, partition: int) -> PartitionState | None:
+        return self.partitions.get((topic, partition))
+
+    def topic_by_id(self, topic_id: uuid.UUID | None) -> TopicMetadata | None:
+        for topic in self.topics.values():
+            if topic.topic_id == topic_id:
+                return topic
+        return None
+
+    def live(self, node_id: int) -> bool:
+        return node_id in self.brokers
+
+    def with_changes(self, **changes: object) -> ClusterImage:
+        return replace(self, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,226 @@
+"""Follower fetchers: one task per leader broker copies that leader's partitions here.
+
+Each fetcher sends Kafka's follower Fetch (v12: ``replica_id`` is this broker, every partition
+carries its ``current_leader_epoch`` and ``last_fetched_epoch``) for all the partitions this
+broker follows on that leader, long-polling ``replica.fetch.wait.max.ms``. For each partition
+of the answer (CLUSTER.md, "Follower"):
+
+- records: the whole batches are appended verbatim (offsets and leader epochs as the leader
+  wrote them), then the high watermark becomes min(leader's, own log end), checkpointed with
+  the others;
+- ``DivergingEpoch``: truncate where the logs part (strom.replication.follower), fetch again;
+- OFFSET_OUT_OF_RANGE below the leader's log start: start over empty at the leader's log start;
+- NOT_LEADER_OR_FOLLOWER / FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH: the metadata image will
+  say who leads; the partition waits for it (the replica manager moves it between fetchers).
+
+A failed connection is retried after ``replica.fetch.backoff.ms``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from strom.client.connection import BrokerConnection
+from strom.handlers.context import BrokerContext
+from strom.log.partition import OffsetOutOfRange
+from strom.metadata.image import ClusterImage
+from strom.protocol.api import ApiKey
+from strom.protocol.errors import ErrorCode
+from strom.protocol.records import CorruptRecord, fetched_batches
+from strom.replication.follower import truncation_offset
+from strom.server.replicas import FetcherRegistry, Replica
+
+log = logging.getLogger(__name__)
+
+FETCH_VERSION = 12  # flexible, LastFetchedEpoch / DivergingEpoch, topics by name
+NO_EPOCH = -1
+
+
+class LeaderFetcher:
+    """Replicates the partitions led by one broker. ``partitions`` is changed by the
+    registry on the event loop; the loop re-reads it before every request."""
+
+    def __init__(self, ctx: BrokerContext, leader_id: int) -> None:
+        self.ctx = ctx
+        self.leader_id = leader_id
+        self.partitions: dict[tuple[str, int], Replica] = {}
+        self.address: tuple[str, int] | None = None
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._connection: BrokerConnection | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._close()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def set_address(self, address: tuple[str, int] | None) -> None:
+        if address != self.address:
+            self.address = address
+            self._close()  # a re-registered leader: connect afresh
+            self._wake.set()
+
+    def _close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    async def _run(self) -> None:
+        config = self.ctx.config
+        backoff_s = config.replica_fetch_backoff_ms / 1000
+        while True:
+            if not self.partitions or self.address is None:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            try:
+                if self._connection is None or self._connection.closed:
+                    self._connection = await BrokerConnection.open(*self.address, client_id=f"strom-replica-{config.node_id}")
+                request = self._request()
+                timeout_s = config.replica_fetch_wait_max_ms / 1000 + 30
+                response = await self._connection.request(ApiKey.FETCH, FETCH_VERSION, request, timeout_s=timeout_s)
+                if self._handle(response):
+                    await self._sleep(backoff_s)
+            except asyncio.CancelledError:
+                raise
+            except (OSError, TimeoutError, ConnectionError) as exc:
+                log.debug("fetch from broker %d failed: %s", self.leader_id, exc)
+                self._close()
+                await self._sleep(backoff_s)
+            except Exception:
+                log.exception("fetcher for broker %d failed", self.leader_id)
+                self._close()
+                await self._sleep(backoff_s)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Back off, but wake early when the partitions or the leader's address change."""
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    def _request(self) -> dict[str, Any]:
+        config = self.ctx.config
+        topics: dict[str, list[dict[str, Any]]] = {}
+        for (topic, partition), replica in self.partitions.items():
+            partition_log = replica.log
+            topics.setdefault(topic, []).append({
+                "partition": partition,
+                "current_leader_epoch": replica.state.leader_epoch,
+                "fetch_offset": partition_log.log_end_offset,
+                "last_fetched_epoch": partition_log.epochs.latest_epoch,
+                "log_start_offset": partition_log.log_start_offset,
+                "partition_max_bytes": config.replica_fetch_max_bytes,
+            })
+        return {
+            "replica_id": config.node_id,
+            "max_wait": config.replica_fetch_wait_max_ms,
+            "min_bytes": 1,
+            "max_bytes": config.replica_fetch_response_max_bytes,
+            "isolation_level": 0,
+            "session_id": 0,
+            "session_epoch": -1,
+            "topics": [{"topic": t, "partitions": ps} for t, ps in topics.items()],
+            "forgotten_topics_data": [],
+            "rack_id": config.broker_rack or "",
+        }
+
+    def _handle(self, response: Any) -> bool:
+        """Apply a fetch response; True when the fetcher should back off (errors only)."""
+        if response.error_code:
+            log.warning("fetch from broker %d: error %d", self.leader_id, response.error_code)
+            return True
+        back_off = False
+        now_ms = self.ctx.now_ms()
+        for topic in response.responses:
+            for data in topic.partitions:
+                replica = self.partitions.get((topic.topic, data.partition_index))
+                if replica is None:
+                    continue  # moved elsewhere while the fetch was out
+                try:
+                    back_off |= self._apply(replica, data, now_ms)
+                except (CorruptRecord, OffsetOutOfRange, ValueError) as exc:
+                    log.warning("%s: cannot apply fetched data: %s", replica.log.name, exc)
+                    back_off = True
+        return back_off
+
+    def _apply(self, replica: Replica, data: Any, now_ms: int) -> bool:
+        partition_log = replica.log
+        error = data.error_code
+        if error == ErrorCode.OFFSET_OUT_OF_RANGE:
+            if partition_log.log_end_offset < data.log_start_offset:
+                log.info("%s: behind the leader's log start %d: starting over there", partition_log.name, data.log_start_offset)
+                partition_log.reset_to(data.log_start_offset)
+                return False
+            return True
+        if error:
+            return True
+        diverging = data.diverging_epoch
+        if diverging is not None and diverging.epoch >= 0 and diverging.end_offset >= 0:
+            cut = truncation_offset(partition_log.epochs, partition_log.log_end_offset, diverging.epoch, diverging.end_offset)
+            cut = max(cut, partition_log.log_start_offset)
+            log.info(
+                "%s: diverges from the leader at epoch %d (ends at %d there): truncating %d -> %d",
+                partition_log.name, diverging.epoch, diverging.end_offset, partition_log.log_end_offset, cut,
+            )
+            partition_log.truncate_to(cut)
+            return False
+        records = data.records
+        if records:
+            view, headers = fetched_batches(records)
+            if headers:
+                if headers[0].base_offset < partition_log.log_end_offset:  # an answer to an older request
+                    return False
+                partition_log.append_batches(view, headers, now_ms)
+        partition_log.update_high_watermark(min(data.high_watermark, partition_log.log_end_offset))
+        return False
+
+
+class ReplicaFetchers(FetcherRegistry):
+    """One LeaderFetcher per leader broker this broker follows partitions of."""
+
+    def __init__(self, ctx: BrokerContext) -> None:
+        self.ctx = ctx
+        self.fetchers: dict[int, LeaderFetcher] = {}
+        self._owner: dict[tuple[str, int], int] = {}
+
+    def add(self, key: tuple[str, int], replica: Replica, leader: int) -> None:
+        if self._owner.get(key) not in (None, leader):
+            self.remove(key)
+        fetcher = self.fetchers.get(leader)
+        if fetcher is None:
+            fetcher = self.fetchers[leader] = LeaderFetcher(self.ctx, leader)
+            fetcher.set_address(self._address(self.ctx.metadata.image, leader))
+            fetcher.start()
+        fetcher.partitions[key] = replica
+        self._owner[key] = leader
+        fetcher.wake()
+
+    def remove(self, key: tuple[str, int]) -> None:
+        leader = self._owner.pop(key, None)
+        if leader is not None:
+            self.fetchers[leader].partitions.pop(key, None)
+
+    def brokers_changed(self, image: ClusterImage) -> None:
+        for leader, fetcher in self.fetchers.items():
+            fetcher.set_address(self._address(image, leader))
+
+    @staticmethod
+    def _address(image: ClusterImage, node_id: int) -> tuple[str, int] | None:
+        broker = image.brokers.get(node_id)
+        return None if broker is None else (broker.host, broker.port)
+
+    async def stop(self) -> None:
+        for fetcher in self.fetchers.values():
+            await fetcher.stop()
+        self.fetchers.clear()
