@@ -17,6 +17,7 @@ _MODULES = (
     "groups",
     "offsets",
     "transactions",
+    "txn_markers",
 )
 
 

@@ -104,6 +104,10 @@ class GroupRuntime(Protocol):
         """Read every loaded shard; the error is COORDINATOR_LOAD_IN_PROGRESS if any loads."""
         ...
 
+    def complete_transaction(self, partition: int, producer_id: int, commit: bool) -> None:
+        """A transaction marker was written to ``__consumer_offsets-<partition>``."""
+        ...
+
 
 class ReplicaView(Protocol):
     """This broker's replicas as handlers see them (server.replicas implements it)."""

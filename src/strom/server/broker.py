@@ -55,6 +55,7 @@ class Broker:
         self._transactions: TransactionCoordinatorRuntime | None = None
         self._replicas: ReplicaManager | None = None
         self._fetchers: Any = None
+        self._peers: Any = None
         self._controller: ControllerRuntime | None = None
         self._producer_ids: ProducerIdBlocks | None = None
         self.metadata: MetadataStore | None = None
@@ -119,9 +120,11 @@ class Broker:
         self._transactions = ctx.transactions = TransactionCoordinatorRuntime(ctx, transaction_config(config), self._groups)
         self._transactions.start()
         if cluster:
+            from strom.client.pool import ConnectionPool
             from strom.server.replica_fetcher import ReplicaFetchers
 
             self._fetchers = ReplicaFetchers(ctx)
+            self._peers = self._transactions.peers = ConnectionPool(client_id=f"strom-broker-{config.node_id}")
         self._replicas = ctx.replicas = ReplicaManager(ctx, self._fetchers)
         self._replicas.add_leadership_listener(self._groups.leadership_changed)
         self._replicas.add_leadership_listener(self._transactions.leadership_changed)
@@ -163,6 +166,9 @@ class Broker:
         if self._fetchers is not None:
             await self._fetchers.stop()
             self._fetchers = None
+        if self._peers is not None:
+            self._peers.close_all()
+            self._peers = None
         if self._replicas is not None:
             await self._replicas.stop()
             self._replicas = None

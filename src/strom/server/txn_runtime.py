@@ -5,36 +5,42 @@ One ``TransactionCoordinator`` shard per partition of ``__transaction_state``
 transactional id), carried by the same machinery as the group coordinator
 (coordinator_runtime.CoordinatorRuntime). What is particular to transactions:
 
-- markers: a Result's TxnMarkers are written once its records are stored, synchronously, with
-  ``PartitionLog.append_control`` to every partition of the transaction (Kafka's
-  WriteTxnMarkers, which on one node is a local call). A marker in a ``__consumer_offsets``
-  partition also completes the transaction's pending offsets in the group coordinator. A
-  partition that no longer exists is skipped (as Kafka drops markers for deleted
-  partitions); a storage error is reported back and the coordinator retries. Waiting
-  fetches are woken, since the last stable offsets moved;
+- markers: a Result's TxnMarkers are written once its records are stored: with
+  ``PartitionLog.append_control`` to every partition of the transaction this broker leads,
+  and with WriteTxnMarkers (strom.client) to the leaders of the others. A marker in a
+  ``__consumer_offsets`` partition also completes the transaction's pending offsets in the
+  group coordinator. A partition that no longer exists is skipped (as Kafka drops markers for
+  deleted partitions); other failures are reported back and the coordinator retries. On a
+  single node all of it is synchronous; in a cluster the coordinator hears
+  ``markers_written`` once every marker is on its partition's in-sync replicas;
 - ``verify``: the produce path asks whether a transactional batch belongs to its producer's
   open transaction (KIP-890 part 1 verification), across the shards.
 
 The coordinator epoch written into markers is the ``__transaction_state`` partition's leader
 epoch (0 on one node).
+
+Not done: KIP-890 verification against a coordinator on another broker (AddPartitionsToTxn
+v4 verify-only): such writes are let through, as before KIP-890.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
 
-from strom.coordinator.records import OFFSETS_TOPIC
+from strom.client.pool import ConnectionPool
 from strom.coordinator.shard import TxnMarker
 from strom.coordinator.transactions import TransactionConfig, TransactionCoordinator
 from strom.coordinator.txn_records import TRANSACTION_STATE_TOPIC
 from strom.coordinator.txn_records import deserialize as deserialize_txn_record
 from strom.coordinator.txn_records import serialize as serialize_txn_record
 from strom.handlers.context import BrokerContext
+from strom.handlers.txn_markers import MARKER_TIMEOUT_MS, append_marker, committed
 from strom.log.partition import PartitionLog
-from strom.log.producer_state import ProducerStateError
 from strom.metadata.broker_config import BrokerConfig
+from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
 from strom.server.coordinator_runtime import (
     CoordinatorRuntime,
@@ -44,6 +50,12 @@ from strom.server.coordinator_runtime import (
 )
 
 log = logging.getLogger(__name__)
+
+
+def _dropped(error: int) -> bool:
+    """Markers Kafka gives up on: the partition is gone, or the producer has moved on there
+    (the transaction is long over)."""
+    return error in (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, ErrorCode.INVALID_PRODUCER_EPOCH)
 
 
 def transaction_config(config: BrokerConfig) -> TransactionConfig:
@@ -71,6 +83,8 @@ class TransactionCoordinatorRuntime(CoordinatorRuntime[TransactionCoordinator]):
         super().__init__(ctx, clock)
         self.config = config
         self.groups = groups
+        self.peers: ConnectionPool | None = None  # other brokers, for WriteTxnMarkers (cluster mode)
+        self._marker_tasks: set[asyncio.Task[None]] = set()
 
     def _num_partitions(self) -> int:
         return self.ctx.config.transaction_state_log_num_partitions
@@ -99,35 +113,84 @@ class TransactionCoordinatorRuntime(CoordinatorRuntime[TransactionCoordinator]):
     # --- markers -----------------------------------------------------------------------------
 
     def _write_markers(self, shard: RuntimeShard[TransactionCoordinator], markers: tuple[TxnMarker, ...]) -> None:
+        """Write each marker where this broker leads the partition, and send WriteTxnMarkers
+        to the leaders of the others. On a single node everything is local and done at once;
+        otherwise the coordinator hears ``markers_written`` once every marker is on its
+        partition's in-sync replicas (or failed, and is retried on its timer)."""
         for marker in markers:
-            failed = frozenset(tp for tp in sorted(marker.partitions) if not self._write_marker(marker, *tp))
-            self.ctx.appends.notify()
-            result = shard.coordinator.markers_written(
-                marker.transactional_id, marker.producer_id, marker.producer_epoch, failed, self._clock()
-            )
-            self._carry_out(shard, result)
+            failed: set[tuple[str, int]] = set()
+            waits: list[tuple[str, int, int]] = []  # local markers still to be replicated
+            remote: dict[int, list[tuple[str, int]]] = {}
+            for topic, partition in sorted(marker.partitions):
+                error, next_offset = append_marker(
+                    self.ctx, topic, partition, marker.producer_id, marker.producer_epoch,
+                    marker.coordinator_epoch, marker.commit,
+                )
+                if error == ErrorCode.NOT_LEADER_OR_FOLLOWER:
+                    state = self.ctx.partition_state(topic, partition)
+                    remote.setdefault(state.leader if state is not None else -1, []).append((topic, partition))
+                elif error in (ErrorCode.NONE,):
+                    partition_log = self.ctx.partition_log(topic, partition)
+                    if partition_log is not None and partition_log.high_watermark < next_offset:
+                        waits.append((topic, partition, next_offset))
+                elif not _dropped(error):
+                    failed.add((topic, partition))
+            if not waits and not remote:
+                self._markers_done(shard, marker, failed)
+            else:
+                assert self._loop is not None
+                task = self._loop.create_task(self._complete_markers(shard, marker, failed, waits, remote))
+                self._marker_tasks.add(task)
+                task.add_done_callback(self._marker_tasks.discard)
 
-    def _write_marker(self, marker: TxnMarker, topic: str, partition: int) -> bool:
-        """Write one marker; False when it must be retried."""
-        partition_log = self.ctx.partition_log(topic, partition)
-        if partition_log is None:
-            log.info("transaction %s: %s-%d no longer exists, no marker", marker.transactional_id, topic, partition)
-            return True
+    def _markers_done(self, shard: RuntimeShard[TransactionCoordinator], marker: TxnMarker, failed: set[tuple[str, int]]) -> None:
+        if self._shards.get(shard.partition) is not shard or shard.state is not ShardState.ACTIVE:
+            return  # unloaded meanwhile: the next coordinator completes the transaction
+        result = shard.coordinator.markers_written(
+            marker.transactional_id, marker.producer_id, marker.producer_epoch, frozenset(failed), self._clock()
+        )
+        self._carry_out(shard, result)
+
+    async def _complete_markers(
+        self,
+        shard: RuntimeShard[TransactionCoordinator],
+        marker: TxnMarker,
+        failed: set[tuple[str, int]],
+        waits: list[tuple[str, int, int]],
+        remote: dict[int, list[tuple[str, int]]],
+    ) -> None:
+        local = asyncio.gather(*(committed(self.ctx, topic, p, offset) for topic, p, offset in waits))
+        sent = asyncio.gather(*(self._send_markers(marker, leader, tps) for leader, tps in remote.items()))
+        local_errors, remote_failed = await asyncio.gather(local, sent)
+        failed.update((topic, p) for (topic, p, _), error in zip(waits, local_errors, strict=True) if error)
+        for tps in remote_failed:
+            failed.update(tps)
+        self._markers_done(shard, marker, failed)
+
+    async def _send_markers(self, marker: TxnMarker, leader: int, partitions: list[tuple[str, int]]) -> list[tuple[str, int]]:
+        """WriteTxnMarkers to another leader; returns the partitions to retry."""
+        node = self.ctx.node_by_id(leader)
+        if node is None or self.peers is None:
+            return partitions
+        topics: dict[str, list[int]] = {}
+        for topic, p in partitions:
+            topics.setdefault(topic, []).append(p)
+        body = {"markers": [{
+            "producer_id": marker.producer_id, "producer_epoch": marker.producer_epoch,
+            "transaction_result": marker.commit, "coordinator_epoch": marker.coordinator_epoch,
+            "topics": [{"name": t, "partition_indexes": ps} for t, ps in topics.items()],
+        }]}
         try:
-            partition_log.append_control(
-                marker.producer_id, marker.producer_epoch, marker.coordinator_epoch, marker.commit, self._clock()
-            )
-        except ProducerStateError as exc:
-            # The producer moved to a newer epoch there: this transaction is long over (Kafka
-            # drops such markers too).
-            log.warning("transaction %s: marker to %s-%d refused: %s", marker.transactional_id, topic, partition, exc)
-            return True
-        except OSError:
-            log.exception("transaction %s: writing a marker to %s-%d failed", marker.transactional_id, topic, partition)
-            return False
-        if topic == OFFSETS_TOPIC and self.groups is not None:
-            self.groups.complete_transaction(partition, marker.producer_id, marker.commit)
-        return True
+            connection = await self.peers.get(node.node_id, node.host, node.port)
+            response = await connection.request(ApiKey.WRITE_TXN_MARKERS, 1, body, timeout_s=MARKER_TIMEOUT_MS / 1000 + 5)
+        except (OSError, TimeoutError, ConnectionError) as exc:
+            log.info("transaction %s: markers to broker %d not sent: %s", marker.transactional_id, leader, exc)
+            return partitions
+        retry = []
+        for answered in response.markers:
+            for topic in answered.topics:
+                retry.extend((topic.name, p.partition_index) for p in topic.partitions if p.error_code and not _dropped(p.error_code))
+        return retry
 
     # --- verification of transactional produce -----------------------------------------------
 

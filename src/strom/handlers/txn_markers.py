@@ -1,0 +1,86 @@
+"""WriteTxnMarkers (key 27), version 1: a transaction coordinator on another broker asks this
+broker, the leader of some of the transaction's partitions, to write the commit or abort
+marker there (KIP-98). Only brokers send it (strom's transaction coordinator does, through
+strom.client, for partitions it does not lead).
+
+Each marker is a control batch appended by the leader with the coordinator's epoch
+(``PartitionLog.append_control``); the answer waits until the in-sync replicas have it, so a
+marker, once acknowledged, survives a leader change (Kafka appends markers with acks=all).
+A marker in ``__consumer_offsets`` also completes the producer's pending transactional offset
+commits in the group coordinator. Per partition: NOT_LEADER_OR_FOLLOWER elsewhere,
+UNKNOWN_TOPIC_OR_PARTITION for a deleted partition (the coordinator then drops it),
+INVALID_PRODUCER_EPOCH when the producer has moved on (dropped too), KAFKA_STORAGE_ERROR.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from strom.coordinator.records import OFFSETS_TOPIC
+from strom.handlers.context import BrokerContext
+from strom.handlers.registry import Request, handles
+from strom.log.producer_state import ProducerStateError
+from strom.protocol.api import ApiKey
+from strom.protocol.errors import ErrorCode
+
+log = logging.getLogger(__name__)
+
+MARKER_TIMEOUT_MS = 30_000  # how long a marker may wait for the in-sync replicas
+
+
+def append_marker(
+    ctx: BrokerContext, topic: str, partition: int, producer_id: int, producer_epoch: int,
+    coordinator_epoch: int, commit: bool,
+) -> tuple[int, int]:
+    """Write one marker to a partition led here: (error code, offset after the marker)."""
+    partition_log, error = ctx.leader_log(topic, partition)
+    if partition_log is None:
+        return error, -1
+    try:
+        info = partition_log.append_control(producer_id, producer_epoch, coordinator_epoch, commit, ctx.now_ms())
+    except ProducerStateError as exc:
+        log.warning("marker for producer %d to %s-%d refused: %s", producer_id, topic, partition, exc)
+        return ErrorCode.INVALID_PRODUCER_EPOCH, -1
+    except OSError:
+        log.exception("writing a marker to %s-%d failed", topic, partition)
+        return ErrorCode.KAFKA_STORAGE_ERROR, -1
+    if ctx.replicas is not None:
+        ctx.replicas.appended(topic, partition)
+    if topic == OFFSETS_TOPIC and ctx.groups is not None:
+        ctx.groups.complete_transaction(partition, producer_id, commit)
+    ctx.appends.notify()
+    return ErrorCode.NONE, info.last_offset + 1
+
+
+async def committed(ctx: BrokerContext, topic: str, partition: int, next_offset: int) -> int:
+    """Wait until the in-sync replicas have everything below ``next_offset``."""
+    if ctx.replicas is None:
+        return ErrorCode.NONE
+    return await ctx.replicas.wait_for_commit(topic, partition, next_offset, MARKER_TIMEOUT_MS, 1)
+
+
+async def _write(ctx: BrokerContext, marker: Any, topic: str, partition: int) -> int:
+    error, next_offset = append_marker(
+        ctx, topic, partition, marker.producer_id, marker.producer_epoch, marker.coordinator_epoch,
+        marker.transaction_result,
+    )
+    if error:
+        return error
+    return await committed(ctx, topic, partition, next_offset)
+
+
+@handles(ApiKey.WRITE_TXN_MARKERS, 1, 1)
+async def write_txn_markers(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+    markers = []
+    for marker in request.body.markers:
+        topics = []
+        for topic in marker.topics:
+            errors = await asyncio.gather(*(_write(ctx, marker, topic.name, p) for p in topic.partition_indexes))
+            topics.append({
+                "name": topic.name,
+                "partitions": [{"partition_index": p, "error_code": e} for p, e in zip(topic.partition_indexes, errors, strict=True)],
+            })
+        markers.append({"producer_id": marker.producer_id, "topics": topics})
+    return {"markers": markers}
