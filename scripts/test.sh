@@ -32,6 +32,15 @@ if ! command -v kcat >/dev/null 2>&1; then
     fi
 fi
 
+# etcd: the metadata store of cluster mode (the cluster tests start throwaway etcd servers)
+if ! command -v etcd >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1; then
+        apt_install etcd-server
+    else
+        echo "test.sh: etcd is missing and apt-get is not available; cluster tests will fail" >&2
+    fi
+fi
+
 PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
     # Debian's python3 needs python3-venv for ensurepip

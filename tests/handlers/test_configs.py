@@ -16,7 +16,7 @@ from strom.metadata.store import LocalMetadataStore
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
 
-from .harness import call, make_ctx
+from .harness import call, create_topic, make_ctx
 
 TOPIC, BROKER, BROKER_LOGGER = 2, 4, 8
 SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
@@ -29,7 +29,7 @@ INCREMENTAL_VERSIONS = range(0, 2)
 @pytest.fixture
 def ctx(tmp_path: Path) -> BrokerContext:
     context = make_ctx(tmp_path)
-    context.create_topic("t", 2, {"segment.bytes": "1048576"})
+    create_topic(context, "t", 2, {"segment.bytes": "1048576"})
     return context
 
 

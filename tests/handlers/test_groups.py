@@ -71,7 +71,7 @@ def test_metadata_hides_internal_topics_unless_named(tmp_path: Path) -> None:
         async with running(tmp_path) as broker:
             ctx = broker.ctx
             await call(ctx, ApiKey.FIND_COORDINATOR, 3, {"key": "g", "key_type": 0})
-            ctx.create_topic("user", 1, {})
+            await ctx.create_topic("user", 1, {})
             everything = await call(ctx, ApiKey.METADATA, 12, {"topics": None, "allow_auto_topic_creation": True})
             assert [t.name for t in everything.topics] == ["user"]
             named = await call(ctx, ApiKey.METADATA, 12, {"topics": [{"name": OFFSETS_TOPIC}], "allow_auto_topic_creation": True})
@@ -214,7 +214,7 @@ def test_list_groups(tmp_path: Path, version: int) -> None:
             await _join(ctx, 3, group="live")
             await call(ctx, ApiKey.OFFSET_COMMIT, 8, {
                 "group_id": "simple", "generation_id_or_member_epoch": -1, "member_id": "", "topics": []})
-            ctx.create_topic("t", 1, {})
+            await ctx.create_topic("t", 1, {})
             await call(ctx, ApiKey.OFFSET_COMMIT, 8, {"group_id": "simple", "member_id": "", "topics": [
                 {"name": "t", "partitions": [{"partition_index": 0, "committed_offset": 1}]}]})
             listed = await call(ctx, ApiKey.LIST_GROUPS, version, {})
@@ -239,7 +239,7 @@ def test_delete_groups(tmp_path: Path, version: int) -> None:
             ctx = broker.ctx
             await call(ctx, ApiKey.FIND_COORDINATOR, 0, {"key": "g"})
             await _join(ctx, 3, group="busy")
-            ctx.create_topic("t", 1, {})
+            await ctx.create_topic("t", 1, {})
             await call(ctx, ApiKey.OFFSET_COMMIT, 8, {"group_id": "idle", "member_id": "", "topics": [
                 {"name": "t", "partitions": [{"partition_index": 0, "committed_offset": 1}]}]})
             response = await call(ctx, ApiKey.DELETE_GROUPS, version, {"groups_names": ["busy", "idle", "nope", ""]})

@@ -16,7 +16,7 @@ from .group_harness import call, run, running
 
 async def _setup(ctx: Any) -> Any:
     await call(ctx, ApiKey.FIND_COORDINATOR, 0, {"key": "g"})
-    return ctx.create_topic("t", 2, {})
+    return await ctx.create_topic("t", 2, {})
 
 
 def _commit_body(version: int, topic: Any, offsets: dict[int, int], group: str = "g", **extra: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
 from strom.protocol.records import build_batch
 
-from .harness import call, make_ctx
+from .harness import call, create_topic, make_ctx
 
 NOW = 1_700_000_000_000
 
@@ -19,8 +19,8 @@ NOW = 1_700_000_000_000
 @pytest.fixture
 def ctx(tmp_path: Path) -> BrokerContext:
     context = make_ctx(tmp_path)
-    context.create_topic("t", 1, {})
-    context.create_topic("__consumer_offsets", 1, {"cleanup.policy": "compact"})
+    create_topic(context, "t", 1)
+    create_topic(context, "__consumer_offsets", 1, {"cleanup.policy": "compact"})
     return context
 
 

@@ -97,7 +97,7 @@ def test_commit_and_abort_through_fetch_and_list_offsets(workdir) -> None:
     async def main() -> None:
         async with running(workdir, **SETTINGS) as broker:
             ctx = broker.ctx
-            ctx.create_topic("t", 1, {})
+            await ctx.create_topic("t", 1, {})
             started = await init(ctx, "tx")
             pid, epoch = started.producer_id, started.producer_epoch
             assert (started.error_code, epoch) == (ErrorCode.NONE, 0)
@@ -133,7 +133,7 @@ def test_errors_by_version(workdir) -> None:
     async def main() -> None:
         async with running(workdir, **SETTINGS) as broker:
             ctx = broker.ctx
-            ctx.create_topic("t", 2, {})
+            await ctx.create_topic("t", 2, {})
             first = await init(ctx, "tx")
             await init(ctx, "tx")  # fences epoch 0
             pid = first.producer_id
@@ -156,7 +156,7 @@ def test_send_offsets_to_transaction_and_require_stable(workdir) -> None:
     async def main() -> None:
         async with running(workdir, **SETTINGS) as broker:
             ctx = broker.ctx
-            ctx.create_topic("in", 2, {})
+            await ctx.create_topic("in", 2, {})
             started = await init(ctx, "tx")
             pid, epoch = started.producer_id, started.producer_epoch
             commit = {"transactional_id": "tx", "group_id": "g", "producer_id": pid, "producer_epoch": epoch,
@@ -195,7 +195,7 @@ def test_list_transactions_and_describe_producers(workdir) -> None:
     async def main() -> None:
         async with running(workdir, **SETTINGS) as broker:
             ctx = broker.ctx
-            ctx.create_topic("t", 1, {})
+            await ctx.create_topic("t", 1, {})
             ongoing = await init(ctx, "a")
             await init(ctx, "b")
             await add(ctx, "a", ongoing.producer_id, 0, {"t": [0]})
@@ -226,11 +226,12 @@ def test_a_restart_keeps_open_transactions_and_pending_offsets(workdir) -> None:
     async def main() -> None:
         async with running(workdir, **SETTINGS) as broker:
             ctx = broker.ctx
-            ctx.create_topic("t", 1, {})
+            await ctx.create_topic("t", 1, {})
             started = await init(ctx, "tx")
             pid = started.producer_id
             await add(ctx, "tx", pid, 0, {"t": [0]})
             await call(ctx, ApiKey.ADD_OFFSETS_TO_TXN, 0, {"transactional_id": "tx", "producer_id": pid, "producer_epoch": 0, "group_id": "g"})
+            await call(ctx, ApiKey.FIND_COORDINATOR, 0, {"key": "g"})  # as clients do before TxnOffsetCommit
             await produce(ctx, "t", pid, 0, 0, b"v")
             await call(ctx, ApiKey.TXN_OFFSET_COMMIT, 0, {"transactional_id": "tx", "group_id": "g", "producer_id": pid, "producer_epoch": 0,
                                                           "topics": [{"name": "t", "partitions": [{"partition_index": 0, "committed_offset": 1, "committed_metadata": ""}]}]})

@@ -72,12 +72,21 @@ def test_a_started_store_knows_itself(new_store: Factory) -> None:
 def test_create_and_read_topics(new_store: Factory) -> None:
     async def test(store: MetadataStore) -> None:
         orders = await store.create_topic("orders", [[0]] * 3, {"cleanup.policy": "compact"})
-        assert (orders.name, orders.partitions, dict(orders.configs)) == ("orders", 3, {"cleanup.policy": "compact"})
+        assert (orders.name, orders.partitions, dict(orders.configs)) == (
+            "orders",
+            3,
+            {"cleanup.policy": "compact"},
+        )
         assert store.topic("orders") == orders and list(store.topics()) == ["orders"]
         for p in range(3):
             state = store.image.partition("orders", p)
             assert state is not None
-            assert (state.replicas, state.leader, state.leader_epoch, state.isr) == ((0,), 0, 0, (0,))
+            assert (state.replicas, state.leader, state.leader_epoch, state.isr) == (
+                (0,),
+                0,
+                0,
+                (0,),
+            )
         assert store.image.partition("orders", 3) is None
         assert store.image.topic_by_id(orders.topic_id) == orders
 
@@ -131,7 +140,11 @@ def test_create_partitions(new_store: Factory) -> None:
     async def test(store: MetadataStore) -> None:
         created = await store.create_topic("t", [[0]] * 2, {"retention.ms": "10"})
         grown = await store.create_partitions("t", [[0]] * 3)
-        assert (grown.partitions, grown.topic_id, dict(grown.configs)) == (5, created.topic_id, {"retention.ms": "10"})
+        assert (grown.partitions, grown.topic_id, dict(grown.configs)) == (
+            5,
+            created.topic_id,
+            {"retention.ms": "10"},
+        )
         assert store.topic("t") == grown
         assert all(store.image.partition("t", p) is not None for p in range(5))
         assert store.image.partition("t", 4).leader == 0
@@ -143,12 +156,16 @@ def test_create_partitions(new_store: Factory) -> None:
 def test_topic_configs(new_store: Factory) -> None:
     async def test(store: MetadataStore) -> None:
         await store.create_topic("t", [[0]], {"retention.ms": "10"})
-        updated = await store.set_topic_configs("t", {"cleanup.policy": "compact", "segment.ms": "5"})
+        updated = await store.set_topic_configs(
+            "t", {"cleanup.policy": "compact", "segment.ms": "5"}
+        )
         assert dict(updated.configs) == {"cleanup.policy": "compact", "segment.ms": "5"}
         assert store.topic("t") == updated
         cleared = await store.set_topic_configs("t", {})
         assert dict(cleared.configs) == {} and dict(store.topic("t").configs) == {}
-        await rejects(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, store.set_topic_configs("nope", {"a": "b"}))
+        await rejects(
+            ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, store.set_topic_configs("nope", {"a": "b"})
+        )
 
     with_store(new_store, test)
 
@@ -173,7 +190,9 @@ def test_alter_partition_is_compare_and_set(new_store: Factory) -> None:
     async def test(store: MetadataStore) -> None:
         await store.create_topic("t", [[0]] * 2, {})
         read = store.image.partition("t", 1)
-        moved = PartitionState(read.replicas, 0, read.leader_epoch + 1, read.isr, read.partition_epoch)
+        moved = PartitionState(
+            read.replicas, 0, read.leader_epoch + 1, read.isr, read.partition_epoch
+        )
         stored = await store.alter_partition("t", 1, moved)
         assert stored is not None and stored.partition_epoch > read.partition_epoch
         assert stored.leader_epoch == 1 and store.image.partition("t", 1) == stored
@@ -251,7 +270,9 @@ def test_a_reopened_store_sees_everything(new_store: Factory) -> None:
         await store.set_broker_configs(None, {"log.retention.ms": "5000"})
         await store.set_broker_configs(0, {"log.cleaner.backoff.ms": "100"})
         read = store.image.partition("orders", 2)
-        altered = await store.alter_partition("orders", 2, PartitionState((0,), 0, 4, (0,), read.partition_epoch))
+        altered = await store.alter_partition(
+            "orders", 2, PartitionState((0,), 0, 4, (0,), read.partition_epoch)
+        )
         first = await store.allocate_producer_ids(100)
         cluster_id = store.cluster_id
         await store.close()

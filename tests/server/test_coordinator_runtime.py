@@ -55,7 +55,7 @@ def test_records_land_in_the_groups_partition(tmp_path: Path) -> None:
         async with running(tmp_path) as broker:
             ctx = broker.ctx
             member = await _stable_member(ctx)
-            ctx.create_topic("t", 1, {})
+            await ctx.create_topic("t", 1, {})
             await call(ctx, ApiKey.OFFSET_COMMIT, 3, {"group_id": "g", "generation_id_or_member_epoch": 1, "member_id": member,
                                                        "topics": [{"name": "t", "partitions": [{"partition_index": 0, "committed_offset": 9}]}]})
             records = _records(ctx, "g")
@@ -71,7 +71,7 @@ def test_restart_loads_groups_and_offsets_in_the_background(tmp_path: Path) -> N
         async with running(tmp_path) as broker:
             ctx = broker.ctx
             member = await _stable_member(ctx, session_ms=300)
-            ctx.create_topic("t", 1, {})
+            await ctx.create_topic("t", 1, {})
             await call(ctx, ApiKey.OFFSET_COMMIT, 8, {"group_id": "g", "generation_id_or_member_epoch": 1, "member_id": member,
                                                        "topics": [{"name": "t", "partitions": [{"partition_index": 0, "committed_offset": 42}]}]})
         async with running(tmp_path) as broker:
@@ -135,7 +135,7 @@ def test_deleted_offsets_topic_is_recreated_on_find_coordinator(tmp_path: Path) 
         async with running(tmp_path) as broker:
             ctx = broker.ctx
             await _stable_member(ctx)
-            ctx.delete_topic(OFFSETS_TOPIC)
+            await ctx.metadata.delete_topic(OFFSETS_TOPIC)
             fetch = {"groups": [{"group_id": "g", "topics": None}]}
             assert (await call(ctx, ApiKey.OFFSET_FETCH, 8, fetch)).groups[0].error_code == ErrorCode.NOT_COORDINATOR
             await call(ctx, ApiKey.FIND_COORDINATOR, 0, {"key": "g"})

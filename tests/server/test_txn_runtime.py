@@ -62,10 +62,10 @@ def test_markers_skip_deleted_partitions(tmp_path: Path) -> None:
     async def main() -> None:
         async with running(tmp_path, **SETTINGS) as broker:
             ctx = broker.ctx
-            ctx.create_topic("kept", 1, {})
-            ctx.create_topic("doomed", 1, {})
+            await ctx.create_topic("kept", 1, {})
+            await ctx.create_topic("doomed", 1, {})
             pid, epoch = await begin(ctx, {"kept": [0], "doomed": [0]})
-            ctx.delete_topic("doomed")
+            await ctx.metadata.delete_topic("doomed")
             assert await end(ctx, pid, epoch, commit=True) == ErrorCode.NONE
             assert markers(ctx.partition_log("kept", 0)) == [0]
             assert states(ctx)[-2:] == ["PrepareCommit", "CompleteCommit"]
@@ -77,7 +77,7 @@ def test_a_failed_marker_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     async def main() -> None:
         async with running(tmp_path, **SETTINGS) as broker:
             ctx = broker.ctx
-            ctx.create_topic("t", 1, {})
+            await ctx.create_topic("t", 1, {})
             pid, epoch = await begin(ctx, {"t": [0]})
             real = PartitionLog.append_control
             failures = iter([OSError("disk"), None])
@@ -104,7 +104,7 @@ def test_the_timeout_check_runs_on_timers(tmp_path: Path) -> None:
     async def main() -> None:
         async with running(tmp_path, **SETTINGS) as broker:
             ctx = broker.ctx
-            ctx.create_topic("t", 1, {})
+            await ctx.create_topic("t", 1, {})
             pid, epoch = await begin(ctx, {"t": [0]}, timeout_ms=100)
             await asyncio.sleep(0.4)
             assert states(ctx)[-2:] == ["PrepareAbort", "CompleteAbort"]
@@ -118,7 +118,7 @@ def test_verification_waits_while_the_coordinator_loads(tmp_path: Path) -> None:
     async def main() -> None:
         async with running(tmp_path, **SETTINGS) as broker:
             ctx = broker.ctx
-            ctx.create_topic("t", 1, {})
+            await ctx.create_topic("t", 1, {})
             pid, epoch = await begin(ctx, {"t": [0]})
             assert ctx.transactions.verify(pid, epoch, "t", 0) == ErrorCode.NONE
         async with running(tmp_path, **SETTINGS) as broker:

@@ -82,13 +82,13 @@ def _stopping(signum: int, frame: Any) -> None:
 
 
 @cluster.command()
-@click.option("-n", "--brokers", "count", type=click.IntRange(min=1), default=3, show_default=True,
-              help="How many brokers.")
+@click.option("-n", "--brokers", "count", type=click.IntRange(min=1), default=3,
+              show_default=True, metavar="N", help="How many brokers.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Keep the data here (DIR/etcd, DIR/broker-<id>); starting again on the same "
                    "directory brings the same cluster back. Default: a temporary directory.")
 @click.option("--base-port", type=click.IntRange(min=1, max=65535), metavar="PORT",
-              help="Broker i listens on PORT+i. Default: free ports.")
+              help="Broker i listens on PORT+i. Default: free ports (kept in DIR with --data-dir).")
 @click.option("--rack-count", type=click.IntRange(min=1), metavar="K",
               help="Spread the brokers over K racks (rack-0, rack-1, ...) round-robin.")
 @click.option("--etcd", "etcd_endpoints", metavar="URL[,URL...]",
@@ -97,10 +97,11 @@ def _stopping(signum: int, frame: Any) -> None:
               help="A Kafka-named broker setting for every broker, e.g. -o min.insync.replicas=2.")
 @click.option("--startup-timeout", type=click.FloatRange(min=1), default=60, show_default=True,
               metavar="SECONDS", help="How long to wait for the cluster to form.")
+@click.option("--supervised", is_flag=True, hidden=True)
 @output_option(help="Print the addresses as a table for people or JSON for scripts.")
 def up(count: int, data_dir: Path | None, base_port: int | None, rack_count: int | None,
        etcd_endpoints: str | None, settings: tuple[str, ...], startup_timeout: float,
-       output: str) -> None:
+       supervised: bool, output: str) -> None:
     """Start a local cluster: a throwaway etcd and N brokers, until Ctrl-C.
 
     \b
@@ -108,13 +109,54 @@ def up(count: int, data_dir: Path | None, base_port: int | None, rack_count: int
       strom cluster up --brokers 3 --data-dir ./cluster --base-port 19092
     Needs the etcd binary on PATH (Debian: apt-get install etcd-server).
     """
-    from strom.cluster.etcd_server import EtcdNotFound
-    from strom.testing.cluster import Cluster
-
     if base_port is not None and base_port + count - 1 > 65535:
         raise click.BadParameter(f"{count} brokers from port {base_port} go past 65535",
                                  param_hint="--base-port")
     config = parse_key_values(settings, "--set")
+    if not supervised:
+        # The cluster runs in a child in a session of its own: a Ctrl-C at the terminal goes to
+        # the whole foreground process group, and would stop etcd while the brokers still need
+        # it (they could not give up their registrations, and the next start on the same data
+        # would wait out their leases). This process only passes the signal on.
+        args = ["cluster", "up", "--supervised", "--brokers", str(count),
+                "--startup-timeout", str(startup_timeout), "--output", output]
+        for flag, value in (("--data-dir", data_dir), ("--base-port", base_port),
+                            ("--rack-count", rack_count), ("--etcd", etcd_endpoints)):
+            if value is not None:
+                args += [flag, str(value)]
+        for key, value in config.items():
+            args += ["--set", f"{key}={value}"]
+        sys.exit(_supervise(args))
+    _run_cluster(count, data_dir, base_port, rack_count, etcd_endpoints, config, startup_timeout,
+                 output)
+
+
+def _supervise(args: list[str]) -> int:
+    """Run ``strom <args>`` in a new session, forward SIGINT / SIGTERM to it as SIGTERM, and
+    return its exit code."""
+    import subprocess
+
+    from strom.embedded import _die_with_parent
+
+    child = subprocess.Popen(
+        [sys.executable, "-m", "strom", *args], stdin=subprocess.DEVNULL, start_new_session=True,
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+    )
+
+    def forward(signum: int, frame: Any) -> None:
+        child.terminate()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, forward)
+    return child.wait()  # retried after each handler (PEP 475)
+
+
+def _run_cluster(count: int, data_dir: Path | None, base_port: int | None, rack_count: int | None,
+                 etcd_endpoints: str | None, config: dict[str, str], startup_timeout: float,
+                 output: str) -> None:
+    from strom.cluster.etcd_server import EtcdNotFound
+    from strom.testing.cluster import Cluster
+
     racks = [f"rack-{i}" for i in range(rack_count)] if rack_count else None
     try:
         harness = Cluster(count, data_dir=data_dir, config=config, racks=racks,
@@ -122,12 +164,12 @@ def up(count: int, data_dir: Path | None, base_port: int | None, rack_count: int
                           base_port=base_port)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    # Ctrl-C and SIGTERM stop the cluster at any point, start-up included (Cluster.start
+    # SIGINT and SIGTERM stop the cluster at any point, start-up included (Cluster.start
     # stops what it started when interrupted).
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _interrupt)
-    note(f"Starting {'etcd and ' if etcd_endpoints is None else ''}{count} "
-         f"broker{'s' if count > 1 else ''}...")
+    etcd = "etcd and " if etcd_endpoints is None else ""
+    note(f"Starting {etcd}{count} broker{'s' if count > 1 else ''}...")
     try:
         harness.start()
     except KeyboardInterrupt:

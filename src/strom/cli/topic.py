@@ -31,7 +31,9 @@ def topic() -> None:
 @topic.command()
 @click.argument("names", nargs=-1, required=True, metavar="TOPIC...")
 @click.option("-p", "--partitions", type=click.IntRange(min=1), help="Partitions (default: the broker's num.partitions).")
-@click.option("-r", "--replicas", type=click.IntRange(min=1), help="Replication factor (default: the broker's default.replication.factor).")
+@click.option("-r", "--replication-factor", "--replicas", "replicas", type=click.IntRange(min=1),
+              metavar="N",
+              help="Replicas of each partition (default: the broker's default.replication.factor).")
 @click.option("-c", "--config", "configs", multiple=True, metavar="KEY=VALUE", help="A topic config, e.g. -c cleanup.policy=compact (repeatable).")
 @click.option("--if-not-exists", is_flag=True, help="Succeed when the topic already exists.")
 @output_option
@@ -42,6 +44,7 @@ def create(client: Client, names: tuple[str, ...], partitions: int | None, repli
 
     \b
       strom topic create orders -p 6 -c retention.ms=86400000
+      strom topic create payments -p 3 -r 3 -c min.insync.replicas=2
     """
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import NewTopic
@@ -193,6 +196,8 @@ def describe_one(client: Client, md: Any, name: str, all_configs: bool) -> dict[
             "leader": meta.leader,
             "replicas": list(meta.replicas),
             "isr": list(meta.isrs),
+            # As Kafka reports them: replicas on brokers that are not alive (not in Metadata).
+            "offline_replicas": [r for r in meta.replicas if r not in md.brokers],
             "log_start_offset": start,
             "high_watermark": end,
             "messages": end - start if start is not None and end is not None else None,
@@ -209,13 +214,18 @@ def describe_one(client: Client, md: Any, name: str, all_configs: bool) -> dict[
     }
 
 
+def _ids(ids: list[int]) -> str:
+    return ",".join(map(str, ids))
+
+
 @topic.command()
 @click.argument("names", nargs=-1, required=True, metavar="TOPIC...")
 @click.option("-a", "--all-configs", is_flag=True, help="Show every config, not only those that differ from the defaults.")
 @output_option
 @client_command
 def describe(client: Client, names: tuple[str, ...], all_configs: bool, output: str) -> None:
-    """Show partitions (leader, replicas, offsets, size) and configs that differ from the defaults."""
+    """Show partitions (leader, replicas, ISR, offline replicas, offsets, size) and configs that
+    differ from the defaults."""
     md = client.metadata()
     described = [describe_one(client, md, name, all_configs) for name in names]
     if output == JSON:
@@ -232,13 +242,21 @@ def describe(client: Client, names: tuple[str, ...], all_configs: bool, output: 
             ("Size", size if size is not None else "unknown (the broker did not answer DescribeLogDirs)"),
         ])
         click.echo()
-        print_table(
-            ["PARTITION", "LEADER", "REPLICAS", "ISR", "LOG-START", "HIGH-WATERMARK", "MESSAGES", "SIZE"],
-            [(p["partition"], p["leader"], ",".join(map(str, p["replicas"])), ",".join(map(str, p["isr"])),
-              p["log_start_offset"], p["high_watermark"], p["messages"], human_bytes(p["size_bytes"]))
-             for p in d["partitions"]],
-            right=["PARTITION", "LEADER", "LOG-START", "HIGH-WATERMARK", "MESSAGES", "SIZE"],
-        )
+        # OFFLINE only when a replica's broker is down, so a healthy topic reads as before.
+        offline = any(p["offline_replicas"] for p in d["partitions"])
+        columns = ["PARTITION", "LEADER", "REPLICAS", "ISR", *(["OFFLINE"] if offline else []),
+                   "LOG-START", "HIGH-WATERMARK", "MESSAGES", "SIZE"]
+        rows = []
+        for p in d["partitions"]:
+            leader = p["leader"] if p["leader"] >= 0 else "none"
+            row: list[Any] = [p["partition"], leader, _ids(p["replicas"]), _ids(p["isr"])]
+            if offline:
+                row.append(_ids(p["offline_replicas"]) or None)
+            row += [p["log_start_offset"], p["high_watermark"], p["messages"],
+                    human_bytes(p["size_bytes"])]
+            rows.append(row)
+        print_table(columns, rows,
+                    right=["PARTITION", "LEADER", "LOG-START", "HIGH-WATERMARK", "MESSAGES", "SIZE"])
         click.echo()
         heading = "Configs" if all_configs else "Configs that differ from the defaults"
         if d["configs"]:

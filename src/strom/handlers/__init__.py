@@ -18,6 +18,8 @@ _MODULES = (
     "offsets",
     "transactions",
     "txn_markers",
+    "elections",
+    "reassignments",
 )
 
 

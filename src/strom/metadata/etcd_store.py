@@ -162,6 +162,12 @@ def _parse_endpoint(endpoint: str) -> tuple[str, int]:
     return url.hostname, url.port or 2379
 
 
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name}: {exc.details()}"
+    return str(exc) or type(exc).__name__
+
+
 def _transient(exc: BaseException) -> bool:
     if isinstance(exc, grpc.aio.AioRpcError):
         return exc.code() in _TRANSIENT
@@ -302,6 +308,11 @@ class _Projection:
             changes["broker_configs"] = dict(self.broker_configs)
         if "node_configs" in self._changed:
             changes["node_configs"] = dict(self.node_configs)  # inner dicts are never mutated
+        for topic_id, _ in self._states:
+            name = self.names.get(topic_id)
+            shown = old.topics.get(name) if name is not None else None
+            if name is not None and (shown is None or shown.topic_id != topic_id):
+                self._topics.add(name)  # a partition of a topic not yet complete: is it now?
         if self._topics or self._states:
             topics = dict(old.topics)
             partitions = dict(old.partitions)
@@ -407,6 +418,7 @@ class EtcdMetadataStore(ImageHolder):
                 f"registration for node {registration.node_id}, store for {self.node_id}"
             )
         self._wanted = registration
+        self._closed = False
         try:
             await self._ensure_cluster()
             await self._register()
@@ -471,12 +483,12 @@ class EtcdMetadataStore(ImageHolder):
             with contextlib.suppress(Exception):
                 await client.close()
 
-    def _next_endpoint(self) -> None:
-        """After a failure, try the next endpoint (if several): retire the current client
-        once its in-flight calls have had their time."""
-        if len(self.endpoints) < 2 or self._client is None:
-            return
-        client, self._client = self._client, None
+    def _next_endpoint(self, failed: aetcd.Client) -> None:
+        """After ``failed`` did not answer, use the next endpoint (if several); the failed
+        client is closed once its other in-flight calls have had their time."""
+        if len(self.endpoints) < 2 or self._client is not failed:
+            return  # a single endpoint, or another caller moved on already
+        client, self._client = failed, None
         self._endpoint = (self._endpoint + 1) % len(self.endpoints)
 
         async def retire() -> None:
@@ -505,13 +517,17 @@ class EtcdMetadataStore(ImageHolder):
                     f"etcd did not answer within {self.request_timeout * 1000:.0f} ms",
                 )
             client = await self._connected()
+            # With several endpoints, leave time to try another after a silent one.
+            timeout = min(remaining, max(0.5, self.request_timeout / len(self.endpoints)))
             try:
-                return await asyncio.wait_for(request(client, remaining), remaining)
+                return await asyncio.wait_for(request(client, timeout), timeout)
             except (grpc.aio.AioRpcError, TimeoutError, aetcd.ClientError) as exc:
                 if not _transient(exc):
-                    details = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
-                    raise ConfigError(ErrorCode.UNKNOWN_SERVER_ERROR, f"etcd: {details}") from exc
-                log.debug("etcd request failed, retrying: %s", exc)
+                    raise ConfigError(
+                        ErrorCode.UNKNOWN_SERVER_ERROR, f"etcd: {_describe(exc)}"
+                    ) from exc
+                log.debug("etcd request failed, retrying: %s", _describe(exc))
+                self._next_endpoint(client)
             await asyncio.sleep(max(0.0, min(delay, deadline - loop.time())))
             delay = min(delay * 2, _BACKOFF_MAX)
 
@@ -655,16 +671,27 @@ class EtcdMetadataStore(ImageHolder):
                 ),
                 self._deadline(),
             )
-            # etcd revokes expired leases in a sweep every 500 ms; TTL is in whole seconds.
-            delay = max(int(info.TTL), 0) + 1.0
+            # TTL is in whole seconds (rounded down), and etcd revokes expired leases in a
+            # sweep every 500 ms: the key is gone by TTL + 1.5 s unless someone refreshes it.
+            delay = max(int(info.TTL), 0) + 1.5
             log.info(
-                "node id %d is registered by lease %x: waiting %.1fs for it to expire",
+                "node id %d is registered by lease %x: waiting up to %.1fs for it to expire",
                 self.node_id,
                 holder.lease,
                 delay,
             )
-            await asyncio.sleep(delay)
+            await self._wait_released(key, holder.lease, delay)
             waited = True
+
+    async def _wait_released(self, key: bytes, lease_id: int, timeout: float) -> None:
+        """Until ``key`` is no longer held by ``lease_id``, or ``timeout`` has passed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            await asyncio.sleep(0.1)
+            response = await self._range(key, self._deadline())
+            if not response.kvs or response.kvs[0].lease != lease_id:
+                return
 
     async def _campaign(self) -> None:
         """``If version(controller) == 0 Then put(controller, my lease)``."""
@@ -696,8 +723,10 @@ class EtcdMetadataStore(ImageHolder):
             return
 
         async def campaign() -> None:
-            with contextlib.suppress(ConfigError):  # the next image without a controller retries
+            try:
                 await self._campaign()
+            except Exception as exc:  # noqa: BLE001 - the next image without a controller retries
+                log.debug("controller campaign failed: %s", _describe(exc))
 
         self._campaign_task = asyncio.get_running_loop().create_task(campaign())
 
@@ -713,8 +742,8 @@ class EtcdMetadataStore(ImageHolder):
             self._check_lease.clear()
             try:
                 ttl = await self._lease_ttl(self._lease_id, min(interval, self.request_timeout))
-            except (grpc.aio.AioRpcError, TimeoutError, aetcd.ClientError, _Resync) as exc:
-                log.debug("lease keep-alive failed: %s", exc)
+            except Exception as exc:  # noqa: BLE001 - keep trying, whatever went wrong
+                log.debug("lease keep-alive failed: %s", _describe(exc))
                 wait, delay = delay, min(delay * 2, _BACKOFF_MAX)
                 continue
             delay, wait = _BACKOFF_MIN, interval
@@ -738,6 +767,11 @@ class EtcdMetadataStore(ImageHolder):
             except DuplicateBrokerId as exc:
                 log.error("%s; retrying in %ds", exc, self.lease_ttl)
                 await asyncio.sleep(self.lease_ttl)
+                continue
+            except Exception as exc:  # noqa: BLE001 - keep trying, whatever went wrong
+                log.warning("re-registration failed, retrying: %s", _describe(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _BACKOFF_MAX)
                 continue
             log.info(
                 "broker %d registered again with epoch %d",
@@ -787,11 +821,10 @@ class EtcdMetadataStore(ImageHolder):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - every failure means: resync
-                log.info("etcd watch interrupted (%s): resyncing", exc or type(exc).__name__)
+                log.info("etcd watch interrupted (%s): resyncing", _describe(exc))
             while True:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _BACKOFF_MAX)
-                self._next_endpoint()
                 try:
                     revision = await self._resync()
                     break

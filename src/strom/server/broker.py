@@ -128,7 +128,7 @@ class Broker:
         self._replicas = ctx.replicas = ReplicaManager(ctx, self._fetchers)
         self._replicas.add_leadership_listener(self._groups.leadership_changed)
         self._replicas.add_leadership_listener(self._transactions.leadership_changed)
-        self._replicas.start()  # creates missing logs, takes up every role
+        await self._replicas.start()  # creates missing logs, takes up every role
         if cluster:
             self._controller = ControllerRuntime(ctx)
             self._controller.start()

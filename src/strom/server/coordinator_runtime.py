@@ -193,7 +193,10 @@ class CoordinatorRuntime(Generic[C]):
         partition_log = self.ctx.partition_log(self.topic, partition)
         if partition_log is None:
             return
-        self._shards[partition] = RuntimeShard(partition, partition_log, self._new_coordinator(partition_log))
+        shard = self._shards[partition] = RuntimeShard(partition, partition_log, self._new_coordinator(partition_log))
+        if partition_log.log_end_offset == partition_log.log_start_offset:
+            self._load(shard)  # nothing to replay (a new topic): ready at once
+            return
         self._pending_loads.append(partition)
         if self._loader is None or self._loader.done():
             self._loader = self._loop.create_task(self._load_pending())

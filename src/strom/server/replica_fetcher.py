@@ -7,7 +7,7 @@ of the answer (CLUSTER.md, "Follower"):
 
 - records: the whole batches are appended verbatim (offsets and leader epochs as the leader
   wrote them), then the high watermark becomes min(leader's, own log end), checkpointed with
-  the others;
+  the others, and the log start follows the leader's (retention, DeleteRecords);
 - ``DivergingEpoch``: truncate where the logs part (strom.replication.follower), fetch again;
 - OFFSET_OUT_OF_RANGE below the leader's log start: start over empty at the leader's log start;
 - NOT_LEADER_OR_FOLLOWER / FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH: the metadata image will
@@ -183,6 +183,10 @@ class LeaderFetcher:
                     return False
                 partition_log.append_batches(view, headers, now_ms)
         partition_log.update_high_watermark(min(data.high_watermark, partition_log.log_end_offset))
+        # Retention and DeleteRecords on the leader move the log start; followers follow.
+        start = min(data.log_start_offset, partition_log.high_watermark)
+        if start > partition_log.log_start_offset:
+            partition_log.delete_records_before(start)
         return False
 
 

@@ -70,9 +70,39 @@ class ReplicaManager:
     def add_leadership_listener(self, listener: LeadershipListener) -> None:
         self._listeners.append(listener)
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Give up claims this broker's data no longer backs, then take up every role."""
+        await self._renounce_lost_replicas()
         self.ctx.metadata.add_listener(self.on_image)
         self.on_image(None, self.ctx.metadata.image)
+
+    async def _renounce_lost_replicas(self) -> None:
+        """A broker that comes back without a partition's log (its data directory was wiped
+        or replaced) must not lead it or count in its ISR before it has copied it again
+        (CLUSTER.md, failure 7): leave the ISR, even when that empties it (only the unclean
+        election can then bring the partition back, as data may be lost), and give up the
+        leadership with a new leader epoch. Single node: there is no one to copy from."""
+        if not self.ctx.logs.replicated:
+            return
+        lost = [key for key, state in self.ctx.metadata.image.partitions.items()
+                if self.node_id in state.isr and self.ctx.logs.get(*key) is None]
+        for topic, partition in lost:
+            for _ in range(10):  # a lost compare-and-set: read the newer state and try again
+                state = self.ctx.metadata.image.partition(topic, partition)
+                if state is None or self.node_id not in state.isr:
+                    break
+                leader, epoch = state.leader, state.leader_epoch
+                if leader == self.node_id:
+                    leader, epoch = -1, epoch + 1
+                isr = tuple(r for r in state.isr if r != self.node_id)
+                log.warning("%s-%d: no local log although in the ISR %s: leaving it", topic, partition, list(state.isr))
+                try:
+                    renounced = replace(state, leader=leader, leader_epoch=epoch, isr=isr)
+                    if await self.ctx.metadata.alter_partition(topic, partition, renounced) is not None:
+                        break
+                except ConfigError as exc:
+                    log.warning("%s-%d: could not leave the ISR: %s", topic, partition, exc)
+                    await asyncio.sleep(0.2)
 
     async def stop(self) -> None:
         for task in list(self._tasks):

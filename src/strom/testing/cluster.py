@@ -71,6 +71,21 @@ def _free_ports(count: int) -> list[int]:
             s.close()
 
 
+def _wait_state(pid: int, *, stopped: bool, timeout: float = 5.0) -> None:
+    """Wait until the kernel has delivered SIGSTOP / SIGCONT (asynchronous), so a test that
+    pauses a broker knows it no longer runs (Linux; elsewhere a no-op)."""
+    stat = Path(f"/proc/{pid}/stat")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = stat.read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return
+        if (state in ("T", "t")) == stopped:
+            return
+        time.sleep(0.001)
+
+
 @dataclass
 class _Node:
     id: int
@@ -224,7 +239,10 @@ class Cluster:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
 
@@ -252,6 +270,7 @@ class Cluster:
         assert n.process is not None
         n.process.send_signal(signal.SIGSTOP)
         n.paused = True
+        _wait_state(n.process.pid, stopped=True)
 
     def resume(self, node: int) -> None:
         """SIGCONT a paused broker."""
@@ -259,6 +278,7 @@ class Cluster:
         assert n.process is not None
         n.process.send_signal(signal.SIGCONT)
         n.paused = False
+        _wait_state(n.process.pid, stopped=False)
 
     def stop_broker(self, node: int, timeout: float = 15.0) -> int:
         """Stop one broker cleanly (SIGTERM; SIGKILL after ``timeout``); return its exit code."""
@@ -342,7 +362,9 @@ class Cluster:
         deadline = time.monotonic() + timeout
         while not self._led_everywhere(name, partitions):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"topic {name} has no leader for every partition after {timeout}s")
+                raise TimeoutError(
+                    f"topic {name} has no leader for every partition after {timeout}s"
+                )
             time.sleep(0.05)
         return name
 
@@ -523,5 +545,6 @@ class Cluster:
 
     def _tails(self, nodes: Sequence[_Node], lines: int = 15) -> str:
         return "\n".join(
-            f"--- broker {n.id} (last lines) ---\n" + "\n".join(list(n.output)[-lines:]) for n in nodes
+            f"--- broker {n.id} (last lines) ---\n" + "\n".join(list(n.output)[-lines:])
+            for n in nodes
         )
