@@ -68,6 +68,7 @@ class Scenario:
         self.loads: list[Load] = []
         self.topics: list[tuple[str, int]] = []
         self.extra: list[str] = []
+        self.final_logs: dict[int, str] = {}
 
     def topic(self, partitions: int = 3, replication_factor: int = 3, **config: Any) -> str:
         name = self.cluster.create_topic(partitions=partitions, replication_factor=replication_factor,
@@ -84,10 +85,11 @@ class Scenario:
         self.report.failures[kind] += 1
 
     def logs(self, lines: int = 60) -> str:
+        """The brokers' last lines (as they were at the clean stop, once stopped)."""
         parts = []
         for node in self.cluster.nodes:
-            with_tail = self.cluster.logs(node).splitlines()[-lines:]
-            parts.append(f"--- broker {node} ---\n" + "\n".join(with_tail))
+            text = self.final_logs.get(node) if node in self.final_logs else self.cluster.logs(node)
+            parts.append(f"--- broker {node} ---\n" + "\n".join(text.splitlines()[-lines:]))
         return "\n".join(parts)
 
     def finish(self, heal_timeout: float = 30.0) -> Report:
@@ -101,6 +103,7 @@ class Scenario:
                 if mine:
                     check_topic(self.cluster.bootstrap_servers, mine, self.report)
             data_dirs = {n: broker_dir(self.cluster, n) for n in self.cluster.nodes}
+            self.final_logs = {n: self.cluster.logs(n) for n in self.cluster.nodes}
             self.cluster.stop()
             for topic, partitions in self.topics:
                 compare_replicas(data_dirs, topic, partitions, self.report)

@@ -221,7 +221,7 @@ def test_missing_etcd_names_the_debian_package(monkeypatch):
     monkeypatch.setattr(shutil, "which",
                         lambda cmd, *a, **k: None if cmd == "etcd" else which(cmd, *a, **k))
     monkeypatch.setattr(pathlib.Path, "exists",
-                        lambda path, *a, **k: str(path) != "/usr/bin/etcd" and exists(path, *a, **k))
+                        lambda path, *a: str(path) != "/usr/bin/etcd" and exists(path, *a))
     cluster = Cluster(1)
     with pytest.raises(EtcdNotFound, match="etcd-server"):
         cluster.start()
