@@ -87,12 +87,12 @@ PRODUCER_CONFIG: dict[str, Any] = {
 
 
 def wait_until(probe: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
-    """``probe()``'s first truthy value, polled every ``interval`` s; TimeoutError naming
-    ``what`` after ``timeout`` s."""
+    """``probe()``'s first value other than None and False (so a node id 0 counts), polled
+    every ``interval`` s; TimeoutError naming ``what`` after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while True:
         value = probe()
-        if value:
+        if value is not None and value is not False:
             return value
         if time.monotonic() > deadline:
             raise TimeoutError(f"after {timeout:.0f}s: {what}")
@@ -628,6 +628,15 @@ def wait_new_leader(cluster: Any, topic: str, partition: int, old: int, timeout:
         return leader if leader >= 0 and leader != old and leader in live_nodes(cluster) else None
 
     return wait_until(probe, timeout, f"{topic}-{partition}: no leader other than {old}", interval)
+
+
+def wait_new_controller(cluster: Any, old: int | None = None, timeout: float = 15.0) -> int:
+    """Until the live brokers name a controller (other than ``old``); returns it."""
+    def probe() -> int | None:
+        found = controller_id(cluster)
+        return found if found >= 0 and found != old else None
+
+    return wait_until(probe, timeout, f"a controller other than {old}", interval=0.1)
 
 
 def controller_id(cluster: Any, timeout: float = 3.0) -> int:

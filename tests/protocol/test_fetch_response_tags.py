@@ -8,7 +8,11 @@ import uuid
 import pytest
 
 from strom.protocol.codec import decode_response
-from strom.protocol.fetch_response import FetchPartitionResult, FetchTopicResult, encode_fetch_response
+from strom.protocol.fetch_response import (
+    FetchPartitionResult,
+    FetchTopicResult,
+    encode_fetch_response,
+)
 
 FETCH = 1
 TOPIC_ID = uuid.UUID(int=0x1234)
