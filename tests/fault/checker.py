@@ -86,16 +86,16 @@ PRODUCER_CONFIG: dict[str, Any] = {
 }
 
 
-def wait_until(probe: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
+def wait_until(probe: Callable[[], T], timeout: float, what: str | Callable[[], str], interval: float = 0.05) -> T:
     """``probe()``'s first value other than None and False (so a node id 0 counts), polled
-    every ``interval`` s; TimeoutError naming ``what`` after ``timeout`` s."""
+    every ``interval`` s; TimeoutError naming ``what`` (or what it returns) after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while True:
         value = probe()
         if value is not None and value is not False:
             return value
         if time.monotonic() > deadline:
-            raise TimeoutError(f"after {timeout:.0f}s: {what}")
+            raise TimeoutError(f"after {timeout:.0f}s: {what if isinstance(what, str) else what()}")
         time.sleep(interval)
 
 
@@ -166,7 +166,7 @@ class Load:
             got = self.acked_since(since) if since is not None else self.acked_count() - base
             return got >= count
 
-        wait_until(probe, timeout, f"{count} records acknowledged ({self.summary()})")
+        wait_until(probe, timeout, lambda: f"{count} records acknowledged ({self.summary()})")
 
     def max_acked_offsets(self, before: float | None = None) -> dict[int, int]:
         """The highest acknowledged offset per partition (of acks before ``before``)."""
@@ -611,7 +611,7 @@ def healed(cluster: Any, topic: str, partitions: int, *, full_isr: bool = True) 
 
 def wait_healed(cluster: Any, topic: str, partitions: int, timeout: float = 30.0, *, full_isr: bool = True) -> None:
     wait_until(lambda: healed(cluster, topic, partitions, full_isr=full_isr), timeout,
-               f"{topic} not healed: {views(cluster, topic)}", interval=0.2)
+               lambda: f"{topic} not healed: {views(cluster, topic)}", interval=0.2)
 
 
 def leader_of(cluster: Any, topic: str, partition: int = 0) -> int:

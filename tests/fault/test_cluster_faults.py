@@ -299,7 +299,7 @@ def test_slow_follower_leaves_isr_then_not_enough_replicas_then_rejoins(scenario
         current = describe(c, topic, [leader])
         return () if current is None else current[0].isr
 
-    wait_until(lambda: isr() == (leader,), 15, f"the ISR to lose the paused follower {follower} (ISR {isr()})")
+    wait_until(lambda: isr() == (leader,), 15, lambda: f"the ISR to lose the paused follower {follower} (ISR {isr()})")
     shrunk_after = time.monotonic() - paused_at
 
     errors: list[Any] = []
@@ -311,7 +311,7 @@ def test_slow_follower_leaves_isr_then_not_enough_replicas_then_rejoins(scenario
     assert errors[0].code() == KafkaError.NOT_ENOUGH_REPLICAS, errors[0]
 
     c.resume(follower)
-    wait_until(lambda: set(isr()) == {leader, follower}, 20, f"follower {follower} back in the ISR ({isr()})")
+    wait_until(lambda: set(isr()) == {leader, follower}, 20, lambda: f"follower {follower} back in the ISR ({isr()})")
     rejoined_after = time.monotonic() - paused_at
     s.extra.append(f"ISR lost follower {follower} {shrunk_after:.1f}s after SIGSTOP; probe got "
                    f"{errors[0].name()}; back in the ISR {rejoined_after:.1f}s after SIGSTOP")
@@ -490,7 +490,8 @@ def test_wiped_broker_not_in_isr_until_caught_up(scenario: Callable[..., Scenari
         view = describe(c, topic, [victim])
         return view is not None and all(part.leader == victim for part in view.values())
 
-    wait_until(led_alone, 20, f"broker {victim} leading {topic} alone ({describe(c, topic, [victim])})", interval=0.2)
+    wait_until(led_alone, 20, lambda: f"broker {victim} leading {topic} alone ({describe(c, topic, [victim])})",
+               interval=0.2)
     alone = check_topic(c.address(victim), [load])
     assert alone.ok and alone.lost == 0, f"served by the wiped broker alone: {alone.problems()}\n{s.logs()}"
     s.extra.append(f"served by the wiped broker alone: {alone.summary()}")
@@ -517,9 +518,11 @@ def test_all_isr_dead_partition_offline_no_loss(scenario: Callable[..., Scenario
 
     c.kill(follower)
     s.fail("kill -9 follower")
-    wait_until(lambda: (describe(c, topic, [bystander]) or {0: None})[0] is not None
-               and describe(c, topic, [bystander])[0].isr == (leader,),  # type: ignore[index]
-               15, f"the ISR to lose the dead follower {follower}")
+    def isr() -> tuple[int, ...] | None:
+        current = describe(c, topic, [bystander])
+        return None if current is None else current[0].isr
+
+    wait_until(lambda: isr() == (leader,), 15, lambda: f"the ISR {isr()} to lose the dead follower {follower}")
     load.wait_acked(300)  # acknowledged by the leader alone (min.insync.replicas 1)
     c.kill(leader)
     s.fail("kill -9 last ISR member")

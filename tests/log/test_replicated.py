@@ -249,6 +249,24 @@ def test_truncating_above_the_high_watermark_keeps_it(open_log):
     assert (log.log_end_offset, log.high_watermark) == (7, 3)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="truncate_to returns early when offset >= log end, before epochs.truncate_from_end; "
+    "Kafka's UnifiedLog.truncateTo truncates the epoch cache even then",
+)
+def test_truncating_at_the_log_end_forgets_an_epoch_that_wrote_nothing(open_log):
+    """A leader elected and deposed before any append leaves (epoch, log end) in its cache;
+    truncating to the log end (what a follower does on DivergingEpoch) must drop it."""
+    log = open_log(replicated=True)
+    log.become_leader(1)
+    ones(log, 4)
+    log.become_leader(3)
+    assert log.epochs.entries == [(1, 0), (3, 4)]
+    log.truncate_to(4)
+    assert log.log_end_offset == 4
+    assert log.epochs.entries == [(1, 0)]
+
+
 def test_reset_to_empties_the_log_and_starts_at_the_offset(open_log, tmp_path):
     log = open_log(replicated=True)
     log.become_leader(3)

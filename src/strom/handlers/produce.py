@@ -57,8 +57,13 @@ def _partition_result(index: int, error: int, message: str | None = None) -> dic
 ACKS_ALL = -1
 
 
+# (partition result, offset after the batch, min.insync.replicas): what acks=all waits for
+Wait = tuple[dict[str, Any], int, int]
+
+
 def _append(
-    ctx: BrokerContext, topic: str, index: int, records: Any, now_ms: int, acks: int, to_flush: list[Any]
+    ctx: BrokerContext, topic: str, index: int, records: Any, now_ms: int, acks: int, to_flush: list[Any],
+    waits: list[tuple[str, Wait]],
 ) -> dict[str, Any]:
     log_, error = ctx.leader_log(topic, index)
     if log_ is None:
@@ -95,15 +100,16 @@ def _append(
         ctx.replicas.appended(topic, index)
     if log_.unflushed_messages >= log_.config.flush_messages:
         to_flush.append(log_)
-    return {
+    result = {
         "index": index,
         "error_code": ErrorCode.NONE,
         "base_offset": info.base_offset,
         "log_append_time": info.log_append_time,
         "log_start_offset": info.log_start_offset,
-        # what acks=all waits for; removed before the response is encoded
-        "_wait": (topic, info.last_offset + 1, log_.config.min_insync_replicas) if info.last_offset + 1 > log_.high_watermark else None,
     }
+    if acks == ACKS_ALL and info.last_offset >= log_.high_watermark:
+        waits.append((topic, (result, info.last_offset + 1, log_.config.min_insync_replicas)))
+    return result
 
 
 @handles(ApiKey.PRODUCE, 0, 13, decodable_from=3)
@@ -112,6 +118,7 @@ async def produce(ctx: BrokerContext, request: Request) -> dict[str, Any] | Dela
     now_ms = ctx.now_ms()
     responses = []
     to_flush: list[Any] = []
+    waits: list[tuple[str, Wait]] = []
     for topic_data in body.topic_data:
         name = getattr(topic_data, "name", None)
         topic_id = getattr(topic_data, "topic_id", None)
@@ -122,22 +129,16 @@ async def produce(ctx: BrokerContext, request: Request) -> dict[str, Any] | Dela
             if name is None:
                 partitions.append(_partition_result(data.index, ErrorCode.UNKNOWN_TOPIC_ID))
             else:
-                partitions.append(_append(ctx, name, data.index, data.records, now_ms, body.acks, to_flush))
+                partitions.append(_append(ctx, name, data.index, data.records, now_ms, body.acks, to_flush, waits))
         responses.append({"name": name, "topic_id": topic_id, "partition_responses": partitions})
     ctx.appends.notify()
-    waits = []
-    for topic in responses:
-        for result in topic["partition_responses"]:
-            wait = result.pop("_wait", None)
-            if wait is not None and body.acks == ACKS_ALL:
-                waits.append((result, *wait))
     if not to_flush and not waits:
         return None if body.acks == 0 else {"responses": responses, "throttle_time": 0}
     return Delayed(_complete(ctx, body, responses, to_flush, waits))
 
 
 async def _complete(
-    ctx: BrokerContext, body: Any, responses: list[dict[str, Any]], to_flush: list[Any], waits: list[tuple[Any, ...]]
+    ctx: BrokerContext, body: Any, responses: list[dict[str, Any]], to_flush: list[Any], waits: list[tuple[str, Wait]]
 ) -> dict[str, Any] | None:
     # flush.messages: Kafka fsyncs in the append path once that many messages are unflushed,
     # so the acknowledgement waits for it (in a worker thread, not on the event loop).
@@ -148,9 +149,9 @@ async def _complete(
         timeout_ms = int(body.timeout.total_seconds() * 1000)
         errors = await asyncio.gather(*(
             ctx.replicas.wait_for_commit(topic, result["index"], next_offset, timeout_ms, min_insync)
-            for result, topic, next_offset, min_insync in waits
+            for topic, (result, next_offset, min_insync) in waits
         ))
-        for (result, *_), error in zip(waits, errors, strict=True):
+        for (_, (result, _, _)), error in zip(waits, errors, strict=True):
             if error:
                 result.update(error_code=error, base_offset=-1, log_append_time=-1, log_start_offset=-1)
     if body.acks == 0:

@@ -49,7 +49,12 @@ class LeaderReplicas:
         return self.state.leader_epoch
 
     def update_state(self, state: PartitionState, now_ms: int) -> None:
-        """A newer state of the same leadership (ISR or replicas changed)."""
+        """A newer state of the same leadership (ISR or replicas changed). A follower that
+        left the ISR (the controller removed a dead broker) must fetch again before it can
+        rejoin: what it fetched before proves nothing about its next incarnation."""
+        for replica in self.state.isr:
+            if replica not in state.isr:
+                self.forget(replica, now_ms)
         self.state = state
         for replica in state.replicas:
             if replica != self.node_id and replica not in self.followers:
@@ -92,19 +97,21 @@ class LeaderReplicas:
             hw = min(hw, progress.log_end_offset)
         return hw
 
-    def isr_to_expand(self, high_watermark: int, epoch_start_offset: int) -> tuple[int, ...] | None:
-        """The ISR with followers added that have caught up: at or past the high watermark and
-        the start of the current epoch (so they truncated any divergent tail first)."""
-        if self.pending_isr is not None:
+    def isr_to_expand(self, replica: int, high_watermark: int, epoch_start_offset: int) -> tuple[int, ...] | None:
+        """The ISR with ``replica`` added once it has caught up, judged right after its own
+        fetch (as Kafka's maybeExpandIsr): at or past the high watermark and the start of the
+        current epoch (so it truncated any divergent tail first)."""
+        progress = self.followers.get(replica)
+        if self.pending_isr is not None or progress is None or replica in self.state.isr:
             return None
-        joining = [
-            r for r, p in self.followers.items()
-            if r not in self.state.isr and p.log_end_offset != UNKNOWN
-            and p.log_end_offset >= high_watermark and p.log_end_offset >= epoch_start_offset
-        ]
-        if not joining:
+        if progress.log_end_offset == UNKNOWN or progress.log_end_offset < max(high_watermark, epoch_start_offset):
             return None
-        return self.state.isr + tuple(r for r in self.state.replicas if r in joining)
+        return (*self.state.isr, replica)
+
+    def forget(self, replica: int, now_ms: int) -> None:
+        """The replica's broker died or restarted: its progress is void until it fetches."""
+        if replica in self.followers:
+            self.followers[replica] = FollowerProgress(last_caught_up_ms=now_ms)
 
     def isr_to_shrink(self, now_ms: int, lag_max_ms: int) -> tuple[int, ...] | None:
         """The ISR without followers not caught up for ``lag_max_ms``

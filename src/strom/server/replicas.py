@@ -117,6 +117,8 @@ class ReplicaManager:
 
     def on_image(self, old: ClusterImage | None, new: ClusterImage) -> None:
         now_ms = self.ctx.now_ms()
+        if old is not None:
+            self._forget_restarted(old, new, now_ms)
         mine = {key: state for key, state in new.partitions.items() if self.node_id in state.replicas}
         for key in [k for k in self.replicas if k not in mine]:
             self._remove(self.replicas.pop(key), deleted=key[0] not in new.topics)
@@ -137,6 +139,16 @@ class ReplicaManager:
                     self._apply_role(replica, state, now_ms, first=False)
         if self.fetchers is not None:
             self.fetchers.brokers_changed(new)
+
+    def _forget_restarted(self, old: ClusterImage, new: ClusterImage, now_ms: int) -> None:
+        """A follower's broker that left or registered anew (KIP-903's broker epoch): what its
+        earlier incarnation fetched says nothing of the new one's log."""
+        gone = [n for n, b in old.brokers.items() if n not in new.brokers or new.brokers[n].epoch != b.epoch]
+        if gone:
+            for replica in self.replicas.values():
+                if replica.leader is not None:
+                    for node_id in gone:
+                        replica.leader.forget(node_id, now_ms)
 
     def _apply_role(self, replica: Replica, state: PartitionState, now_ms: int, *, first: bool) -> None:
         previous = replica.state
@@ -220,7 +232,7 @@ class ReplicaManager:
         if not replica.leader.record_fetch(replica_id, fetch_offset, replica.log.log_end_offset, now_ms):
             return ErrorCode.NOT_LEADER_OR_FOLLOWER
         self._maybe_advance(replica)
-        expanded = replica.leader.isr_to_expand(replica.log.high_watermark, self._epoch_start(replica))
+        expanded = replica.leader.isr_to_expand(replica_id, replica.log.high_watermark, self._epoch_start(replica))
         if expanded is not None:
             self._alter_isr(replica, expanded)
         return ErrorCode.NONE
