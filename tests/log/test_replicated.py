@@ -249,11 +249,6 @@ def test_truncating_above_the_high_watermark_keeps_it(open_log):
     assert (log.log_end_offset, log.high_watermark) == (7, 3)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="truncate_to returns early when offset >= log end, before epochs.truncate_from_end; "
-    "Kafka's UnifiedLog.truncateTo truncates the epoch cache even then",
-)
 def test_truncating_at_the_log_end_forgets_an_epoch_that_wrote_nothing(open_log):
     """A leader elected and deposed before any append leaves (epoch, log end) in its cache;
     truncating to the log end (what a follower does on DivergingEpoch) must drop it."""

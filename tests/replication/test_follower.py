@@ -183,11 +183,6 @@ def test_a_follower_without_divergence_is_not_truncated(new_log, follower_extra)
     assert b.read_bytes(0) == a.read_bytes(0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="PartitionLog.truncate_to returns early at the log end without truncating the epoch cache "
-    "(Kafka's UnifiedLog.truncateTo does): the follower keeps sending the empty epoch and never converges",
-)
 def test_a_leader_deposed_before_appending_follows_the_next_one(new_log):
     """B led epoch 4 without appending anything (its cache has (4, 10) with no batch of epoch
     4), then follows A (epoch 5). A answers DivergingEpoch(1, 12) to LastFetchedEpoch 4; B's

@@ -125,39 +125,41 @@ def test_a_caught_up_follower_is_kept_after_a_quiet_period():
     assert leader.isr_to_shrink(6001, LAG_MAX_MS) == (1,)
 
 
-# --- ISR expansion ---------------------------------------------------------------------------------
+# --- ISR expansion (judged for the replica that just fetched, as Kafka's maybeExpandIsr) -------------
 
 
 def test_expansion_adds_a_follower_at_the_high_watermark_and_the_epoch_start():
     leader = leading(isr=(1, 2))
     leader.record_fetch(3, 7, 10, now_ms=100)
-    assert leader.isr_to_expand(high_watermark=8, epoch_start_offset=0) is None  # below the HW
+    assert leader.isr_to_expand(3, high_watermark=8, epoch_start_offset=0) is None  # below the HW
     leader.record_fetch(3, 8, 10, now_ms=200)
-    assert leader.isr_to_expand(high_watermark=8, epoch_start_offset=0) == (1, 2, 3)
-    assert leader.isr_to_expand(high_watermark=8, epoch_start_offset=9) is None  # below the epoch start
+    assert leader.isr_to_expand(3, high_watermark=8, epoch_start_offset=0) == (1, 2, 3)
+    assert leader.isr_to_expand(3, high_watermark=8, epoch_start_offset=9) is None  # below the epoch start
     leader.record_fetch(3, 9, 10, now_ms=300)
-    assert leader.isr_to_expand(high_watermark=8, epoch_start_offset=9) == (1, 2, 3)
+    assert leader.isr_to_expand(3, high_watermark=8, epoch_start_offset=9) == (1, 2, 3)
 
 
 def test_expansion_ignores_followers_that_never_fetched():
     leader = leading(isr=(1,))
-    assert leader.isr_to_expand(high_watermark=UNKNOWN, epoch_start_offset=0) is None
-    assert leader.isr_to_expand(high_watermark=0, epoch_start_offset=0) is None
+    assert leader.isr_to_expand(2, high_watermark=UNKNOWN, epoch_start_offset=0) is None
+    assert leader.isr_to_expand(2, high_watermark=0, epoch_start_offset=0) is None
 
 
-def test_expansion_adds_every_caught_up_follower_in_replica_order():
-    leader = leading(isr=(1,), replicas=(1, 2, 3, 4))
+def test_expansion_adds_only_the_replica_asked_about_at_the_end_of_the_isr():
+    leader = leading(isr=(1, 3), replicas=(1, 2, 3, 4))
     leader.record_fetch(4, 5, 5, now_ms=100)
-    leader.record_fetch(2, 5, 5, now_ms=100)
-    leader.record_fetch(3, 4, 5, now_ms=100)
-    assert leader.isr_to_expand(high_watermark=5, epoch_start_offset=2) == (1, 2, 4)
+    leader.record_fetch(2, 4, 5, now_ms=100)
+    assert leader.isr_to_expand(4, high_watermark=5, epoch_start_offset=2) == (1, 3, 4)
+    assert leader.isr_to_expand(2, high_watermark=5, epoch_start_offset=2) is None  # one behind
 
 
-def test_nothing_to_expand_when_everyone_is_in_the_isr():
+def test_nothing_to_expand_for_isr_members_non_replicas_or_the_leader():
     leader = leading()
     leader.record_fetch(2, 5, 5, now_ms=100)
-    leader.record_fetch(3, 5, 5, now_ms=100)
-    assert leader.isr_to_expand(high_watermark=5, epoch_start_offset=0) is None
+    assert leader.isr_to_expand(2, high_watermark=5, epoch_start_offset=0) is None
+    assert leader.isr_to_expand(7, high_watermark=0, epoch_start_offset=0) is None
+    leader = leading(isr=(2,))  # an odd committed state: the leader itself outside the ISR
+    assert leader.isr_to_expand(LEADER, high_watermark=0, epoch_start_offset=0) is None
 
 
 # --- pending ISR changes ---------------------------------------------------------------------------
@@ -171,7 +173,7 @@ def test_a_pending_expansion_blocks_new_proposals_and_counts_for_the_high_waterm
     leader.pending_isr = (1, 2, 3)
     assert leader.maximal_isr() == (1, 2, 3)
     assert leader.high_watermark(10) == 8  # ... but may be any moment now
-    assert leader.isr_to_expand(high_watermark=8, epoch_start_offset=0) is None
+    assert leader.isr_to_expand(3, high_watermark=8, epoch_start_offset=0) is None
     assert leader.isr_to_shrink(10**9, LAG_MAX_MS) is None
 
 
@@ -205,7 +207,7 @@ def test_update_state_follows_replica_changes():
     assert leader.followers[4].last_caught_up_ms == 2500
     assert leader.record_fetch(3, 6, 10, now_ms=2600) is False  # no longer a replica
     assert leader.record_fetch(4, 10, 10, now_ms=2600)
-    assert leader.isr_to_expand(high_watermark=10, epoch_start_offset=0) == (1, 2, 4)
+    assert leader.isr_to_expand(4, high_watermark=10, epoch_start_offset=0) == (1, 2, 4)
 
 
 def test_update_state_keeps_progress_of_remaining_followers():
@@ -215,3 +217,31 @@ def test_update_state_keeps_progress_of_remaining_followers():
     assert leader.followers[2].log_end_offset == 9
     assert leader.followers[2].last_fetch_ms == 100
     assert leader.high_watermark(10) == 9
+
+
+def test_a_follower_leaving_the_isr_must_fetch_again_before_rejoining():
+    """The controller removed a dead broker from the ISR: its earlier fetches prove nothing
+    about its next incarnation."""
+    leader = leading()
+    leader.record_fetch(2, 10, 10, now_ms=100)
+    leader.record_fetch(3, 10, 10, now_ms=100)
+    leader.update_state(state(isr=(1, 2)), now_ms=500)
+    assert leader.followers[3].log_end_offset == UNKNOWN
+    assert leader.followers[3].last_caught_up_ms == 500
+    assert leader.followers[2].log_end_offset == 10  # still in the ISR: kept
+    assert leader.isr_to_expand(3, high_watermark=10, epoch_start_offset=0) is None
+    leader.record_fetch(3, 10, 10, now_ms=600)
+    assert leader.isr_to_expand(3, high_watermark=10, epoch_start_offset=0) == (1, 2, 3)
+
+
+def test_forget_voids_a_followers_progress():
+    leader = leading()
+    leader.record_fetch(2, 8, 10, now_ms=100)
+    leader.record_fetch(3, 9, 10, now_ms=100)
+    assert leader.high_watermark(10) == 8
+    leader.forget(2, now_ms=900)
+    progress = leader.followers[2]
+    assert (progress.log_end_offset, progress.last_caught_up_ms, progress.leader_end_at_last_fetch) == (UNKNOWN, 900, UNKNOWN)
+    assert leader.high_watermark(10) == UNKNOWN  # an ISR member is unknown again
+    leader.forget(7, now_ms=900)  # not a follower: nothing happens
+    assert sorted(leader.followers) == [2, 3]

@@ -107,7 +107,14 @@ def _read(
         else:
             if replica_id >= 0:
                 assert ctx.replicas is not None
-                if error := ctx.replicas.follower_fetched(key.topic, key.partition, replica_id, position.fetch_offset):
+                if position.fetch_offset > log.log_end_offset:
+                    # Ahead of the leader: not proof of being in sync (the follower truncates).
+                    error = ErrorCode.OFFSET_OUT_OF_RANGE
+                else:
+                    error = ctx.replicas.follower_fetched(key.topic, key.partition, replica_id, position.fetch_offset)
+                if error:
+                    result.high_watermark = log.high_watermark
+                    result.log_start_offset = log.log_start_offset
                     result.error_code = error
                     errors = True
                     topics.setdefault(key.topic_id or key.topic, FetchTopicResult(key.topic, key.topic_id, [])).partitions.append(result)

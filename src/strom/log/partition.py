@@ -394,7 +394,8 @@ class PartitionLog:
 
     def update_high_watermark(self, offset: int) -> bool:
         """Move the high watermark of a replicated log (clamped to [log start, log end]);
-        True when it moved. It may go back only after a truncation below it."""
+        True when it moved. A leader only raises it; a follower takes its leader's, which may
+        be lower than its own after a leader change, as in Kafka."""
         offset = min(max(offset, self.log_start_offset), self.log_end_offset)
         if offset == self.high_watermark:
             return False
@@ -642,6 +643,10 @@ class PartitionLog:
     def truncate_to(self, offset: int) -> None:
         """Remove everything at and after ``offset`` (must be >= the log start offset)."""
         if offset >= self.log_end_offset:
+            # Nothing to cut, but an epoch that wrote nothing here may still be recorded (a
+            # leader deposed before its first append): forget it, as Kafka's truncateTo does,
+            # or the follower would report it again and again.
+            self.epochs.truncate_from_end(self.log_end_offset)
             return
         if offset < self.log_start_offset:
             raise OffsetOutOfRange(f"cannot truncate below the log start {self.log_start_offset}")

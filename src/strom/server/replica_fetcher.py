@@ -162,6 +162,11 @@ class LeaderFetcher:
                 log.info("%s: behind the leader's log start %d: starting over there", partition_log.name, data.log_start_offset)
                 partition_log.reset_to(data.log_start_offset)
                 return False
+            if data.high_watermark >= 0 and partition_log.log_end_offset > data.high_watermark:
+                # Ahead of the leader's log: cut back to what is committed and fetch the rest.
+                log.info("%s: ahead of the leader: truncating to its high watermark %d", partition_log.name, data.high_watermark)
+                partition_log.truncate_to(max(data.high_watermark, partition_log.log_start_offset))
+                return False
             return True
         if error:
             return True
