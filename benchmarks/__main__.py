@@ -1,16 +1,18 @@
 """strom's benchmark runner.
 
-    python -m benchmarks run [--quick] [--peers] [--only NAME ...] [--out DIR] [--profile]
+    python -m benchmarks run [--quick] [--peers] [--cluster] [--only NAME ...] [--out DIR] [--profile]
     python -m benchmarks show RESULTS.json [--png CHART.png]
 
 Measures the machine's limits (loopback TCP, sendfile, disk), then strom with the Kafka
 workloads of benchmarks/workloads.py, then (``--peers``) the same workloads against Tansu and
 the nearest equivalents against RabbitMQ streams, ActiveMQ, Redis Streams and NATS JetStream,
-all on 127.0.0.1 in this one run. Prints markdown tables and writes ``<date>.json`` and
-``<date>.png`` into ``--out`` (default benchmarks/results/). ``--only`` keeps some parts:
-machine, produce, consume, latency, partitions, and the system names strom, tansu, rabbitmq,
-activemq, redis, nats. ``--profile`` records py-spy profiles of the strom broker during the
-produce (100 B, acks=all) and consume workloads (py-spy must be installed).
+all on 127.0.0.1 in this one run, and (full runs, or ``--cluster``) a 3-broker strom cluster
+beside one broker (benchmarks/cluster.py: replicated produce, latency, leader kills). Prints
+markdown tables and writes ``<date>.json`` and ``<date>.png`` into ``--out`` (default
+benchmarks/results/). ``--only`` keeps some parts: machine, produce, consume, latency,
+partitions, cluster, and the system names strom, tansu, rabbitmq, activemq, redis, nats.
+``--profile`` records py-spy profiles of the strom broker during the produce (100 B, acks=all)
+and consume workloads (py-spy must be installed).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from benchmarks.model import Row, Sizes
 from benchmarks.workloads import run_kafka_suite
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKLOADS = {"machine", "produce", "consume", "latency", "partitions"}
+WORKLOADS = {"machine", "produce", "consume", "latency", "partitions", "cluster"}
 PEERS = ("tansu", "rabbitmq", "activemq", "redis", "nats")
 SYSTEMS = {"strom", *PEERS}
 
@@ -91,7 +93,10 @@ def run(args: argparse.Namespace) -> int:
 
     client = KafkaClient(build_rdkperf())
     print(f"Kafka client: {client.name}", file=sys.stderr, flush=True)
-    kafka_workloads = (workloads or WORKLOADS) - {"machine"}
+    kafka_workloads = (workloads or WORKLOADS) - {"machine", "cluster"}
+    # the cluster group: in full runs unless --only leaves it out; in --quick runs when asked
+    want_cluster = (systems is None or "strom" in systems) and (
+        args.cluster or "cluster" in (workloads or ()) or (workloads is None and not args.quick))
     rows: list[Row] = []
     failures: dict[str, str] = {}
     profiles: dict[str, str] = {}
@@ -128,6 +133,17 @@ def run(args: argparse.Namespace) -> int:
 
                 profiles = profile_strom(brokers[0], client, sizes, out)
 
+    cluster: dict = {}
+    if want_cluster:
+        print("strom cluster (3 brokers) beside one broker", file=sys.stderr, flush=True)
+        try:
+            from benchmarks.cluster import run_cluster_suite
+
+            cluster = run_cluster_suite(client, sizes, args.strom_src)
+        except Exception as exc:  # noqa: BLE001 - the other rows still count
+            traceback.print_exc()
+            failures["cluster"] = f"{type(exc).__name__}: {exc}"
+
     if args.peers:
         from benchmarks.peers import run_peer
 
@@ -150,12 +166,19 @@ def run(args: argparse.Namespace) -> int:
     print(report.context_markdown(ctx) + "\n")
     if limits:
         print(report.machine_markdown(limits) + "\n")
-    print(report.markdown(rows) + "\n")
+    if rows or not cluster:
+        print(report.markdown(rows) + "\n")
     goals = report.targets(rows)
     if any(g["met"] is not None for g in goals):
         print(report.targets_markdown(goals) + "\n")
+    if cluster:
+        cluster["targets"] = report.cluster_targets(cluster)
+        print(report.cluster_markdown(cluster) + "\n")
+        print(report.targets_markdown(cluster["targets"], "target (cluster)") + "\n")
+    elif "cluster" in failures:
+        print(f"cluster: failed: {failures['cluster']}\n")
     report.write_json(json_path, ctx, limits, rows, {"failures": failures, "profiles": profiles,
-                                                     "targets": goals})
+                                                     "targets": goals, "cluster": cluster})
     report.chart(png_path, ctx, limits, rows)
     print(f"wrote {json_path} and {png_path} in {ctx['seconds']:.0f}s", flush=True)
     return 1 if failures and not args.keep_going else 0
@@ -175,6 +198,9 @@ def show(args: argparse.Namespace) -> int:
         print(report.machine_markdown(data["machine"]) + "\n")
     print(report.markdown(rows) + "\n")
     print(report.targets_markdown(report.targets(rows)) + "\n")
+    if data.get("cluster"):
+        print(report.cluster_markdown(data["cluster"]) + "\n")
+        print(report.targets_markdown(report.cluster_targets(data["cluster"]), "target (cluster)") + "\n")
     if args.png:
         report.chart(Path(args.png), data["context"], data.get("machine", []), rows)
     return 0
@@ -188,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--quick", action="store_true", help="~10x smaller workloads (a smoke test)")
     r.add_argument("--peers", action="store_true",
                    help="also Tansu, RabbitMQ, ActiveMQ, Redis and NATS (installs them)")
+    r.add_argument("--cluster", action="store_true",
+                   help="also the 3-broker cluster group in --quick runs (full runs include it; needs etcd)")
     r.add_argument("--only", action="append", default=[], metavar="NAME",
                    help="run only these workloads/systems (repeat or comma-separate)")
     r.add_argument("--out", help="directory for the JSON and PNG (default benchmarks/results)")

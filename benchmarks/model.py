@@ -51,12 +51,25 @@ class Sizes:
     peer_records_1k: int = 200_000
     machine_bytes: int = 1 << 30
     producers: int = 1
+    # the cluster group (benchmarks/cluster.py): 3 brokers beside one, then leader kills
+    cluster_records_100: int = 1_000_000
+    cluster_records_1k: int = 200_000
+    cluster_repeats: int = 3
+    cluster_latency_seconds: float = 10.0
+    cluster_latency_lingers: tuple[int, ...] = (0, 1)
+    cluster_idle_seconds: float = 10.0
+    cluster_kills_default: int = 10  # with broker.session.timeout.ms's default (9000)
+    cluster_kills_short: int = 10
+    cluster_short_timeout_ms: int = 3000
 
     @classmethod
     def quick(cls) -> Sizes:
         return cls(produce_100=200_000, produce_1k=50_000, repeats=1, latency_seconds=2.0,
                    many_partitions=1000, many_records=100_000, peer_records_100=50_000,
-                   peer_records_1k=20_000, machine_bytes=128 << 20)
+                   peer_records_1k=20_000, machine_bytes=128 << 20, cluster_records_100=50_000,
+                   cluster_records_1k=10_000, cluster_repeats=1, cluster_latency_seconds=1.0,
+                   cluster_latency_lingers=(1,), cluster_idle_seconds=1.0, cluster_kills_default=0,
+                   cluster_kills_short=1)
 
 
 @dataclass

@@ -122,7 +122,8 @@ def chart(path: Path, ctx: dict[str, Any], limits: list[dict[str, Any]], rows: l
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_xlabel("million records/s (higher is better)")
     axes[0].set_title("throughput")
-    axes[0].legend(fontsize=8)
+    if systems:
+        axes[0].legend(fontsize=8)
     if any(r.records and r.cpu_per_million > 0 for r in tput):  # a log axis needs a positive value
         axes[1].set_xscale("log")
     axes[1].set_xlabel("broker CPU seconds per million records (log; lower is better)")
@@ -198,10 +199,110 @@ def targets(rows: list[Row]) -> list[dict[str, Any]]:
     return out
 
 
-def targets_markdown(items: list[dict[str, Any]]) -> str:
-    lines = ["| target (issue 7) | this run | met |", "|---|---|---|"]
+def targets_markdown(items: list[dict[str, Any]], title: str = "target (issue 7)") -> str:
+    lines = [f"| {title} | this run | met |", "|---|---|---|"]
     for t in items:
         v = t["value"]
-        shown = "-" if v is None else (f"{v:,.2f} {t['unit']}" if t["unit"] in ("ms", "x") else f"{v:,.0f} {t['unit']}")
+        shown = "-" if v is None else (f"{v:,.2f} {t['unit']}" if t["unit"] in ("ms", "x", "s") else f"{v:,.0f} {t['unit']}")
         lines.append(f"| {t['target']} | {shown} | {'-' if t['met'] is None else ('yes' if t['met'] else 'no')} |")
     return "\n".join(lines)
+
+
+# --- the cluster group (benchmarks/cluster.py) -----------------------------------------------
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    if a is None or b is None or not b or math.isnan(a) or math.isnan(b):
+        return "-"
+    return f"{a / b:.2f} x"
+
+
+def _per_m(row: dict[str, Any]) -> float | None:
+    return row.get("broker_cpu_s_per_million")
+
+
+def _s(v: float | None, fmt: str = ".2f") -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+
+
+def cluster_markdown(data: dict[str, Any]) -> str:
+    """The single broker beside the 3-broker cluster (workload | single | cluster | ratio), then
+    the failover rows."""
+    st = data.get("settings", {})
+    lines = ["| workload | single broker | 3-broker cluster | cluster / single |", "|---|---|---|---|"]
+    for pair in data.get("pairs", []):
+        one, three, name = pair["single"], pair["cluster"], pair["workload"]
+        if name.startswith("produce"):
+            lines.append(f"| {name}: records/s | {_num(one['records_per_s'] or math.nan)} "
+                         f"| {_num(three['records_per_s'] or math.nan)} "
+                         f"| {_ratio(three['records_per_s'], one['records_per_s'])} |")
+            lines.append(f"| {name}: broker CPU s per M records (cluster: sum of 3 brokers) "
+                         f"| {_s(_per_m(one))} | {_s(_per_m(three))} | {_ratio(_per_m(three), _per_m(one))} |")
+            etcd = pair.get("etcd_cpu_s")
+            per_m = etcd / three["records"] * 1e6 if etcd is not None and three["records"] else None
+            lines.append(f"| {name}: etcd CPU s per M records | - | {_s(per_m)} | - |")
+        else:
+            lines.append(f"| {name}: e2e p50 / p99 ms | {_s(one['p50_ms'])} / {_s(one['p99_ms'])} "
+                         f"| {_s(three['p50_ms'])} / {_s(three['p99_ms'])} "
+                         f"| {_ratio(three['p50_ms'], one['p50_ms'])} / {_ratio(three['p99_ms'], one['p99_ms'])} |")
+            lines.append(f"| {name}: broker CPU s (cluster: sum; etcd {_s(pair.get('etcd_cpu_s'))} s) "
+                         f"| {_s(one['broker_cpu_s'])} | {_s(three['broker_cpu_s'])} "
+                         f"| {_ratio(three['broker_cpu_s'], one['broker_cpu_s'])} |")
+    idle = data.get("idle")
+    if idle:
+        secs = idle["seconds"]
+        lines.append(f"| idle: broker CPU % of one core over {secs:.0f} s (cluster: sum; etcd "
+                     f"{idle['etcd_cpu_s'] / secs * 100:.1f} %) | {idle['single_cpu_s'] / secs * 100:.1f} "
+                     f"| {idle['cluster_cpu_s'] / secs * 100:.1f} | - |")
+        lines.append(f"| idle: broker RSS MB (cluster: sum; etcd {idle['etcd_rss'] / 1e6:.0f} MB) "
+                     f"| {idle['single_rss'] / 1e6:.0f} | {idle['cluster_rss'] / 1e6:.0f} "
+                     f"| {_ratio(idle['cluster_rss'], idle['single_rss'])} |")
+    out = "\n".join(lines)
+    failover = data.get("failover", [])
+    if failover:
+        rows = ["| failover: leader `kill -9` to the next acknowledged produce | kills | p50 s | p90 s | max s "
+                "| Metadata names the new leader, p50 s | target: p50 below | met | back in the ISR after "
+                "restart, p50 s | note |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for f in failover:
+            target = f["session_timeout_ms"] / 1000 + 1
+            n = len(f["kills"])
+            controller = sum(1 for k in f["kills"] if k["leader"] == k["controller"])
+            lost = "" if f.get("end_offset") in (None, f["acked"]) else f"; end offset {f['end_offset']} != acked {f['acked']}"
+            note = (f"{controller} of {n} kills hit the controller too; {f['acked']:,} acked, "
+                    f"{f['delivery_errors']} delivery errors" + lost
+                    + (f"; {f['failed_kills']} kills with no ack" if f["failed_kills"] else "")
+                    + (f"; fatal: {f['fatal']}" if f.get("fatal") else ""))
+            met = "-" if f["p50_s"] is None else ("yes" if f["p50_s"] < target and not f["failed_kills"] else "no")
+            rows.append(f"| broker.session.timeout.ms={f['session_timeout_ms']}"
+                        f"{' (default)' if f['default'] else ''} | {n} | {_s(f['p50_s'])} | {_s(f['p90_s'])} "
+                        f"| {_s(f['max_s'])} | {_s(f.get('leader_moved_p50_s'))} | {target:.1f} s | {met} "
+                        f"| {_s(f.get('rejoin_p50_s'), '.1f')} | {note} |")
+        out += "\n\n" + "\n".join(rows)
+    if st:
+        out += (f"\n\nCluster settings: {st['brokers']} brokers + etcd, topics with replication factor "
+                f"{st['replication_factor']} and min.insync.replicas={st['min_insync_replicas']}, acks=all, "
+                f"1 partition; produce {st['records_100']:,} x 100 B and {st['records_1k']:,} x 1 KiB, median of "
+                f"{st['repeats']} (single broker and cluster taking turns), client {st['client']}; latency "
+                f"{st['latency_seconds']:g} s per row; failover producer: idempotent, acks=all, one 100 B record "
+                f"every {st['failover_interval_ms']:g} ms, librdkafka defaults otherwise.")
+    return out
+
+
+def cluster_targets(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The cluster targets: replicated CPU per record <= 3.5 x the single broker's; failover
+    p50 below broker.session.timeout.ms + 1 s (default timeout; the shorter one shown too)."""
+    out: list[dict[str, Any]] = []
+    for pair in data.get("pairs", []):
+        if pair["workload"].startswith("produce"):
+            one, three = _per_m(pair["single"]), _per_m(pair["cluster"])
+            value = three / one if one and three is not None else None
+            out.append({"target": f"{pair['workload']}: cluster broker CPU per record <= 3.5 x single broker's",
+                        "value": value, "unit": "x", "met": None if value is None else value <= 3.5})
+    for f in data.get("failover", []):
+        limit = f["session_timeout_ms"] / 1000 + 1
+        value = f["p50_s"]
+        out.append({"target": f"failover p50 < broker.session.timeout.ms + 1 s = {limit:g} s "
+                              f"({'default' if f['default'] else 'shorter timeout, an option'})",
+                    "value": value, "unit": "s",
+                    "met": None if value is None else bool(value < limit and not f["failed_kills"])})
+    return out

@@ -53,3 +53,40 @@ def test_quick_run_prints_the_table_and_writes_json_and_png(tmp_path: Path) -> N
     assert len(produce) == 8
     assert all(r["records"] > 0 and r["records_per_s"] > 0 and r["broker_cpu_s"] >= 0 for r in produce)
     assert {m["name"].split(" ")[0] for m in data["machine"]} >= {"loopback", "os.sendfile", "disk"}
+
+
+CLUSTER_ROWS = [
+    "| produce 100 B acks=all: records/s |",
+    "| produce 100 B acks=all: broker CPU s per M records (cluster: sum of 3 brokers) |",
+    "| produce 1 KiB acks=all: records/s |",
+    "| latency @5,000/s linger.ms=1: e2e p50 / p99 ms |",
+    "| idle: broker RSS MB",
+    "| broker.session.timeout.ms=3000 | 1 |",
+    "| target (cluster) | this run | met |",
+]
+
+
+def test_quick_cluster_run_prints_one_broker_beside_three_and_a_failover(tmp_path: Path) -> None:
+    """`--quick --only cluster`: a 3-broker cluster (etcd from PATH) beside one broker, and one
+    leader kill with the short session timeout (a separate run, so each test stays short)."""
+    out = tmp_path / "results"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "run", "--quick", "--only", "cluster", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    for row in CLUSTER_ROWS:
+        assert row in proc.stdout, f"missing {row!r} in:\n{proc.stdout}"
+    data = json.loads(next(out.glob("*.json")).read_text())
+    assert data["rows"] == [] and data["failures"] == {}
+    cluster = data["cluster"]
+    assert [p["workload"] for p in cluster["pairs"]] == [
+        "produce 100 B acks=all", "produce 1 KiB acks=all", "latency @5,000/s linger.ms=1"]
+    for pair in cluster["pairs"]:
+        assert pair["single"]["records"] > 0 and pair["cluster"]["records"] > 0
+        assert pair["cluster"]["broker_cpu_s"] > 0 and pair["etcd_cpu_s"] >= 0
+    [failover] = cluster["failover"]
+    assert failover["session_timeout_ms"] == 3000 and failover["failed_kills"] == 0
+    assert len(failover["kills"]) == 1 and failover["kills"][0]["seconds"] > 0
+    assert failover["delivery_errors"] == 0 and failover["acked"] > 0
+    assert len(cluster["targets"]) == 3

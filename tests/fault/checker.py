@@ -54,6 +54,7 @@ T = TypeVar("T")
 QUIET = logging.getLogger("tests.fault.librdkafka")
 QUIET.addHandler(logging.NullHandler())
 QUIET.propagate = False
+QUIET.setLevel(logging.CRITICAL + 1)  # fatal errors reach error_cb
 
 # Broker settings that make failures play out in seconds: a killed broker's lease expires after
 # 2 s, a stalled follower leaves the ISR after 3 s, a follower retries its leader every 0.2 s.
@@ -114,7 +115,8 @@ class Load:
     """An acks=all idempotent producer of unique values in a thread (see the module docstring).
 
     Fields after ``stop()``: ``acked`` (value -> Ack), ``failed`` (error name -> count),
-    ``sent`` (records handed to the producer), ``fatal`` (a fatal producer error, or None)."""
+    ``sent`` (records handed to the producer), ``fatal`` (fatal producer errors: after one,
+    the load goes on with a new producer, so a new producer id, under a new run id)."""
 
     def __init__(
         self,
@@ -136,17 +138,19 @@ class Load:
         self.max_seconds = max_seconds
         self.run = run or uuid.uuid4().hex[:8]
         self.config = {**PRODUCER_CONFIG, **(config or {})}
+        self.runs = [self.run]  # a new run id per producer (after a fatal error)
         self.acked: dict[str, Ack] = {}
         self.failed: Counter[str] = Counter()
         self.failed_values: set[str] = set()
         self.sent = 0
-        self.fatal: str | None = None
+        self.fatal: list[str] = []  # fatal producer errors (each replaced the producer)
         self.unflushed = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._started = 0.0
         self._producer: Any = None
+        self._fatal_pending: str | None = None
 
     # --- what tests look at ----------------------------------------------------------------------
 
@@ -182,38 +186,42 @@ class Load:
         with self._lock:
             failed = ", ".join(f"{k} {v}" for k, v in self.failed.most_common()) or "none"
             return f"sent {self.sent}, acknowledged {len(self.acked)}, failed: {failed}" + (
-                f", FATAL {self.fatal}" if self.fatal else ""
+                f"; {len(self.fatal)} fatal producer error(s), the first: {self.fatal[0]}" if self.fatal else ""
             )
 
     # --- lifecycle --------------------------------------------------------------------------------
 
     def start(self) -> Load:
-        from confluent_kafka import Producer
-
-        self._producer = Producer({
-            "bootstrap.servers": self.bootstrap,
-            "logger": QUIET,
-            "error_cb": self._on_error,
-            **self.config,
-        })
+        self._producer = self._new_producer()
         self._started = time.monotonic()
         self._thread = threading.Thread(target=self._run, name=f"fault-load-{self.run}", daemon=True)
         self._thread.start()
         return self
 
+    def _new_producer(self) -> Any:
+        from confluent_kafka import Producer
+
+        return Producer({"bootstrap.servers": self.bootstrap, "logger": QUIET, "error_cb": self._on_error, **self.config})
+
     def stop(self, flush_timeout: float = 30.0) -> Load:
         """Stop sending, wait up to ``flush_timeout`` s for the outstanding records' delivery
         reports, then give up the rest (purged: counted as failed)."""
+        from confluent_kafka import KafkaException
+
         self._stop.set()
         if self._thread is not None:
             self._thread.join(self.max_seconds + flush_timeout + 10)
         producer, self._producer = self._producer, None
         if producer is not None:
-            remaining = producer.flush(flush_timeout)
-            if remaining:
-                self.unflushed = remaining
-                producer.purge()
-                producer.flush(5.0)
+            try:
+                remaining = producer.flush(flush_timeout)
+                if remaining:
+                    self.unflushed = remaining
+                    producer.purge()
+                    producer.flush(5.0)
+            except KafkaException as exc:
+                with self._lock:
+                    self.fatal.append(str(exc))
         return self
 
     def __enter__(self) -> Load:
@@ -225,14 +233,15 @@ class Load:
     def _on_error(self, error: Any) -> None:
         if error.fatal():
             with self._lock:
-                self.fatal = str(error)
+                self._fatal_pending = str(error)
 
     def _on_delivery(self, error: Any, message: Any) -> None:
         value = message.value().decode()
         with self._lock:
             if error is None:
                 seq = int(value.rsplit("-", 1)[1])
-                self.acked[value] = Ack(message.partition(), message.offset(), seq, time.monotonic())
+                offset = message.offset()
+                self.acked[value] = Ack(message.partition(), -1 if offset is None else offset, seq, time.monotonic())
             else:
                 self.failed[error.name()] += 1
                 self.failed_values.add(value)
@@ -240,13 +249,50 @@ class Load:
     def _run(self) -> None:
         from confluent_kafka import KafkaException
 
+        while True:
+            try:
+                self._send()
+                return
+            except KafkaException as exc:
+                self._fatal_pending = self._fatal_pending or str(exc)
+            if not self._replace_producer():
+                return
+
+    def _replace_producer(self) -> bool:
+        """After a fatal error: fail what the old producer holds, go on with a new one under a
+        new run id (its sequence restarts its own order). False once told to stop."""
+        from confluent_kafka import KafkaException
+
+        old, self._producer = self._producer, None
+        with self._lock:
+            self.fatal.append(self._fatal_pending or "fatal error")
+            self._fatal_pending = None
+        try:
+            old.purge()
+            old.flush(5.0)
+        except KafkaException:
+            pass
+        if self._stop.is_set():
+            return False
+        with self._lock:
+            self.run = f"{self.runs[0]}.{len(self.runs)}"
+            self.runs.append(self.run)
+        self._producer = self._new_producer()
+        return True
+
+    def _send(self) -> None:
+        """Produce until told to stop (returns), or raise KafkaException on a fatal error."""
+        from confluent_kafka import KafkaException
+
         producer = self._producer
         interval = 1.0 / self.rate
         next_send = time.monotonic()
         deadline = self._started + self.max_seconds
-        seq = 0
-        while not self._stop.is_set() and self.fatal is None:
+        while not self._stop.is_set():
+            if self._fatal_pending is not None:
+                raise KafkaException(self._fatal_pending)
             now = time.monotonic()
+            seq = self.sent
             if now > deadline or (self.max_records is not None and seq >= self.max_records):
                 break
             if now < next_send:
@@ -259,13 +305,8 @@ class Load:
             except BufferError:
                 producer.poll(0.05)
                 continue
-            except KafkaException as exc:  # fatal idempotence error: the producer is unusable
-                with self._lock:
-                    self.fatal = self.fatal or str(exc)
-                break
-            seq += 1
             with self._lock:
-                self.sent = seq
+                self.sent = seq + 1
             next_send = max(next_send + interval, now - 1.0)  # no burst after a long stall
             producer.poll(0)
 
@@ -346,13 +387,14 @@ class Report:
     replicas_compared: int = 0
     bytes_compared: int = 0
     replica_mismatches: int = 0
-    fatal: list[str] = field(default_factory=list)
+    acked_without_offset: int = 0  # delivery reports without an offset: checked for presence only
+    producer_fatal: list[str] = field(default_factory=list)  # reported, not a verdict (see check)
     examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
 
     @property
     def ok(self) -> bool:
         return not (self.lost or self.inconsistent or self.duplicates or self.reordered
-                    or self.replica_mismatches or self.fatal)
+                    or self.replica_mismatches)
 
     def note(self, kind: str, example: str, limit: int = 5) -> None:
         if len(self.examples[kind]) < limit:
@@ -360,10 +402,11 @@ class Report:
 
     def merge(self, other: Report) -> None:
         for name in ("acknowledged", "failed", "records_read", "unacked_present", "lost", "inconsistent",
-                     "duplicates", "reordered", "replicas_compared", "bytes_compared", "replica_mismatches"):
+                     "duplicates", "reordered", "replicas_compared", "bytes_compared", "replica_mismatches",
+                     "acked_without_offset"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failures.update(other.failures)
-        self.fatal.extend(other.fatal)
+        self.producer_fatal.extend(other.producer_fatal)
         for kind, lines in other.examples.items():
             for line in lines:
                 self.note(kind, line)
@@ -376,7 +419,9 @@ class Report:
             f"failed {self.failed}, read {self.records_read}; lost {self.lost}, inconsistent offsets "
             f"{self.inconsistent}, duplicated {self.duplicates}, reordered {self.reordered}; "
             f"replicas compared {self.replicas_compared} ({self.bytes_compared} bytes), mismatches "
-            f"{self.replica_mismatches}" + (f"; FATAL {self.fatal}" if self.fatal else "")
+            f"{self.replica_mismatches}"
+            + (f"; acknowledged without an offset {self.acked_without_offset}" if self.acked_without_offset else "")
+            + (f"; producer fatal errors {len(self.producer_fatal)}" if self.producer_fatal else "")
         )
 
     def problems(self) -> str:
@@ -418,17 +463,18 @@ def check(loads: Sequence[Load], log: Mapping[int, Sequence[tuple[int, str]]], r
     for load in loads:
         report.acknowledged += len(load.acked)
         report.failed += sum(load.failed.values())
-        if load.fatal:
-            report.fatal.append(load.fatal)
+        report.producer_fatal.extend(load.fatal)
         for value, ack in load.acked.items():
             places = where.get(value)
             if not places:
                 report.lost += 1
                 report.note("lost", f"{value} acknowledged at partition {ack.partition} offset {ack.offset}")
+            elif ack.offset < 0:
+                report.acked_without_offset += 1
             elif (ack.partition, ack.offset) not in places:
                 report.inconsistent += 1
                 report.note("inconsistent offsets", f"{value} acknowledged at {ack.partition}/{ack.offset}, found at {places}")
-    by_run = {load.run: load for load in loads}
+    by_run = {run: load for load in loads for run in load.runs}
     for value in where:
         parsed = _split(value)
         load = by_run.get(parsed[0]) if parsed is not None else None

@@ -56,17 +56,15 @@ if _etcd_missing():  # pragma: no cover - test.sh installs etcd-server
 RF3 = {"min.insync.replicas": 2}
 
 
-# Known bugs in src, recognised by their signature in the brokers' logs: a test that runs into
-# one xfails with the diagnosis instead of timing out (it passes when the race does not happen).
-KNOWN_BUGS = [
+# Livelocks seen before, recognised by their signature in the brokers' logs, so that a test
+# fails at once with the diagnosis rather than timing out on a cluster that never heals.
+LIVELOCKS = [
     (
         re.compile(r"truncating (\d+) -> \1$", re.MULTILINE),
         20,
-        "src bug: a follower whose epoch cache ends with an epoch it led without appending "
-        "(killed right after its election) gets DivergingEpoch at its log end forever: "
-        "PartitionLog.truncate_to returns early when offset >= log end and never drops the "
-        "stale epoch-cache entry (Kafka's UnifiedLog.truncateTo always truncates the epoch "
-        "cache), so the follower never rejoins the ISR and spins",
+        "a follower gets DivergingEpoch at its own log end again and again: the epoch cache keeps "
+        "an epoch that wrote nothing (a leader deposed before its first append), as before the fix "
+        "in PartitionLog.truncate_to (Kafka's UnifiedLog.truncateTo always truncates the epoch cache)",
     ),
 ]
 
@@ -96,21 +94,21 @@ class Scenario:
         self.loads.append(load)
         return load.start()
 
-    def known_bug(self) -> str | None:
+    def livelock(self) -> str | None:
         for node in self.cluster.nodes:
             text = self.cluster.logs(node)
-            for pattern, count, reason in KNOWN_BUGS:
+            for pattern, count, reason in LIVELOCKS:
                 if len(pattern.findall(text)) >= count:
                     return f"broker {node}: {reason}"
         return None
 
     def wait_healed(self, topic: str, partitions: int, timeout: float = 30.0, *, full_isr: bool = True) -> None:
         """Until every partition has a live leader all brokers agree on and (``full_isr``)
-        every live replica is in its ISR; xfails on a known bug's signature."""
+        every live replica is in its ISR; fails at once on a known livelock's signature."""
         def probe() -> bool:
-            bug = self.known_bug()
-            if bug is not None:
-                pytest.xfail(bug)
+            livelock = self.livelock()
+            if livelock is not None:
+                pytest.fail(f"{livelock}\n{self.logs()}")
             return healed(self.cluster, topic, partitions, full_isr=full_isr)
 
         wait_until(probe, timeout, lambda: f"{topic} not healed: {views(self.cluster, topic)}", interval=0.2)
@@ -501,10 +499,18 @@ def test_wiped_broker_not_in_isr_until_caught_up(scenario: Callable[..., Scenari
     load = s.load(topic, 3, rate=600)
     load.wait_acked(1500)
     victim = c.leader(topic, 0)
+    c.stop_broker(victim)
+    s.fail("restart with an empty data dir")
+
+    def gone() -> bool:  # the cluster noticed: out of every ISR, leading nothing
+        view = describe(c, topic)
+        return view is not None and all(victim not in part.isr and part.leader != victim for part in view.values())
+
+    wait_until(gone, 15, lambda: f"broker {victim} out of every ISR of {topic} ({describe(c, topic)})")
+    # From the wipe on, the monitor flags any listing of the broker as leader or ISR member
+    # while its log on disk lacks an acknowledged record.
     with IsrMonitor(c, topic, 3, victim, load) as monitor:
-        c.stop_broker(victim)
-        s.fail("restart with an empty data dir")
-        c.restart(victim, wipe=True)
+        c.restart(victim, wipe=True)  # it is stopped: wipe the data directory, start it
         s.wait_healed(topic, 3)
         load.wait_acked(200)
     assert monitor.samples > 10
@@ -624,15 +630,27 @@ def test_full_cluster_restart(scenario: Callable[..., Scenario]) -> None:
     # High watermarks were checkpointed: nothing acknowledged is hidden from consumers.
     from confluent_kafka import Consumer as Reader
 
-    reader = Reader({"bootstrap.servers": c.bootstrap_servers, "group.id": f"hw-{topic}", "logger": QUIET})
+    reader = Reader({"bootstrap.servers": c.bootstrap_servers, "group.id": group, "logger": QUIET})
     try:
         for p, top in acked_before.items():
             hw = reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
             assert hw > top, f"partition {p}: high watermark {hw} after the restart, {top} acknowledged before"
-        got = reader.committed([TopicPartition(topic, p) for p in range(3)], timeout=10)
-        assert [(tp.partition, tp.offset) for tp in got] == [(tp.partition, tp.offset) for tp in committed]
+        want = [(tp.partition, tp.offset) for tp in committed]
+        seen: list[Any] = []
+
+        def read_back() -> bool:
+            try:
+                got = reader.committed([TopicPartition(topic, p) for p in range(3)], timeout=5)
+            except Exception as exc:
+                seen.append(exc)
+                return False
+            seen.append([(tp.partition, tp.offset) for tp in got])
+            return seen[-1] == want
+
+        wait_until(read_back, 15, lambda: f"committed offsets {want} after the restart; read {seen[-3:]}", interval=0.2)
     finally:
         reader.close()
+    s.extra.append(f"committed offsets read back after {len(seen)} attempt(s): {seen[:2]}")
     s.wait_healed(topic, 3)
     load.wait_acked(300, since=restarted, timeout=30)  # the same producer goes on
     s.extra.append("epochs " + ", ".join(f"p{p} {down[p]['leader_epoch']}->{up[p]['leader_epoch']}" for p in sorted(up))

@@ -159,8 +159,8 @@ def _diverging(log: Any, fetch_offset: int, last_fetched_epoch: int) -> tuple[in
     if last_fetched_epoch < 0:
         return None
     epoch, end_offset = log.epochs.end_offset_for(last_fetched_epoch, log.log_end_offset)
-    if epoch == last_fetched_epoch and end_offset >= fetch_offset:
-        return None
+    if epoch < 0 or (epoch == last_fetched_epoch and end_offset >= fetch_offset):
+        return None  # (-1, -1) would read as "no divergence" anyway: it is the tag's default
     return epoch, end_offset
 
 

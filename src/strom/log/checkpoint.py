@@ -121,12 +121,17 @@ class LeaderEpochCache:
         self._save()
 
     def end_offset_for(self, epoch: int, log_end_offset: int) -> tuple[int, int]:
-        """(largest epoch <= ``epoch``, its end offset), as OffsetsForLeaderEpoch answers."""
+        """(largest epoch <= ``epoch``, its end offset), as OffsetsForLeaderEpoch answers. An
+        epoch older than every entry ends where the first entry starts (Kafka's
+        LeaderEpochFileCache.endOffsetFor): such a replica's log is a prefix of this one up
+        to there."""
         for index in range(len(self.entries) - 1, -1, -1):
             found, _ = self.entries[index]
             if found <= epoch:
                 end = log_end_offset if index == len(self.entries) - 1 else self.entries[index + 1][1]
                 return found, end
+        if self.entries and epoch >= 0:
+            return epoch, self.entries[0][1]
         return -1, -1
 
     def truncate_from_end(self, end_offset: int) -> None:

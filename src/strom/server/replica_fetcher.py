@@ -170,7 +170,7 @@ class LeaderFetcher:
             return True
         if error:
             return True
-        diverging = data.diverging_epoch
+        diverging = data.diverging_epoch  # (-1, -1) when absent
         if diverging is not None and diverging.epoch >= 0 and diverging.end_offset >= 0:
             cut = truncation_offset(partition_log.epochs, partition_log.log_end_offset, diverging.epoch, diverging.end_offset)
             cut = max(cut, partition_log.log_start_offset)
@@ -178,6 +178,9 @@ class LeaderFetcher:
                 "%s: diverges from the leader at epoch %d (ends at %d there): truncating %d -> %d",
                 partition_log.name, diverging.epoch, diverging.end_offset, partition_log.log_end_offset, cut,
             )
+            if cut == partition_log.log_end_offset and partition_log.epochs.latest_epoch <= diverging.epoch:
+                log.warning("%s: divergence at epoch %d with nothing to cut", partition_log.name, diverging.epoch)
+                return True  # back off rather than ask the same again at once
             partition_log.truncate_to(cut)
             return False
         records = data.records
