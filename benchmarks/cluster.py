@@ -172,39 +172,50 @@ def _strom_src(src: str | None) -> contextlib.AbstractContextManager[None]:
 # --- produce, latency, idle -----------------------------------------------------------------
 
 
-def _with_etcd(broker: KafkaBroker, body: Any) -> tuple[Row, float]:
-    """Run a workload; also the etcd CPU seconds it took (NaN for a single broker)."""
+Measured = tuple[Row, float, dict[str, Any]]
+
+
+def _with_etcd(broker: KafkaBroker, topic: str, body: Any) -> Measured:
+    """Run a workload; also the etcd CPU seconds it took (NaN for a single broker) and, on a
+    cluster, the leader's and each follower's CPU seconds (the row has their sum)."""
     if not isinstance(broker, ClusterBroker):
-        return body(), math.nan
+        return body(), math.nan, {}
+    md = broker.metadata(topic)
+    leader = md.topics[topic].partitions[0].leader if md is not None else -1
+    nodes = {n: broker.cluster.pid(n) for n in broker.cluster.nodes}
     before = broker.etcd.sample()
+    per_node = {n: ProcTree(pid).sample().cpu_s for n, pid in nodes.items() if pid is not None}
     row = body()
-    return row, broker.etcd.sample().cpu_s - before.cpu_s
+    etcd = broker.etcd.sample().cpu_s - before.cpu_s
+    split = {n: ProcTree(nodes[n]).sample().cpu_s - cpu for n, cpu in per_node.items()}  # type: ignore[arg-type]
+    return row, etcd, {"leader": split.get(leader), "followers": [c for n, c in split.items() if n != leader]}
 
 
-def _pair(label: str, single: tuple[Row, float], cluster: tuple[Row, float]) -> dict[str, Any]:
+def _pair(label: str, single: Measured, cluster: Measured) -> dict[str, Any]:
     return {"workload": label, "single": single[0].as_dict(), "cluster": cluster[0].as_dict(),
-            "etcd_cpu_s": None if math.isnan(cluster[1]) else cluster[1]}
+            "etcd_cpu_s": None if math.isnan(cluster[1]) else cluster[1], "cluster_cpu_s_by_role": cluster[2]}
 
 
 def _produce_pairs(pair: list[KafkaBroker], client: KafkaClient, sizes: Sizes) -> list[dict[str, Any]]:
     out = []
     for size, total in ((100, sizes.cluster_records_100), (1024, sizes.cluster_records_1k)):
-        reps: dict[str, list[tuple[Row, float]]] = {b.name: [] for b in pair}
+        reps: dict[str, list[Measured]] = {b.name: [] for b in pair}
         for rep in range(sizes.cluster_repeats):
             for broker in pair:
                 topic = f"c{size}-{rep}"
                 broker.create_topic(topic, 1)
-                reps[broker.name].append(_with_etcd(broker, lambda b=broker, t=topic, s=size, n=total:
+                reps[broker.name].append(_with_etcd(broker, topic, lambda b=broker, t=topic, s=size, n=total:
                                                     produce(b, client, t, s, "all", 1, n, sizes.producers)))
                 broker.delete_topic(topic)
         chosen = []
         for broker in pair:
-            row = median_row([r for r, _ in reps[broker.name]])
-            etcd = next(e for r, e in reps[broker.name] if r is row)
-            chosen.append((row, etcd))
+            row = median_row([m[0] for m in reps[broker.name]])
+            measured = next(m for m in reps[broker.name] if m[0] is row)
+            chosen.append(measured)
+            etcd, roles = measured[1], measured[2]
             log(f"{broker.name}: produce {size}B acks=all: {row.records_per_s:,.0f} rec/s, broker CPU "
                 f"{row.cpu_per_million:.2f} s per M records" + ("" if math.isnan(etcd) else
-                                                               f", etcd {etcd:.2f}s"))
+                                                               f", etcd {etcd:.2f}s, by role {roles}"))
         size_name = "1 KiB" if size == 1024 else f"{size} B"
         out.append(_pair(f"produce {size_name} acks=all", chosen[0], chosen[1]))
     return out
@@ -218,7 +229,7 @@ def _latency_pairs(pair: list[KafkaBroker], sizes: Sizes) -> list[dict[str, Any]
         for broker in pair:
             topic = f"clat-{linger}"
             broker.create_topic(topic, 1)
-            got.append(_with_etcd(broker, lambda b=broker, t=topic, lg=linger:
+            got.append(_with_etcd(broker, topic, lambda b=broker, t=topic, lg=linger:
                                   latency(b, t, rate, sizes.cluster_latency_seconds, lg)))
             row = got[-1][0]
             log(f"{broker.name}: latency at {rate}/s linger.ms={linger}: p50 {row.p50_ms:.2f} "
@@ -450,11 +461,14 @@ def run_cluster_suite(client: KafkaClient, sizes: Sizes, strom_src: str | None =
             f"{cluster.session_timeout_ms}) started")
         time.sleep(1.0)
         result["idle"] = _idle(pair, sizes.cluster_idle_seconds)
-        # warm up: connections, code paths, page cache
+        # warm up with both record sizes: connections, code paths, the allocator's large blocks (a
+        # fresh broker process pays page faults for its first 1 MiB buffers: the first cluster
+        # repetition cost up to twice the CPU per record of the later ones without this)
         for broker in pair:
-            broker.create_topic("cwarmup", 1)
-            produce(broker, client, "cwarmup", 100, "all", 1, sizes.cluster_records_100 // 4 or 1000, 1)
-            broker.delete_topic("cwarmup")
+            for size, total in ((100, sizes.cluster_records_100), (1024, sizes.cluster_records_1k)):
+                broker.create_topic(f"cwarmup-{size}", 1)
+                produce(broker, client, f"cwarmup-{size}", size, "all", 1, max(total // 2, 1000), 1)
+                broker.delete_topic(f"cwarmup-{size}")
         result["pairs"] += _produce_pairs(pair, client, sizes)
         result["pairs"] += _latency_pairs(pair, sizes)
         single.stop()

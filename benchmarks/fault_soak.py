@@ -81,7 +81,13 @@ class Soak:
 
         self.args = args
         self.rng = random.Random(args.seed)
-        self.cluster: Any = strom.Cluster(3, data_dir=data_dir, config=dict(FAST_FAILOVER))
+        # A lease a little longer than replica.lag.time.max.ms: a paused follower leaves the ISR
+        # for its lag (failure 4) before its lease expires.
+        config = {**FAST_FAILOVER, "broker.session.timeout.ms": 3000, "replica.lag.time.max.ms": 2000}
+        for item in args.override:
+            key, _, value = item.partition("=")
+            config[key] = value
+        self.cluster: Any = strom.Cluster(3, data_dir=data_dir, config=config)
         self.injected: Counter[str] = Counter()
         self.heal_times: dict[str, list[float]] = defaultdict(list)
         self.notes: list[str] = []
@@ -338,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heal-timeout", type=float, default=90.0, help="seconds a round may take to heal (default 90)")
     parser.add_argument("--only", nargs="+", choices=KINDS, dest="kinds", default=list(KINDS),
                         help="draw from these failures only")
+    parser.add_argument("-o", dest="override", action="append", default=[], metavar="KEY=VALUE",
+                        help="a broker setting for every broker (Kafka's name), e.g. -o broker.session.timeout.ms=2000")
     parser.add_argument("--keep", type=Path, default=None, help="keep the cluster's data here (default: a temporary dir)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
     args = parser.parse_args(argv)

@@ -52,8 +52,8 @@ class Sizes:
     machine_bytes: int = 1 << 30
     producers: int = 1
     # the cluster group (benchmarks/cluster.py): 3 brokers beside one, then leader kills
-    cluster_records_100: int = 1_000_000
-    cluster_records_1k: int = 200_000
+    cluster_records_100: int = 2_000_000
+    cluster_records_1k: int = 500_000
     cluster_repeats: int = 3
     cluster_latency_seconds: float = 10.0
     cluster_latency_lingers: tuple[int, ...] = (0, 1)

@@ -225,6 +225,15 @@ def _s(v: float | None, fmt: str = ".2f") -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
 
 
+def _roles(pair: dict[str, Any], scale: float) -> str:
+    """" (leader a, followers b + c)": the cluster's CPU by role, times ``scale``."""
+    roles = pair.get("cluster_cpu_s_by_role") or {}
+    if roles.get("leader") is None:
+        return ""
+    followers = " + ".join(f"{f * scale:.2f}" for f in roles["followers"])
+    return f" (leader {roles['leader'] * scale:.2f}, followers {followers})"
+
+
 def cluster_markdown(data: dict[str, Any]) -> str:
     """The single broker beside the 3-broker cluster (workload | single | cluster | ratio), then
     the failover rows."""
@@ -237,7 +246,8 @@ def cluster_markdown(data: dict[str, Any]) -> str:
                          f"| {_num(three['records_per_s'] or math.nan)} "
                          f"| {_ratio(three['records_per_s'], one['records_per_s'])} |")
             lines.append(f"| {name}: broker CPU s per M records (cluster: sum of 3 brokers) "
-                         f"| {_s(_per_m(one))} | {_s(_per_m(three))} | {_ratio(_per_m(three), _per_m(one))} |")
+                         f"| {_s(_per_m(one))} | {_s(_per_m(three))}{_roles(pair, 1e6 / three['records'])} "
+                         f"| {_ratio(_per_m(three), _per_m(one))} |")
             etcd = pair.get("etcd_cpu_s")
             per_m = etcd / three["records"] * 1e6 if etcd is not None and three["records"] else None
             lines.append(f"| {name}: etcd CPU s per M records | - | {_s(per_m)} | - |")
@@ -246,7 +256,7 @@ def cluster_markdown(data: dict[str, Any]) -> str:
                          f"| {_s(three['p50_ms'])} / {_s(three['p99_ms'])} "
                          f"| {_ratio(three['p50_ms'], one['p50_ms'])} / {_ratio(three['p99_ms'], one['p99_ms'])} |")
             lines.append(f"| {name}: broker CPU s (cluster: sum; etcd {_s(pair.get('etcd_cpu_s'))} s) "
-                         f"| {_s(one['broker_cpu_s'])} | {_s(three['broker_cpu_s'])} "
+                         f"| {_s(one['broker_cpu_s'])} | {_s(three['broker_cpu_s'])}{_roles(pair, 1.0)} "
                          f"| {_ratio(three['broker_cpu_s'], one['broker_cpu_s'])} |")
     idle = data.get("idle")
     if idle:

@@ -10,7 +10,10 @@ with its figures (run pytest with ``-s`` or ``-rP`` to see them).
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +22,7 @@ from typing import Any
 
 import pytest
 
+import strom
 from tests.fault.checker import (
     FAST_FAILOVER,
     QUIET,
@@ -41,12 +45,11 @@ from tests.fault.checker import (
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(120)]
 
-strom = pytest.importorskip("strom")
+# Set to a file name to get each test's figures appended to it as a JSON line.
+FIGURES = os.environ.get("STROM_FAULT_FIGURES")
 
 
 def _etcd_missing() -> bool:
-    import shutil
-
     return shutil.which("etcd") is None and not Path("/usr/bin/etcd").exists()
 
 
@@ -75,7 +78,9 @@ class Scenario:
 
     def __init__(self, name: str, tmp_path: Path, brokers: int = 3, **config: Any) -> None:
         self.name = name
-        self.cluster: Any = strom.Cluster(brokers, data_dir=tmp_path / "cluster", config={**FAST_FAILOVER, **config})
+        self.data_dir = tmp_path / "cluster"
+        self.passed = False
+        self.cluster: Any = strom.Cluster(brokers, data_dir=self.data_dir, config={**FAST_FAILOVER, **config})
         self.cluster.start()
         self.report = Report()
         self.loads: list[Load] = []
@@ -145,7 +150,18 @@ class Scenario:
         loads = "; ".join(load.summary() for load in self.loads)
         print(f"\nFAULT {self.name}: {self.report.summary()}\n  loads: {loads}" +
               "".join(f"\n  {line}" for line in self.extra))
+        if FIGURES:
+            r = self.report
+            with open(FIGURES, "a") as out:
+                out.write(json.dumps({
+                    "test": self.name, "injected": sum(r.failures.values()), "failures": dict(r.failures),
+                    "acknowledged": r.acknowledged, "failed": r.failed, "read": r.records_read, "lost": r.lost,
+                    "inconsistent": r.inconsistent, "duplicated": r.duplicates, "reordered": r.reordered,
+                    "replicas_compared": r.replicas_compared, "replica_mismatches": r.replica_mismatches,
+                    "producer_fatal": len(r.producer_fatal), "notes": self.extra,
+                }) + "\n")
         assert self.report.ok, f"{self.report.problems()}\n{self.logs()}"
+        self.passed = True
         return self.report
 
     def close(self) -> None:
@@ -155,6 +171,8 @@ class Scenario:
             if load._producer is not None:
                 load.stop(flush_timeout=1)
         self.cluster.stop()
+        if self.passed:  # etcd preallocates 64 MB of WAL: keep the data of failed tests only
+            shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -280,7 +280,3 @@ class BrokerContext:
         await asyncio.to_thread(PartitionLog.run_flush, job)
         log.complete_flush(job, self.now_ms())
 
-    def topic_partitions(self) -> Iterator[tuple[TopicMetadata, int]]:
-        for topic in self.metadata.topics().values():
-            for p in range(topic.partitions):
-                yield topic, p

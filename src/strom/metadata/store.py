@@ -181,6 +181,10 @@ class ImageHolder:
             listener(old, image)
 
 
+def _partition_doc(state: PartitionState) -> dict[str, Any]:
+    return {**state.to_json(), "partition_epoch": state.partition_epoch}
+
+
 class LocalMetadataStore(ImageHolder):
     """Single-node MetadataStore in ``<data_dir>/strom-metadata.json``.
 
@@ -304,8 +308,7 @@ class LocalMetadataStore(ImageHolder):
                     "name": t.name,
                     "topic_id": str(t.topic_id),
                     "configs": dict(t.configs),
-                    "partitions": [image.partitions[(t.name, p)].to_json() | {"partition_epoch": image.partitions[(t.name, p)].partition_epoch}
-                                   for p in range(t.partitions)],
+                    "partitions": [_partition_doc(image.partitions[(t.name, p)]) for p in range(t.partitions)],
                 }
                 for t in image.topics.values()
             ],
