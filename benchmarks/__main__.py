@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import sys
 import time
 import traceback
@@ -95,8 +96,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"Kafka client: {client.name}", file=sys.stderr, flush=True)
     kafka_workloads = (workloads or WORKLOADS) - {"machine", "cluster"}
     # the cluster group: in full runs unless --only leaves it out; in --quick runs when asked
+    asked_cluster = args.cluster or "cluster" in (workloads or ())
     want_cluster = (systems is None or "strom" in systems) and (
-        args.cluster or "cluster" in (workloads or ()) or (workloads is None and not args.quick))
+        asked_cluster or (workloads is None and not args.quick))
+    if want_cluster and not asked_cluster and not (shutil.which("etcd") or Path("/usr/bin/etcd").exists()):
+        print("cluster group skipped: etcd is not installed (apt-get install etcd-server)", file=sys.stderr)
+        want_cluster = False
     rows: list[Row] = []
     failures: dict[str, str] = {}
     profiles: dict[str, str] = {}
@@ -133,13 +138,13 @@ def run(args: argparse.Namespace) -> int:
 
                 profiles = profile_strom(brokers[0], client, sizes, out)
 
-    cluster: dict = {}
+    cluster: dict = {}  # filled part by part: a failure keeps the parts measured before it
     if want_cluster:
         print("strom cluster (3 brokers) beside one broker", file=sys.stderr, flush=True)
         try:
             from benchmarks.cluster import run_cluster_suite
 
-            cluster = run_cluster_suite(client, sizes, args.strom_src)
+            run_cluster_suite(client, sizes, args.strom_src, cluster)
         except Exception as exc:  # noqa: BLE001 - the other rows still count
             traceback.print_exc()
             failures["cluster"] = f"{type(exc).__name__}: {exc}"
@@ -175,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
         cluster["targets"] = report.cluster_targets(cluster)
         print(report.cluster_markdown(cluster) + "\n")
         print(report.targets_markdown(cluster["targets"], "target (cluster)") + "\n")
-    elif "cluster" in failures:
+    if "cluster" in failures:
         print(f"cluster: failed: {failures['cluster']}\n")
     report.write_json(json_path, ctx, limits, rows, {"failures": failures, "profiles": profiles,
                                                      "targets": goals, "cluster": cluster})
@@ -196,8 +201,9 @@ def show(args: argparse.Namespace) -> int:
     print(report.context_markdown(data["context"]) + "\n")
     if data.get("machine"):
         print(report.machine_markdown(data["machine"]) + "\n")
-    print(report.markdown(rows) + "\n")
-    print(report.targets_markdown(report.targets(rows)) + "\n")
+    if rows or not data.get("cluster"):
+        print(report.markdown(rows) + "\n")
+        print(report.targets_markdown(report.targets(rows)) + "\n")
     if data.get("cluster"):
         print(report.cluster_markdown(data["cluster"]) + "\n")
         print(report.targets_markdown(report.cluster_targets(data["cluster"]), "target (cluster)") + "\n")

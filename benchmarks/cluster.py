@@ -435,13 +435,16 @@ def _pct(values: list[float], q: float) -> float | None:
 # --- the group ------------------------------------------------------------------------------
 
 
-def run_cluster_suite(client: KafkaClient, sizes: Sizes, strom_src: str | None = None) -> dict[str, Any]:
+def run_cluster_suite(client: KafkaClient, sizes: Sizes, strom_src: str | None = None,
+                      result: dict[str, Any] | None = None) -> dict[str, Any]:
     """Produce, latency and idle on one broker and on a 3-broker cluster (taking turns), then
     the failovers. The first cluster has the default session timeout when default-timeout kills
-    are asked for (full runs), else the short one (--quick: one cluster for everything)."""
+    are asked for (full runs), else the short one (--quick: one cluster for everything).
+    ``result`` is filled as the parts finish, so a failure keeps what was measured before it."""
     short = sizes.cluster_short_timeout_ms
     first_timeout = None if sizes.cluster_kills_default else short
-    result: dict[str, Any] = {
+    result = {} if result is None else result
+    result.update({
         "settings": {
             "brokers": 3, "replication_factor": REPLICATION_FACTOR, "min_insync_replicas": MIN_INSYNC,
             "acks": "all", "records_100": sizes.cluster_records_100, "records_1k": sizes.cluster_records_1k,
@@ -452,7 +455,7 @@ def run_cluster_suite(client: KafkaClient, sizes: Sizes, strom_src: str | None =
             "short_session_timeout_ms": short, "failover_interval_ms": FAILOVER_INTERVAL_S * 1000,
         },
         "pairs": [], "idle": {}, "failover": [],
-    }
+    })
     with _strom_src(strom_src), contextlib.ExitStack() as stack:
         single = stack.enter_context(StromBroker(src=Path(strom_src) if strom_src else None))
         cluster = stack.enter_context(ClusterBroker(session_timeout_ms=first_timeout))
@@ -461,9 +464,9 @@ def run_cluster_suite(client: KafkaClient, sizes: Sizes, strom_src: str | None =
             f"{cluster.session_timeout_ms}) started")
         time.sleep(1.0)
         result["idle"] = _idle(pair, sizes.cluster_idle_seconds)
-        # warm up with both record sizes: connections, code paths, the allocator's large blocks (a
-        # fresh broker process pays page faults for its first 1 MiB buffers: the first cluster
-        # repetition cost up to twice the CPU per record of the later ones without this)
+        # warm up with both record sizes: connections, code paths, the allocator's large blocks
+        # (the first 1 KiB repetition on a fresh cluster cost up to twice the CPU per record of
+        # the later ones; it still costs the most)
         for broker in pair:
             for size, total in ((100, sizes.cluster_records_100), (1024, sizes.cluster_records_1k)):
                 broker.create_topic(f"cwarmup-{size}", 1)
