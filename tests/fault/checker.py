@@ -7,7 +7,10 @@ Shared by the fault tests (tests/fault/test_cluster_faults.py) and the long run
 of its own, sending unique values ``<run>-<seq>`` round-robin over a topic's partitions at a
 bounded rate until told to stop (or until ``max_records`` / ``max_seconds``). Its delivery
 callback records every *acknowledged* record's partition and offset, and counts the failed ones
-by error name. Loopback only: it talks to the cluster it is given.
+by error name. A fatal producer error (librdkafka's idempotence gives up, e.g. an
+OUT_OF_ORDER_SEQUENCE_NUMBER after a full restart) is recorded and the load goes on with a new
+producer under a new run id, as an application would. Loopback only: it talks to the cluster
+it is given.
 
 ``read_log``: every partition read from its log start to its high watermark by a plain
 consumer (assign, read_uncommitted, no group membership).
@@ -15,7 +18,9 @@ consumer (assign, read_uncommitted, no group membership).
 ``check``: the history checks. Every acknowledged value must be found at its acknowledged
 partition and offset (else *lost*, or *inconsistent offset* when it is elsewhere); no value may
 appear twice (*duplicate*; idempotence makes retries safe); per partition the values of one
-producer run must appear in increasing sequence order (*reorder*).
+producer run must appear in increasing sequence order (*reorder*). A record acknowledged
+without an offset (librdkafka reports some retried batches so) is checked for presence only.
+Records that failed or were never reported may be there or not (``unacked_present``).
 
 ``compare_replicas``: after a clean stop (every broker writes ``replication-offset-checkpoint``),
 every replica's batches below its checkpointed high watermark must be byte-identical to the

@@ -46,7 +46,7 @@ from tests.fault.checker import (
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(120)]
 
 # Set to a file name to get each test's figures appended to it as a JSON line.
-FIGURES = os.environ.get("STROM_FAULT_FIGURES")
+FIGURES = os.environ.get("FAULT_FIGURES_FILE")
 
 
 def _etcd_missing() -> bool:
@@ -674,3 +674,20 @@ def test_full_cluster_restart(scenario: Callable[..., Scenario]) -> None:
     s.extra.append("epochs " + ", ".join(f"p{p} {down[p]['leader_epoch']}->{up[p]['leader_epoch']}" for p in sorted(up))
                    + "; ISR while down " + ", ".join(f"p{p} {down[p]['isr']}" for p in sorted(down)))
     s.finish()
+
+
+# --- the long run, briefly -------------------------------------------------------------------------------------
+
+
+def test_fault_soak_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m benchmarks.fault_soak`` for a few seconds of random failures (the long run
+    is not for CI): it prints the summary table and finds nothing lost."""
+    from benchmarks import fault_soak
+
+    code = fault_soak.main(["--minutes", "0.15", "--seed", "2", "--etcd-down", "3",
+                            "--only", "kill-leader", "pause-leader", "slow-follower", "etcd-down"])
+    out = capsys.readouterr().out
+    with capsys.disabled():
+        print("\nFAULT soak (0.15 min): " + out.strip().splitlines()[-1])
+    assert "| **total** |" in out and "| lost | 0 |" in out, out
+    assert code == 0, out

@@ -166,7 +166,10 @@ class BrokerContext:
     metadata: MetadataStore
     logs: LogManager
     node: Node
+    # New records in a log led here: wakes followers' parked fetches.
     appends: AppendNotifier = field(default_factory=AppendNotifier)
+    # A high watermark or last stable offset moved: wakes consumers' parked fetches.
+    commits: AppendNotifier = field(default_factory=AppendNotifier)
     # Fetch sessions (KIP-227) live as long as the broker; used by handlers.fetch.
     fetch_sessions: FetchSessionCache = field(default_factory=FetchSessionCache)
     # The group coordinator runtime; set by the server (None: group APIs answer NOT_COORDINATOR).

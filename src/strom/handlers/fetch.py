@@ -210,7 +210,8 @@ async def fetch(ctx: BrokerContext, request: Request) -> RawResponse:
         remaining_ms = deadline - ctx.now_ms()
         if total >= body.min_bytes or errors or remaining_ms <= 0:
             break
-        await ctx.appends.wait(remaining_ms / 1000)
+        # Followers read up to the log end, consumers up to the high watermark.
+        await (ctx.appends if replica_id >= 0 else ctx.commits).wait(remaining_ms / 1000)
     _remember(start, topics)
     chunks, size = encode_fetch_response(version, topics, session_id=start.session_id)
     return RawResponse(chunks, size)

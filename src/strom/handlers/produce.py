@@ -131,7 +131,6 @@ async def produce(ctx: BrokerContext, request: Request) -> dict[str, Any] | Dela
             else:
                 partitions.append(_append(ctx, name, data.index, data.records, now_ms, body.acks, to_flush, waits))
         responses.append({"name": name, "topic_id": topic_id, "partition_responses": partitions})
-    ctx.appends.notify()
     if not to_flush and not waits:
         return None if body.acks == 0 else {"responses": responses, "throttle_time": 0}
     return Delayed(_complete(ctx, body, responses, to_flush, waits))

@@ -50,7 +50,7 @@ def append_marker(
         ctx.replicas.appended(topic, partition)
     if topic == OFFSETS_TOPIC and ctx.groups is not None:
         ctx.groups.complete_transaction(partition, producer_id, commit)
-    ctx.appends.notify()
+    ctx.commits.notify()  # the last stable offset may have moved
     return ErrorCode.NONE, info.last_offset + 1
 
 

@@ -230,7 +230,12 @@ class KafkaConnection(asyncio.Protocol):
 
     async def _respond_later(self, previous: asyncio.Task[None] | None, header: Any, result: Any) -> None:
         if previous is not None:
-            await asyncio.wait([previous])
+            try:
+                await asyncio.wait([previous])
+            except asyncio.CancelledError:
+                if isinstance(result, Delayed) and asyncio.iscoroutine(result.result):
+                    result.result.close()  # the connection is gone: never started, never awaited
+                raise
         if isinstance(result, Delayed):
             try:
                 result = await result.result

@@ -425,6 +425,8 @@ class CoordinatorRuntime(Generic[C]):
             partition_log.append(batch, headers, now_ms, from_client=False)
             if self.ctx.replicas is not None:
                 self.ctx.replicas.appended(self.topic, shard.partition)
+            else:
+                self.ctx.commits.notify()
         except (InvalidRecords, ProducerStateError) as exc:
             log.warning("cannot append to %s: %s", partition_log.name, exc)
             return exc.error_code

@@ -222,6 +222,8 @@ class ReplicaManager:
     def appended(self, topic: str, partition: int) -> None:
         replica = self.replicas.get((topic, partition))
         if replica is not None and replica.leader is not None:
+            if replica.log.replicated:
+                self.ctx.appends.notify()  # followers fetch it
             self._maybe_advance(replica)
 
     def follower_fetched(self, topic: str, partition: int, replica_id: int, fetch_offset: int) -> int:
@@ -245,10 +247,13 @@ class ReplicaManager:
         """Move the high watermark to the ISR's smallest log end; wake whoever waits."""
         assert replica.leader is not None
         partition_log = replica.log
-        hw = partition_log.log_end_offset if not partition_log.replicated else replica.leader.high_watermark(partition_log.log_end_offset)
-        if hw != UNKNOWN and hw > partition_log.high_watermark:
-            partition_log.update_high_watermark(hw)
-            self.ctx.appends.notify()
+        if not partition_log.replicated:
+            self.ctx.commits.notify()  # the append moved the high watermark already
+        else:
+            hw = replica.leader.high_watermark(partition_log.log_end_offset)
+            if hw != UNKNOWN and hw > partition_log.high_watermark:
+                partition_log.update_high_watermark(hw)
+                self.ctx.commits.notify()
         if replica.waiters:
             self._complete_waiters(replica)
 
