@@ -216,6 +216,7 @@ class CoordinatorRuntime(Generic[C]):
         self._waiters.clear()
 
     async def _load_pending(self) -> None:
+        await asyncio.sleep(0)  # let the broker finish starting (and serve) first
         started = self._clock()
         loaded = 0
         while self._pending_loads:
