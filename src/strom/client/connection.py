@@ -18,7 +18,7 @@ import asyncio
 import enum
 import logging
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from strom.protocol.api import ApiKey
@@ -226,8 +226,11 @@ class BrokerConnection(asyncio.BufferedProtocol):
         body: Mapping[str, Any],
         *,
         timeout_s: float | None = None,
+        decode: Callable[[int, Frame, int], Any] | None = None,
     ) -> Any:
-        """Send one request and return the decoded response entity (kio's dataclass).
+        """Send one request and return the decoded response entity (kio's dataclass), or
+        what ``decode(api_version, frame, body offset)`` makes of it (a hand-written decoder,
+        e.g. one that leaves fetched records as views of the frame).
 
         ``body`` is a dict tree with Kafka's field names in snake_case, as ``encode_request``
         takes it. Produce with ``acks=0`` gets no response: it returns None once written.
@@ -264,7 +267,7 @@ class BrokerConnection(asyncio.BufferedProtocol):
             )
             self._close(CloseReason.REQUEST_TIMEOUT, message)
             raise TimeoutError(f"{self.host}:{self.port}: {message}") from None
-        return self._decode(api_key, api_version, response)
+        return self._decode(api_key, api_version, response, decode)
 
     def close(self) -> None:
         """Close now; pending requests fail with ``BrokerConnectionError``. Idempotent."""
@@ -355,12 +358,14 @@ class BrokerConnection(asyncio.BufferedProtocol):
             await asyncio.shield(waiter)
             self._check_open()
 
-    def _decode(self, api_key: int, api_version: int, frame: Frame) -> Any:
+    def _decode(self, api_key: int, api_version: int, frame: Frame, decode: Callable[[int, Frame, int], Any] | None) -> Any:
         try:
             offset = 4
             # KIP-511: ApiVersions responses always use header v0, so any client can read them.
             if api_key != ApiKey.API_VERSIONS and response_is_flexible(api_key, api_version):
                 offset = skip_tagged_fields(frame, offset)
+            if decode is not None:
+                return decode(api_version, frame, offset)
             return decode_response(api_key, api_version, frame, offset)
         except RemoteProtocolError as exc:
             self._close(CloseReason.MALFORMED_RESPONSE, f"api_key={api_key} v{api_version}: {exc}")

@@ -1,4 +1,6 @@
-"""FetchResponse encoder for versions 4-18, written by hand so record data is never copied.
+"""FetchResponse encoder for versions 4-18, written by hand so record data is never copied,
+and a decoder for the flexible versions (12+) that a follower reads, which leaves the records
+as views of the response (strom.server.replica_fetcher appends them without a copy).
 
 The records of each partition are passed through as opaque chunks that only need a
 ``length`` (for bytes, ``len``): the server sends file regions with os.sendfile. The result
@@ -14,7 +16,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from .primitives import uvarint
+from .errors import RemoteProtocolError
+from .primitives import read_uvarint, uvarint
 
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
@@ -119,3 +122,100 @@ def encode_fetch_response(
         buf.append(0)  # top-level tagged fields
     out.append(bytes(buf))
     return out, total + len(buf)
+
+
+@dataclass(slots=True)
+class FetchedPartition:
+    """One partition of a decoded FetchResponse; ``records`` is a view into the response."""
+
+    partition_index: int
+    error_code: int
+    high_watermark: int
+    last_stable_offset: int
+    log_start_offset: int
+    records: memoryview | None
+    diverging_epoch: tuple[int, int] | None = None  # (epoch, end_offset), tag 0
+    current_leader: tuple[int, int] | None = None  # (leader_id, leader_epoch), tag 1
+
+
+@dataclass(slots=True)
+class FetchedTopic:
+    name: str | None  # v12
+    topic_id: uuid.UUID | None  # v13+
+    partitions: list[FetchedPartition]
+
+
+_HEAD = struct.Struct(">ihi")  # throttle_time_ms, error_code, session_id
+_PARTITION_FIXED = struct.Struct(">ihqqq")  # index, error, high watermark, LSO, log start
+_I32_I64 = struct.Struct(">iq")
+_I32_I32 = struct.Struct(">ii")
+
+
+def decode_fetch_response(version: int, body: bytes | memoryview, pos: int = 0) -> tuple[int, list[FetchedTopic]]:
+    """(top-level error code, topics) of a FetchResponse body, v12+. Raises
+    RemoteProtocolError when it does not parse."""
+    if version < 12:
+        raise ValueError("only flexible FetchResponses (v12+) are decoded by hand")
+    view = memoryview(body)
+    try:
+        _throttle, error_code, _session = _HEAD.unpack_from(view, pos)
+        pos += _HEAD.size
+        count, pos = read_uvarint(view, pos)
+        topics = []
+        for _ in range(count - 1):
+            name = topic_id = None
+            if version >= 13:
+                topic_id = uuid.UUID(bytes=bytes(view[pos : pos + 16]))
+                pos += 16
+            else:
+                size, pos = read_uvarint(view, pos)
+                name = bytes(view[pos : pos + size - 1]).decode()
+                pos += size - 1
+            partitions = []
+            count_p, pos = read_uvarint(view, pos)
+            for _ in range(count_p - 1):
+                index, error, hw, lso, start = _PARTITION_FIXED.unpack_from(view, pos)
+                pos += _PARTITION_FIXED.size
+                aborted, pos = read_uvarint(view, pos)
+                for _ in range(aborted - 1):
+                    pos += _ABORTED.size
+                    pos = _skip_tags(view, pos)
+                pos += 4  # preferred_read_replica
+                size, pos = read_uvarint(view, pos)
+                records = None
+                if size:
+                    end = pos + size - 1
+                    if end > len(view):
+                        raise RemoteProtocolError("records run past the end of the response")
+                    records = view[pos:end]
+                    pos = end
+                partition = FetchedPartition(index, error, hw, lso, start, records)
+                pos = _read_partition_tags(view, pos, partition)
+                partitions.append(partition)
+            pos = _skip_tags(view, pos)
+            topics.append(FetchedTopic(name, topic_id, partitions))
+        return error_code, topics
+    except (struct.error, IndexError, UnicodeDecodeError, ValueError) as exc:
+        raise RemoteProtocolError(f"malformed FetchResponse v{version}: {exc}") from exc
+
+
+def _skip_tags(view: memoryview, pos: int) -> int:
+    count, pos = read_uvarint(view, pos)
+    for _ in range(count):
+        _tag, pos = read_uvarint(view, pos)
+        size, pos = read_uvarint(view, pos)
+        pos += size
+    return pos
+
+
+def _read_partition_tags(view: memoryview, pos: int, partition: FetchedPartition) -> int:
+    count, pos = read_uvarint(view, pos)
+    for _ in range(count):
+        tag, pos = read_uvarint(view, pos)
+        size, pos = read_uvarint(view, pos)
+        if tag == 0:
+            partition.diverging_epoch = _I32_I64.unpack_from(view, pos)
+        elif tag == 1:
+            partition.current_leader = _I32_I32.unpack_from(view, pos)
+        pos += size
+    return pos

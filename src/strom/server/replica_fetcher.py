@@ -29,6 +29,7 @@ from strom.log.partition import OffsetOutOfRange
 from strom.metadata.image import ClusterImage
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
+from strom.protocol.fetch_response import FetchedPartition, FetchedTopic, decode_fetch_response
 from strom.protocol.records import CorruptRecord, fetched_batches
 from strom.replication.follower import truncation_offset
 from strom.server.replicas import FetcherRegistry, Replica
@@ -89,8 +90,10 @@ class LeaderFetcher:
                     self._connection = await BrokerConnection.open(*self.address, client_id=f"strom-replica-{config.node_id}")
                 request = self._request()
                 timeout_s = config.replica_fetch_wait_max_ms / 1000 + 30
-                response = await self._connection.request(ApiKey.FETCH, FETCH_VERSION, request, timeout_s=timeout_s)
-                if self._handle(response):
+                response = await self._connection.request(
+                    ApiKey.FETCH, FETCH_VERSION, request, timeout_s=timeout_s, decode=decode_fetch_response
+                )
+                if self._handle(*response):
                     await self._sleep(backoff_s)
             except asyncio.CancelledError:
                 raise
@@ -135,16 +138,16 @@ class LeaderFetcher:
             "rack_id": config.broker_rack or "",
         }
 
-    def _handle(self, response: Any) -> bool:
+    def _handle(self, error_code: int, topics: list[FetchedTopic]) -> bool:
         """Apply a fetch response; True when the fetcher should back off (errors only)."""
-        if response.error_code:
-            log.warning("fetch from broker %d: error %d", self.leader_id, response.error_code)
+        if error_code:
+            log.warning("fetch from broker %d: error %d", self.leader_id, error_code)
             return True
         back_off = False
         now_ms = self.ctx.now_ms()
-        for topic in response.responses:
+        for topic in topics:
             for data in topic.partitions:
-                replica = self.partitions.get((topic.topic, data.partition_index))
+                replica = self.partitions.get((topic.name, data.partition_index))
                 if replica is None:
                     continue  # moved elsewhere while the fetch was out
                 try:
@@ -154,7 +157,7 @@ class LeaderFetcher:
                     back_off = True
         return back_off
 
-    def _apply(self, replica: Replica, data: Any, now_ms: int) -> bool:
+    def _apply(self, replica: Replica, data: FetchedPartition, now_ms: int) -> bool:
         partition_log = replica.log
         error = data.error_code
         if error == ErrorCode.OFFSET_OUT_OF_RANGE:
@@ -170,16 +173,16 @@ class LeaderFetcher:
             return True
         if error:
             return True
-        diverging = data.diverging_epoch  # (-1, -1) when absent
-        if diverging is not None and diverging.epoch >= 0 and diverging.end_offset >= 0:
-            cut = truncation_offset(partition_log.epochs, partition_log.log_end_offset, diverging.epoch, diverging.end_offset)
+        if data.diverging_epoch is not None and min(data.diverging_epoch) >= 0:
+            epoch, end_offset = data.diverging_epoch
+            cut = truncation_offset(partition_log.epochs, partition_log.log_end_offset, epoch, end_offset)
             cut = max(cut, partition_log.log_start_offset)
             log.info(
                 "%s: diverges from the leader at epoch %d (ends at %d there): truncating %d -> %d",
-                partition_log.name, diverging.epoch, diverging.end_offset, partition_log.log_end_offset, cut,
+                partition_log.name, epoch, end_offset, partition_log.log_end_offset, cut,
             )
-            if cut == partition_log.log_end_offset and partition_log.epochs.latest_epoch <= diverging.epoch:
-                log.warning("%s: divergence at epoch %d with nothing to cut", partition_log.name, diverging.epoch)
+            if cut == partition_log.log_end_offset and partition_log.epochs.latest_epoch <= epoch:
+                log.warning("%s: divergence at epoch %d with nothing to cut", partition_log.name, epoch)
                 return True  # back off rather than ask the same again at once
             partition_log.truncate_to(cut)
             return False
