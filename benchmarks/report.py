@@ -283,9 +283,12 @@ def cluster_markdown(data: dict[str, Any]) -> str:
                     + (f"; {f['failed_kills']} kills with no ack" if f["failed_kills"] else "")
                     + (f"; fatal: {f['fatal']}" if f.get("fatal") else ""))
             met = "-" if f["p50_s"] is None else ("yes" if f["p50_s"] < target and not f["failed_kills"] else "no")
+            goal = f"{target:.1f} s"
+            if not f["default"]:  # an option shown beside the default, not a target
+                goal, met = "-", "-"
             rows.append(f"| broker.session.timeout.ms={f['session_timeout_ms']}"
                         f"{' (default)' if f['default'] else ''} | {n} | {_s(f['p50_s'])} | {_s(f['p90_s'])} "
-                        f"| {_s(f['max_s'])} | {_s(f.get('leader_moved_p50_s'))} | {target:.1f} s | {met} "
+                        f"| {_s(f['max_s'])} | {_s(f.get('leader_moved_p50_s'))} | {goal} | {met} "
                         f"| {_s(f.get('rejoin_p50_s'), '.1f')} | {note} |")
         out += "\n\n" + "\n".join(rows)
     if st:
@@ -300,7 +303,7 @@ def cluster_markdown(data: dict[str, Any]) -> str:
 
 def cluster_targets(data: dict[str, Any]) -> list[dict[str, Any]]:
     """The cluster targets: replicated CPU per record <= 3.5 x the single broker's; failover
-    p50 below broker.session.timeout.ms + 1 s (default timeout; the shorter one shown too)."""
+    p50 below broker.session.timeout.ms + 1 s with the default timeout."""
     out: list[dict[str, Any]] = []
     for pair in data.get("pairs", []):
         if pair["workload"].startswith("produce"):
@@ -309,10 +312,11 @@ def cluster_targets(data: dict[str, Any]) -> list[dict[str, Any]]:
             out.append({"target": f"{pair['workload']}: cluster broker CPU per record <= 3.5 x single broker's",
                         "value": value, "unit": "x", "met": None if value is None else value <= 3.5})
     for f in data.get("failover", []):
+        if not f["default"]:
+            continue  # the shorter timeout is shown as an option (its own table row), not a target
         limit = f["session_timeout_ms"] / 1000 + 1
         value = f["p50_s"]
-        out.append({"target": f"failover p50 < broker.session.timeout.ms + 1 s = {limit:g} s "
-                              f"({'default' if f['default'] else 'shorter timeout, an option'})",
+        out.append({"target": f"failover p50 < broker.session.timeout.ms + 1 s = {limit:g} s (default)",
                     "value": value, "unit": "s",
                     "met": None if value is None else bool(value < limit and not f["failed_kills"])})
     return out

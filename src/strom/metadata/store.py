@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -39,6 +40,8 @@ from strom.metadata.image import (
     validate_topic_name,
 )
 from strom.protocol.errors import ErrorCode
+
+log = logging.getLogger(__name__)
 
 METADATA_FILE = "strom-metadata.json"
 META_PROPERTIES = "meta.properties"
@@ -178,7 +181,12 @@ class ImageHolder:
     def _publish(self, image: ClusterImage) -> None:
         old, self._image = self._image, image
         for listener in self._listeners:
-            listener(old, image)
+            # One failing listener must neither stop the others nor break the writer (or the
+            # etcd watch) that published.
+            try:
+                listener(old, image)
+            except Exception:
+                log.exception("metadata image listener %r failed", listener)
 
 
 def _partition_doc(state: PartitionState) -> dict[str, Any]:
