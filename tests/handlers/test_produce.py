@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 from pathlib import Path
 
 import pytest
@@ -62,3 +64,29 @@ def test_bad_records_get_their_error_codes(ctx):
     future = build_batch([(b"k", b"v", [], NOW * 2)])
     assert produce(ctx, "t", future)["error"] == ErrorCode.INVALID_TIMESTAMP
     assert produce(ctx, "missing", build_batch([(b"k", b"v", [], NOW)]))["error"] == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+
+
+def test_a_topic_deleted_and_created_again_starts_empty(ctx):
+    assert produce(ctx, "t", build_batch([(b"k", b"v", [], NOW)]))["base_offset"] == 0
+    asyncio.run(ctx.metadata.delete_topic("t"))
+    create_topic(ctx, "t", 1)
+    assert ctx.partition_log("t", 0).log_end_offset == 0
+    assert produce(ctx, "t", build_batch([(b"k", b"v", [], NOW)]))["base_offset"] == 0
+
+
+def test_a_log_left_by_an_older_topic_of_that_name_is_not_reused(tmp_path: Path):
+    """A broker away while its topic was deleted and created again finds the old log on disk:
+    partition.metadata names the old topic id, so the log is deleted, not served."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = make_ctx(tmp_path / "a")
+    create_topic(first, "t", 1)
+    assert produce(first, "t", build_batch([(b"k", b"v", [], NOW)]))["base_offset"] == 0
+    old_dir = first.partition_log("t", 0).directory
+    first.logs.close()
+    other = make_ctx(tmp_path / "b")  # the same topic name, another topic id
+    create_topic(other, "t", 1)
+    other.logs.close()
+    shutil.copytree(old_dir, tmp_path / "b" / old_dir.name, dirs_exist_ok=True)
+    again = make_ctx(tmp_path / "b")
+    assert again.partition_log("t", 0).log_end_offset == 0

@@ -13,7 +13,9 @@ safe default: recover more, never less).
 
 from __future__ import annotations
 
+import base64
 import os
+import uuid
 from pathlib import Path
 
 VERSION = 0
@@ -23,6 +25,7 @@ LOG_START_OFFSET_CHECKPOINT = "log-start-offset-checkpoint"
 CLEANER_OFFSET_CHECKPOINT = "cleaner-offset-checkpoint"
 LEADER_EPOCH_CHECKPOINT = "leader-epoch-checkpoint"
 REPLICATION_OFFSET_CHECKPOINT = "replication-offset-checkpoint"  # high watermarks (cluster mode)
+PARTITION_METADATA = "partition.metadata"  # the topic id a partition directory belongs to
 
 
 class MalformedCheckpoint(ValueError):
@@ -92,6 +95,24 @@ def read_offsets(path: Path) -> dict[tuple[str, int], int]:
 def write_offsets(path: Path, offsets: dict[tuple[str, int], int], *, sync: bool = True) -> None:
     entries = [(topic, partition, offset) for (topic, partition), offset in sorted(offsets.items())]
     write_entries(path, entries, sync=sync)
+
+
+def read_topic_id(directory: Path) -> uuid.UUID | None:
+    """The topic id in a partition directory's ``partition.metadata`` (Kafka's
+    PartitionMetadataFile: ``version: 0`` then ``topic_id: <base64>``); None when absent or
+    unreadable."""
+    try:
+        lines = (directory / PARTITION_METADATA).read_text().splitlines()
+        fields = dict(line.split(": ", 1) for line in lines if ": " in line)
+        return uuid.UUID(bytes=base64.urlsafe_b64decode(fields["topic_id"] + "=="))
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def write_topic_id(directory: Path, topic_id: uuid.UUID) -> None:
+    encoded = base64.urlsafe_b64encode(topic_id.bytes).decode().rstrip("=")
+    # Not fsynced: a lost file is written again (it is only compared when present).
+    write_atomic(directory / PARTITION_METADATA, f"version: 0\ntopic_id: {encoded}\n".encode(), sync=False)
 
 
 class LeaderEpochCache:

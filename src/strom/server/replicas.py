@@ -27,10 +27,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from strom.handlers.context import BrokerContext
+from strom.log.checkpoint import read_topic_id, write_topic_id
 from strom.log.manager import LogManager
 from strom.log.partition import PartitionLog
 from strom.metadata.configs import ConfigError
@@ -50,6 +52,7 @@ class Replica:
 
     topic: str
     partition: int
+    topic_id: uuid.UUID
     log: PartitionLog
     state: PartitionState
     leader: LeaderReplicas | None = None
@@ -120,17 +123,19 @@ class ReplicaManager:
         if old is not None:
             self._forget_restarted(old, new, now_ms)
         mine = {key: state for key, state in new.partitions.items() if self.node_id in state.replicas}
-        for key in [k for k in self.replicas if k not in mine]:
-            self._remove(self.replicas.pop(key), deleted=key[0] not in new.topics)
+        for key, replica in list(self.replicas.items()):
+            topic = new.topics.get(key[0])
+            if topic is None or topic.topic_id != replica.topic_id:  # deleted (maybe created again)
+                self._remove(self.replicas.pop(key), deleted=True)
+            elif key not in mine:
+                self._remove(self.replicas.pop(key), deleted=False)
         changed_configs = old is None or old.broker_configs != new.broker_configs or old.node_configs != new.node_configs
         for key, state in mine.items():
             topic = new.topics[key[0]]
             replica = self.replicas.get(key)
             if replica is None:
-                partition_log = self.ctx.logs.get(*key) or self.ctx.logs.create(
-                    key[0], key[1], self.ctx.log_config(topic.configs), now_ms
-                )
-                replica = self.replicas[key] = Replica(key[0], key[1], partition_log, state)
+                partition_log = self._open_log(key, topic.topic_id, topic.configs, now_ms)
+                replica = self.replicas[key] = Replica(key[0], key[1], topic.topic_id, partition_log, state)
                 self._apply_role(replica, state, now_ms, first=True)
             else:
                 if changed_configs or old is None or old.topics.get(key[0]) is None or old.topics[key[0]].configs != topic.configs:
@@ -139,6 +144,23 @@ class ReplicaManager:
                     self._apply_role(replica, state, now_ms, first=False)
         if self.fetchers is not None:
             self.fetchers.brokers_changed(new)
+
+    def _open_log(self, key: tuple[str, int], topic_id: uuid.UUID, configs: Mapping[str, str], now_ms: int) -> PartitionLog:
+        """The partition's log, created if needed; one left by an older topic of the same name
+        (deleted and created again while this broker was away) is deleted first."""
+        logs = self.ctx.logs
+        partition_log = logs.get(*key)
+        if partition_log is not None:
+            stored = read_topic_id(partition_log.directory)
+            if stored is not None and stored != topic_id:
+                log.info("%s: left by an older topic of that name: deleting it", partition_log.name)
+                asyncio.get_running_loop().run_in_executor(None, LogManager.purge, [logs.delete(key)])
+                partition_log = None
+        if partition_log is None:
+            partition_log = logs.create(key[0], key[1], self.ctx.log_config(configs), now_ms)
+        if read_topic_id(partition_log.directory) is None:
+            write_topic_id(partition_log.directory, topic_id)
+        return partition_log
 
     def _forget_restarted(self, old: ClusterImage, new: ClusterImage, now_ms: int) -> None:
         """A follower's broker that left or registered anew (KIP-903's broker epoch): what its
