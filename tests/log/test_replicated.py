@@ -213,14 +213,20 @@ def test_a_follower_copy_is_byte_identical_with_the_same_epochs(open_log, other_
     assert values(follower) == values(leader)
 
 
-def test_append_batches_must_start_at_the_log_end(open_log, other_log):
+def test_append_batches_may_not_start_below_the_log_end_but_may_leave_a_gap(open_log, other_log):
     leader = open_log(replicated=True)
     ones(leader, 3)
     follower = other_log("follower")
+    ones(follower, 2)
     view, headers = fetched_batches(leader.read_bytes(1))
     with pytest.raises(ValueError):
-        follower.append_batches(view, headers, NOW)
-    assert follower.log_end_offset == 0
+        follower.append_batches(view, headers, NOW)  # offset 1 is below the follower's end, 2
+    assert follower.log_end_offset == 2
+    # A gap (compaction removed whole batches on the leader) is taken as it is.
+    gap = other_log("gap")
+    view, headers = fetched_batches(leader.read_bytes(2))
+    gap.append_batches(view, headers, NOW)
+    assert gap.log_end_offset == 3 and [h.base_offset for _, _, h in gap.batches(0)] == [2]
 
 
 # --- truncation --------------------------------------------------------------------------------------

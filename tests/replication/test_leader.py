@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from strom.metadata.image import PartitionState
 from strom.replication.leader import UNKNOWN, LeaderReplicas
 
@@ -187,15 +189,26 @@ def test_a_pending_shrink_still_counts_the_follower_being_removed():
     assert leader.isr_to_shrink(10**9, LAG_MAX_MS) is None
 
 
-def test_update_state_clears_pending_once_the_committed_isr_equals_it():
+def test_a_pending_isr_change_is_settled_only_by_a_new_partition_epoch():
     leader = leading(isr=(1, 2))
-    leader.pending_isr = (1, 2, 3)
-    leader.update_state(state(isr=(1, 2)), now_ms=100)  # some other change: still pending
-    assert leader.pending_isr == (1, 2, 3)
-    leader.update_state(state(isr=(1, 2, 3)), now_ms=200)
+    proposed = leader.propose((1, 2, 3))
+    assert proposed.isr == (1, 2, 3) and proposed.partition_epoch == leader.state.partition_epoch
+    # The same partition epoch again (an image that did not touch it, or a write whose answer
+    # was lost): still pending, and the high watermark still counts follower 3.
+    leader.update_state(replace(leader.state), now_ms=100)
+    assert leader.pending_isr == (1, 2, 3) and leader.maximal_isr() == (1, 2, 3)
+    leader.update_state(replace(proposed, partition_epoch=proposed.partition_epoch + 1), now_ms=200)
     assert leader.pending_isr is None
-    assert leader.state.isr == (1, 2, 3)
-    assert leader.maximal_isr() == (1, 2, 3)
+    assert leader.state.isr == (1, 2, 3) and leader.maximal_isr() == (1, 2, 3)
+
+
+def test_a_pending_isr_change_lost_to_another_writer_is_settled_too():
+    leader = leading(isr=(1, 2, 3))
+    leader.propose((1, 2))  # a shrink
+    assert leader.maximal_isr() == (1, 2, 3)  # until settled, follower 3 still counts
+    other = replace(leader.state, isr=(1, 3), partition_epoch=leader.state.partition_epoch + 1)
+    leader.update_state(other, now_ms=100)
+    assert leader.pending_isr is None and leader.maximal_isr() == (1, 3)
 
 
 def test_update_state_follows_replica_changes():

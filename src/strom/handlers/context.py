@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from strom.coordinator.coordinator import GroupCoordinator
 from strom.coordinator.shard import Result
@@ -109,6 +109,23 @@ class GroupRuntime(Protocol):
         ...
 
 
+class Commit(NamedTuple):
+    """What an append waits for before it is answered (acks=all, a coordinator's records, a
+    transaction marker): the high watermark at ``next_offset`` while the leadership it was
+    appended under (``leader_epoch``) lasts, with at least ``min_insync`` in-sync replicas."""
+
+    topic: str
+    partition: int
+    next_offset: int
+    leader_epoch: int
+    min_insync: int
+
+    @classmethod
+    def of(cls, log: PartitionLog) -> Commit:
+        """Everything appended to a led log so far."""
+        return cls(log.topic, log.partition, log.log_end_offset, log.leader_epoch, log.config.min_insync_replicas)
+
+
 class ReplicaView(Protocol):
     """This broker's replicas as handlers see them (server.replicas implements it)."""
 
@@ -121,9 +138,10 @@ class ReplicaView(Protocol):
         """Records were appended to a led partition: the high watermark may move."""
         ...
 
-    async def wait_for_commit(self, topic: str, partition: int, next_offset: int, timeout_ms: int, min_insync: int) -> int:
-        """acks=all: wait until the high watermark reaches ``next_offset``; NONE, or
-        NOT_ENOUGH_REPLICAS_AFTER_APPEND, NOT_LEADER_OR_FOLLOWER, REQUEST_TIMED_OUT."""
+    async def wait_for_commit(self, commit: Commit, timeout_ms: int) -> int:
+        """Wait until the in-sync replicas have the append: NONE, or
+        NOT_ENOUGH_REPLICAS_AFTER_APPEND, NOT_LEADER_OR_FOLLOWER (also when the leadership
+        changed since, even if it came back), REQUEST_TIMED_OUT."""
         ...
 
     def isr(self, topic: str, partition: int) -> tuple[int, ...]:

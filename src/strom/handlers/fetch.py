@@ -12,7 +12,7 @@ read_committed (KIP-98) also lists the aborted transactions overlapping the retu
 the partition's last stable offset.
 Only the leader serves a partition (NOT_LEADER_OR_FOLLOWER elsewhere, with the current leader
 in the v12+ ``CurrentLeader`` tag when known). A follower's fetch (``replica_id`` before v15,
-``replica_state`` from v15, KIP-903) reads up to the log end instead of the high watermark,
+``replica_state`` from v15) reads up to the log end instead of the high watermark,
 reports the follower's fetch offset to the replica manager (ISR and high watermark), and is
 answered ``DivergingEpoch`` when its ``last_fetched_epoch`` shows a log that parted from the
 leader's (KIP-320: the largest epoch <= the follower's and where it ends here).
@@ -104,21 +104,12 @@ def _read(
             result.log_start_offset = log.log_start_offset
             result.last_stable_offset = log.last_stable_offset
             errors = True
+        elif replica_id >= 0 and (error := _follower_fetched(ctx, log, replica_id, position.fetch_offset)):
+            result.error_code = error
+            result.high_watermark = log.high_watermark
+            result.log_start_offset = log.log_start_offset
+            errors = True
         else:
-            if replica_id >= 0:
-                assert ctx.replicas is not None
-                if position.fetch_offset > log.log_end_offset:
-                    # Ahead of the leader: not proof of being in sync (the follower truncates).
-                    error = ErrorCode.OFFSET_OUT_OF_RANGE
-                else:
-                    error = ctx.replicas.follower_fetched(key.topic, key.partition, replica_id, position.fetch_offset)
-                if error:
-                    result.high_watermark = log.high_watermark
-                    result.log_start_offset = log.log_start_offset
-                    result.error_code = error
-                    errors = True
-                    topics.setdefault(key.topic_id or key.topic, FetchTopicResult(key.topic, key.topic_id, [])).partitions.append(result)
-                    continue
             result.high_watermark = log.high_watermark
             result.last_stable_offset = log.last_stable_offset
             result.log_start_offset = log.log_start_offset
@@ -151,6 +142,14 @@ def _read(
             topic = topics[key.topic_id or key.topic] = FetchTopicResult(key.topic, key.topic_id, [])
         topic.partitions.append(result)
     return list(topics.values()), total, errors
+
+
+def _follower_fetched(ctx: BrokerContext, log: Any, replica_id: int, fetch_offset: int) -> int:
+    """Report a follower's fetch offset to the replica manager; an error code."""
+    if fetch_offset > log.log_end_offset:
+        return ErrorCode.OFFSET_OUT_OF_RANGE  # ahead of the leader: no proof of being in sync
+    assert ctx.replicas is not None
+    return ctx.replicas.follower_fetched(log.topic, log.partition, replica_id, fetch_offset)
 
 
 def _diverging(log: Any, fetch_offset: int, last_fetched_epoch: int) -> tuple[int, int] | None:

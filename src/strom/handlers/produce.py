@@ -31,7 +31,7 @@ import asyncio
 import logging
 from typing import Any
 
-from strom.handlers.context import BrokerContext
+from strom.handlers.context import BrokerContext, Commit
 from strom.handlers.registry import Delayed, Request, handles
 from strom.log.producer_state import ProducerStateError
 from strom.log.validator import validate_append
@@ -57,13 +57,13 @@ def _partition_result(index: int, error: int, message: str | None = None) -> dic
 ACKS_ALL = -1
 
 
-# (partition result, offset after the batch, min.insync.replicas): what acks=all waits for
-Wait = tuple[dict[str, Any], int, int]
+# (partition result, what its acks=all answer waits for)
+Wait = tuple[dict[str, Any], Commit]
 
 
 def _append(
     ctx: BrokerContext, topic: str, index: int, records: Any, now_ms: int, acks: int, to_flush: list[Any],
-    waits: list[tuple[str, Wait]],
+    waits: list[Wait],
 ) -> dict[str, Any]:
     log_, error = ctx.leader_log(topic, index)
     if log_ is None:
@@ -108,7 +108,7 @@ def _append(
         "log_start_offset": info.log_start_offset,
     }
     if acks == ACKS_ALL and info.last_offset >= log_.high_watermark:
-        waits.append((topic, (result, info.last_offset + 1, log_.config.min_insync_replicas)))
+        waits.append((result, Commit(topic, index, info.last_offset + 1, log_.leader_epoch, log_.config.min_insync_replicas)))
     return result
 
 
@@ -118,7 +118,7 @@ async def produce(ctx: BrokerContext, request: Request) -> dict[str, Any] | Dela
     now_ms = ctx.now_ms()
     responses = []
     to_flush: list[Any] = []
-    waits: list[tuple[str, Wait]] = []
+    waits: list[Wait] = []
     for topic_data in body.topic_data:
         name = getattr(topic_data, "name", None)
         topic_id = getattr(topic_data, "topic_id", None)
@@ -137,7 +137,7 @@ async def produce(ctx: BrokerContext, request: Request) -> dict[str, Any] | Dela
 
 
 async def _complete(
-    ctx: BrokerContext, body: Any, responses: list[dict[str, Any]], to_flush: list[Any], waits: list[tuple[str, Wait]]
+    ctx: BrokerContext, body: Any, responses: list[dict[str, Any]], to_flush: list[Any], waits: list[Wait]
 ) -> dict[str, Any] | None:
     # flush.messages: Kafka fsyncs in the append path once that many messages are unflushed,
     # so the acknowledgement waits for it (in a worker thread, not on the event loop).
@@ -146,11 +146,8 @@ async def _complete(
     if waits:
         assert ctx.replicas is not None
         timeout_ms = int(body.timeout.total_seconds() * 1000)
-        errors = await asyncio.gather(*(
-            ctx.replicas.wait_for_commit(topic, result["index"], next_offset, timeout_ms, min_insync)
-            for topic, (result, next_offset, min_insync) in waits
-        ))
-        for (_, (result, _, _)), error in zip(waits, errors, strict=True):
+        errors = await asyncio.gather(*(ctx.replicas.wait_for_commit(commit, timeout_ms) for _, commit in waits))
+        for (result, _), error in zip(waits, errors, strict=True):
             if error:
                 result.update(error_code=error, base_offset=-1, log_append_time=-1, log_start_offset=-1)
     if body.acks == 0:

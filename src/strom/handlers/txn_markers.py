@@ -9,7 +9,8 @@ marker, once acknowledged, survives a leader change (Kafka appends markers with 
 A marker in ``__consumer_offsets`` also completes the producer's pending transactional offset
 commits in the group coordinator. Per partition: NOT_LEADER_OR_FOLLOWER elsewhere,
 UNKNOWN_TOPIC_OR_PARTITION for a deleted partition (the coordinator then drops it),
-INVALID_PRODUCER_EPOCH when the producer has moved on (dropped too), KAFKA_STORAGE_ERROR.
+INVALID_PRODUCER_EPOCH when the producer has moved on and TRANSACTION_COORDINATOR_FENCED when a
+newer coordinator already wrote one (both dropped too), KAFKA_STORAGE_ERROR.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import logging
 from typing import Any
 
 from strom.coordinator.records import OFFSETS_TOPIC
-from strom.handlers.context import BrokerContext
+from strom.handlers.context import BrokerContext, Commit
 from strom.handlers.registry import Request, handles
 from strom.log.producer_state import ProducerStateError
 from strom.protocol.api import ApiKey
@@ -33,42 +34,42 @@ MARKER_TIMEOUT_MS = 30_000  # how long a marker may wait for the in-sync replica
 def append_marker(
     ctx: BrokerContext, topic: str, partition: int, producer_id: int, producer_epoch: int,
     coordinator_epoch: int, commit: bool,
-) -> tuple[int, int]:
-    """Write one marker to a partition led here: (error code, offset after the marker)."""
+) -> tuple[int, Commit | None]:
+    """Write one marker to a partition led here: (error code, what its answer waits for)."""
     partition_log, error = ctx.leader_log(topic, partition)
     if partition_log is None:
-        return error, -1
+        return error, None
     try:
-        info = partition_log.append_control(producer_id, producer_epoch, coordinator_epoch, commit, ctx.now_ms())
+        partition_log.append_control(producer_id, producer_epoch, coordinator_epoch, commit, ctx.now_ms())
     except ProducerStateError as exc:
         log.warning("marker for producer %d to %s-%d refused: %s", producer_id, topic, partition, exc)
-        return ErrorCode.INVALID_PRODUCER_EPOCH, -1
+        return exc.error_code, None
     except OSError:
         log.exception("writing a marker to %s-%d failed", topic, partition)
-        return ErrorCode.KAFKA_STORAGE_ERROR, -1
+        return ErrorCode.KAFKA_STORAGE_ERROR, None
     if ctx.replicas is not None:
         ctx.replicas.appended(topic, partition)
     if topic == OFFSETS_TOPIC and ctx.groups is not None:
         ctx.groups.complete_transaction(partition, producer_id, commit)
     ctx.commits.notify()  # the last stable offset may have moved
-    return ErrorCode.NONE, info.last_offset + 1
+    return ErrorCode.NONE, Commit.of(partition_log)
 
 
-async def committed(ctx: BrokerContext, topic: str, partition: int, next_offset: int) -> int:
-    """Wait until the in-sync replicas have everything below ``next_offset``."""
+async def committed(ctx: BrokerContext, commit: Commit) -> int:
+    """Wait until the in-sync replicas have the marker (Kafka writes markers with acks=all)."""
     if ctx.replicas is None:
         return ErrorCode.NONE
-    return await ctx.replicas.wait_for_commit(topic, partition, next_offset, MARKER_TIMEOUT_MS, 1)
+    return await ctx.replicas.wait_for_commit(commit, MARKER_TIMEOUT_MS)
 
 
 async def _write(ctx: BrokerContext, marker: Any, topic: str, partition: int) -> int:
-    error, next_offset = append_marker(
+    error, commit = append_marker(
         ctx, topic, partition, marker.producer_id, marker.producer_epoch, marker.coordinator_epoch,
         marker.transaction_result,
     )
-    if error:
+    if commit is None:
         return error
-    return await committed(ctx, topic, partition, next_offset)
+    return await committed(ctx, commit)
 
 
 @handles(ApiKey.WRITE_TXN_MARKERS, 1, 1)

@@ -354,10 +354,12 @@ class PartitionLog:
 
     def append_batches(self, data: bytes | bytearray | memoryview, headers: list[BatchHeader], now_ms: int) -> None:
         """Append batches that already carry their offsets and leader epochs, verbatim (a
-        follower's copy of its leader's log; tests). The first base offset must be the log end
-        offset; each new leader epoch met goes into the epoch cache (Kafka's follower append)."""
-        if headers[0].base_offset != self.log_end_offset:
-            raise ValueError(f"batch at {headers[0].base_offset} does not start at log end {self.log_end_offset}")
+        follower's copy of its leader's log; tests). The first base offset may not lie below the
+        log end offset; it may lie above it, where the leader's log has a gap (compaction
+        removed whole batches). Each new leader epoch met goes into the epoch cache (Kafka's
+        follower append)."""
+        if headers[0].base_offset < self.log_end_offset:
+            raise ValueError(f"batch at {headers[0].base_offset} starts below the log end {self.log_end_offset}")
         for header in headers:
             if header.partition_leader_epoch > self.epochs.latest_epoch:
                 self.epochs.assign(header.partition_leader_epoch, header.base_offset)
@@ -373,7 +375,7 @@ class PartitionLog:
     ) -> AppendInfo:
         """Write the coordinator's commit or abort marker for a producer's transaction (what
         WriteTxnMarkers does in Kafka). InvalidProducerEpoch when the epoch went backwards."""
-        self.producer_state.check_marker(producer_id, producer_epoch)
+        self.producer_state.check_marker(producer_id, producer_epoch, coordinator_epoch)
         batch = build_control_batch(commit, producer_id, producer_epoch, coordinator_epoch, now_ms)
         headers = [read_header(batch)]
         base_offset = self.log_end_offset

@@ -63,6 +63,10 @@ class InvalidProducerEpoch(ProducerStateError):
     error_code = 47  # INVALID_PRODUCER_EPOCH
 
 
+class CoordinatorFenced(ProducerStateError):
+    error_code = 52  # TRANSACTION_COORDINATOR_FENCED
+
+
 class OutOfOrderSequence(ProducerStateError):
     error_code = 45  # OUT_OF_ORDER_SEQUENCE_NUMBER
 
@@ -192,11 +196,19 @@ class ProducerStateManager:
                 f"{last_seq} (current end)"
             )
 
-    def check_marker(self, producer_id: int, producer_epoch: int) -> None:
-        """A marker may not carry an epoch older than the producer's (Kafka's
-        appendEndTxnMarker); the coordinator bumps, never lowers, it."""
+    def check_marker(self, producer_id: int, producer_epoch: int, coordinator_epoch: int = -1) -> None:
+        """A marker may not carry an epoch older than the producer's, nor come from an older
+        coordinator than the last marker did (Kafka's appendEndTxnMarker): the coordinator
+        bumps, never lowers, the producer epoch, and a deposed coordinator is fenced."""
         entry = self.producers.get(producer_id)
-        if entry is not None and producer_epoch < entry.epoch:
+        if entry is None:
+            return
+        if coordinator_epoch < entry.coordinator_epoch:
+            raise CoordinatorFenced(
+                f"Marker of coordinator epoch {coordinator_epoch} for producer {producer_id}: the last "
+                f"marker came from coordinator epoch {entry.coordinator_epoch}"
+            )
+        if producer_epoch < entry.epoch:
             raise InvalidProducerEpoch(
                 f"Marker epoch {producer_epoch} of producer {producer_id} is older than its epoch {entry.epoch}"
             )

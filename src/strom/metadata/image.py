@@ -28,8 +28,9 @@ MAX_TOPIC_NAME_LENGTH = 249
 _LEGAL_TOPIC_NAME = re.compile(r"[a-zA-Z0-9._-]+")
 INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
 
-# leader_recovery (KIP-704): RECOVERING after an unclean election until the leader has
-# written its first batch in the new epoch.
+# leader_recovery (KIP-704): RECOVERING marks a partition whose leader came from an unclean
+# election (data may have been lost); strom records it but, unlike Kafka, does not yet hold
+# back ISR growth until the leader has recovered.
 RECOVERED = 0
 RECOVERING = 1
 

@@ -14,7 +14,7 @@ its ISR to itself and acknowledge an acks=all write alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from strom.metadata.image import PartitionState
 
@@ -40,6 +40,7 @@ class LeaderReplicas:
         self.node_id = node_id
         self.state = state
         self.pending_isr: tuple[int, ...] | None = None
+        self.pending_from_epoch = -1  # the partition epoch the pending proposal was made on
         # Kafka starts every follower's lag clock at the leadership change, so that followers
         # get a full replica.lag.time.max.ms to show up.
         self.followers = {r: FollowerProgress(last_caught_up_ms=now_ms) for r in state.replicas if r != node_id}
@@ -61,8 +62,16 @@ class LeaderReplicas:
                 self.followers[replica] = FollowerProgress(last_caught_up_ms=now_ms)
         for replica in [r for r in self.followers if r not in state.replicas]:
             del self.followers[replica]
-        if self.pending_isr == state.isr:
+        if self.pending_isr is not None and state.partition_epoch != self.pending_from_epoch:
+            # The partition changed: the proposal was stored, or lost to another writer.
+            # Only then is it settled (a timed-out write may still have been stored).
             self.pending_isr = None
+
+    def propose(self, isr: tuple[int, ...]) -> PartitionState:
+        """The partition state to write for an ISR change; pending until an image settles it."""
+        self.pending_isr = isr
+        self.pending_from_epoch = self.state.partition_epoch
+        return replace(self.state, isr=isr)
 
     def maximal_isr(self) -> tuple[int, ...]:
         if self.pending_isr is None:

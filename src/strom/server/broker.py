@@ -163,15 +163,15 @@ class Broker:
         if self._controller is not None:
             await self._controller.stop()
             self._controller = None
+        if self._replicas is not None:
+            await self._replicas.stop()  # first: no new fetcher or task from a late image
+            self._replicas = None
         if self._fetchers is not None:
             await self._fetchers.stop()
             self._fetchers = None
         if self._peers is not None:
             self._peers.close_all()
             self._peers = None
-        if self._replicas is not None:
-            await self._replicas.stop()
-            self._replicas = None
         if self._producer_ids is not None:
             await self._producer_ids.stop()
         if self._transactions is not None:

@@ -42,7 +42,7 @@ import enum
 import itertools
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -55,7 +55,7 @@ from strom.coordinator.records import (
 from strom.coordinator.records import deserialize as deserialize_group_record
 from strom.coordinator.records import serialize as serialize_group_record
 from strom.coordinator.shard import CoordinatorError, GroupConfig, Result, TimerKey, TxnMarker
-from strom.handlers.context import BrokerContext
+from strom.handlers.context import BrokerContext, Commit
 from strom.log.partition import PartitionLog
 from strom.log.producer_state import ProducerStateError
 from strom.log.segment import LogSegment
@@ -145,6 +145,7 @@ class CoordinatorRuntime(Generic[C]):
         self._waiters: dict[int, asyncio.Future[Any]] = {}
         self._tickets = itertools.count(1)
         self._loader: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self._pending_loads: list[int] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -202,11 +203,13 @@ class CoordinatorRuntime(Generic[C]):
             self._loader = self._loop.create_task(self._load_pending())
 
     async def stop(self) -> None:
-        if self._loader is not None:
-            self._loader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loader
-            self._loader = None
+        for task in [self._loader, *self._tasks]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._loader = None
+        self._loop = None  # leadership reports that still arrive change nothing
         for shard in list(self._shards.values()):
             self._unload(shard)
         self._shards.clear()
@@ -362,9 +365,11 @@ class CoordinatorRuntime(Generic[C]):
             result = operation(shard.coordinator, self._clock(), ticket)
             error = self._carry_out(shard, result)
             if result.records and not error:
+                commit = Commit.of(shard.log)  # before any await: bound to this leadership
                 if shard.log.unflushed_messages >= shard.log.config.flush_messages:
                     await self.ctx.flush(shard.log)  # flush.messages: the answer waits for the fsync
-                error = await self._committed(shard)
+                if self.ctx.replicas is not None and shard.log.high_watermark < commit.next_offset:
+                    error = await self.ctx.replicas.wait_for_commit(commit, COMMIT_TIMEOUT_MS)
             if result.response is not None:
                 if error:
                     raise CoordinatorError(operation_error(error))
@@ -372,15 +377,6 @@ class CoordinatorRuntime(Generic[C]):
             return await future
         finally:
             self._waiters.pop(ticket, None)
-
-    async def _committed(self, shard: RuntimeShard[C]) -> int:
-        """Wait until the in-sync replicas have everything appended so far."""
-        replicas = self.ctx.replicas
-        if replicas is None or shard.log.high_watermark >= shard.log.log_end_offset:
-            return ErrorCode.NONE
-        return await replicas.wait_for_commit(
-            self.topic, shard.partition, shard.log.log_end_offset, COMMIT_TIMEOUT_MS, shard.log.config.min_insync_replicas
-        )
 
     def read(self, key: str, read: Callable[[C], T]) -> T:
         return read(self._shard(key).coordinator)
@@ -403,13 +399,36 @@ class CoordinatorRuntime(Generic[C]):
                     self._replay_record(shard, record, producer_id)
         self._arm(shard, result.deadlines)
         if result.markers and not error:
-            self._write_markers(shard, result.markers)
+            if shard.log.high_watermark >= shard.log.log_end_offset:
+                self._write_markers(shard, result.markers)
+            else:
+                # Markers go out only once the Prepare record is on the in-sync replicas (Kafka's
+                # KAFKA-5130): a coordinator that fails over before would otherwise have told
+                # some partitions to commit what its successor, lacking the record, aborts. A
+                # deposed coordinator's record never commits, so it sends nothing.
+                self._spawn(self._markers_when_committed(shard, result.markers, Commit.of(shard.log)))
         for ticket, response in result.completions:
             self._resolve(ticket, response)
         if result.append_token is not None:
             appended = shard.coordinator.appended(result.append_token, error, self._clock())  # type: ignore[attr-defined]
             self._carry_out(shard, appended)
         return error
+
+    async def _markers_when_committed(self, shard: RuntimeShard[C], markers: tuple[TxnMarker, ...], commit: Commit) -> None:
+        replicas = self.ctx.replicas
+        assert replicas is not None
+        error = await replicas.wait_for_commit(commit, COMMIT_TIMEOUT_MS)
+        if error:
+            log.info("%s: markers held back, the record carrying them was not committed (error %d)", shard.log.name, error)
+        elif self._shards.get(shard.partition) is shard and shard.state is ShardState.ACTIVE:
+            self._write_markers(shard, markers)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run background work of the runtime (cancelled by ``stop``)."""
+        assert self._loop is not None
+        task = self._loop.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _append(self, shard: RuntimeShard[C], records: Iterable[Any], producer: tuple[int, int] | None) -> int:
         partition_log = self.ctx.partition_log(self.topic, shard.partition)

@@ -30,7 +30,7 @@ from strom.metadata.image import ClusterImage
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
 from strom.protocol.fetch_response import FetchedPartition, FetchedTopic, decode_fetch_response
-from strom.protocol.records import CorruptRecord, fetched_batches
+from strom.protocol.records import LOG_OVERHEAD, CorruptRecord, fetched_batches
 from strom.replication.follower import truncation_offset
 from strom.server.replicas import FetcherRegistry, Replica
 
@@ -189,10 +189,23 @@ class LeaderFetcher:
         records = data.records
         if records:
             view, headers = fetched_batches(records)
-            if headers:
-                if headers[0].base_offset < partition_log.log_end_offset:  # an answer to an older request
-                    return False
-                partition_log.append_batches(view, headers, now_ms)
+            end = partition_log.log_end_offset
+            if headers and headers[0].base_offset < end <= headers[0].last_offset:
+                # The log ends inside the leader's first batch: an empty log started at a log
+                # start that DeleteRecords put mid-batch (Kafka's truncateFullyAndStartAt). The
+                # leader's batch is the one to keep.
+                base = headers[0].base_offset
+                if base >= partition_log.log_start_offset:
+                    partition_log.truncate_to(base)
+                else:
+                    partition_log.reset_to(base, now_ms)
+                end = base
+            skip = 0
+            while skip < len(headers) and headers[skip].base_offset < end:
+                skip += 1  # already here (an answer to an older request)
+            if skip < len(headers):
+                position = sum(h.batch_length + LOG_OVERHEAD for h in headers[:skip])
+                partition_log.append_batches(view[position:], headers[skip:], now_ms)
         partition_log.update_high_watermark(min(data.high_watermark, partition_log.log_end_offset))
         # Retention and DeleteRecords on the leader move the log start; followers follow.
         start = min(data.log_start_offset, partition_log.high_watermark)

@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
-from strom.handlers.context import BrokerContext
+from strom.handlers.context import BrokerContext, Commit
 from strom.log.checkpoint import read_topic_id, write_topic_id
 from strom.log.manager import LogManager
 from strom.log.partition import PartitionLog
@@ -43,6 +43,8 @@ from strom.replication.leader import UNKNOWN, LeaderReplicas
 log = logging.getLogger(__name__)
 
 LeadershipListener = Callable[[str, int, bool], None]  # (topic, partition, leading now)
+RETRY_ISR_CHANGE_S = 1.0
+RENOUNCE_TIMEOUT_MS = 60_000
 
 
 @dataclass(eq=False)
@@ -69,6 +71,7 @@ class ReplicaManager:
         self.fetchers = fetchers
         self._listeners: list[LeadershipListener] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stopped = False
 
     def add_leadership_listener(self, listener: LeadershipListener) -> None:
         self._listeners.append(listener)
@@ -90,10 +93,11 @@ class ReplicaManager:
         lost = [key for key, state in self.ctx.metadata.image.partitions.items()
                 if self.node_id in state.isr and self.ctx.logs.get(*key) is None]
         for topic, partition in lost:
-            for _ in range(10):  # a lost compare-and-set: read the newer state and try again
-                state = self.ctx.metadata.image.partition(topic, partition)
-                if state is None or self.node_id not in state.isr:
-                    break
+            deadline = self.ctx.now_ms() + RENOUNCE_TIMEOUT_MS
+            while (state := self.ctx.metadata.image.partition(topic, partition)) is not None and self.node_id in state.isr:
+                if self.ctx.now_ms() > deadline:
+                    # Serving now could make an empty log a leader: better not to start.
+                    raise RuntimeError(f"{topic}-{partition}: this broker lost its log but cannot leave the ISR")
                 leader, epoch = state.leader, state.leader_epoch
                 if leader == self.node_id:
                     leader, epoch = -1, epoch + 1
@@ -105,9 +109,10 @@ class ReplicaManager:
                         break
                 except ConfigError as exc:
                     log.warning("%s-%d: could not leave the ISR: %s", topic, partition, exc)
-                    await asyncio.sleep(0.2)
+                await asyncio.sleep(0.1)  # a newer state (or etcd) to come: read it and try again
 
     async def stop(self) -> None:
+        self._stopped = True
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -119,6 +124,8 @@ class ReplicaManager:
     # --- reconciliation -------------------------------------------------------------------------
 
     def on_image(self, old: ClusterImage | None, new: ClusterImage) -> None:
+        if self._stopped:
+            return  # the store's watch may outlive the broker's shutdown by a moment
         now_ms = self.ctx.now_ms()
         if old is not None:
             self._forget_restarted(old, new, now_ms)
@@ -136,12 +143,12 @@ class ReplicaManager:
             if replica is None:
                 partition_log = self._open_log(key, topic.topic_id, topic.configs, now_ms)
                 replica = self.replicas[key] = Replica(key[0], key[1], topic.topic_id, partition_log, state)
-                self._apply_role(replica, state, now_ms, first=True)
+                self._take_role(replica, state, now_ms, first=True)
             else:
                 if changed_configs or old is None or old.topics.get(key[0]) is None or old.topics[key[0]].configs != topic.configs:
                     replica.log.update_config(self.ctx.log_config(topic.configs))
                 if state != replica.state:
-                    self._apply_role(replica, state, now_ms, first=False)
+                    self._take_role(replica, state, now_ms, first=False)
         if self.fetchers is not None:
             self.fetchers.brokers_changed(new)
 
@@ -163,7 +170,7 @@ class ReplicaManager:
         return partition_log
 
     def _forget_restarted(self, old: ClusterImage, new: ClusterImage, now_ms: int) -> None:
-        """A follower's broker that left or registered anew (KIP-903's broker epoch): what its
+        """A follower's broker that left or registered anew (a new broker epoch): what its
         earlier incarnation fetched says nothing of the new one's log."""
         gone = [n for n, b in old.brokers.items() if n not in new.brokers or new.brokers[n].epoch != b.epoch]
         if gone:
@@ -171,6 +178,15 @@ class ReplicaManager:
                 if replica.leader is not None:
                     for node_id in gone:
                         replica.leader.forget(node_id, now_ms)
+
+    def _take_role(self, replica: Replica, state: PartitionState, now_ms: int, *, first: bool) -> None:
+        previous = replica.state
+        try:
+            self._apply_role(replica, state, now_ms, first=first)
+        except Exception:
+            # E.g. the epoch checkpoint could not be written: try again with the next image.
+            replica.state = previous
+            log.exception("%s: taking the role of %s failed", replica.log.name, state)
 
     def _apply_role(self, replica: Replica, state: PartitionState, now_ms: int, *, first: bool) -> None:
         previous = replica.state
@@ -237,10 +253,6 @@ class ReplicaManager:
         replica = self.replicas.get((topic, partition))
         return () if replica is None else replica.state.isr
 
-    def leader_epoch(self, topic: str, partition: int) -> int:
-        replica = self.replicas.get((topic, partition))
-        return -1 if replica is None else replica.state.leader_epoch
-
     def appended(self, topic: str, partition: int) -> None:
         replica = self.replicas.get((topic, partition))
         if replica is not None and replica.leader is not None:
@@ -299,14 +311,16 @@ class ReplicaManager:
                 future.set_result(error)
         replica.waiters = []
 
-    async def wait_for_commit(self, topic: str, partition: int, next_offset: int, timeout_ms: int, min_insync: int) -> int:
-        replica = self.replicas.get((topic, partition))
-        if replica is None or replica.leader is None:
+    async def wait_for_commit(self, commit: Commit, timeout_ms: int) -> int:
+        replica = self.replicas.get((commit.topic, commit.partition))
+        if replica is None or replica.leader is None or replica.leader.leader_epoch != commit.leader_epoch:
+            # Led elsewhere since the append (maybe here again, over a truncated log).
             return ErrorCode.NOT_LEADER_OR_FOLLOWER
-        if replica.log.high_watermark >= next_offset:
+        min_insync = commit.min_insync
+        if replica.log.high_watermark >= commit.next_offset:
             return ErrorCode.NONE if len(replica.state.isr) >= min_insync else ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        replica.waiters.append((next_offset, min_insync, future))
+        replica.waiters.append((commit.next_offset, min_insync, future))
         try:
             return await asyncio.wait_for(future, max(timeout_ms, 0) / 1000)
         except TimeoutError:
@@ -327,30 +341,30 @@ class ReplicaManager:
     def _alter_isr(self, replica: Replica, isr: tuple[int, ...]) -> None:
         leader = replica.leader
         assert leader is not None
-        leader.pending_isr = isr
-        proposed = replace(leader.state, isr=isr)
+        proposed = leader.propose(isr)
         task = asyncio.get_running_loop().create_task(self._write_isr(replica, leader, proposed))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _write_isr(self, replica: Replica, leader: LeaderReplicas, proposed: PartitionState) -> None:
-        try:
-            stored = await self.ctx.metadata.alter_partition(replica.topic, replica.partition, proposed)
-        except ConfigError as exc:
-            log.warning("%s: ISR change to %s not stored: %s", replica.log.name, list(proposed.isr), exc)
-            stored = None
-        if leader.pending_isr == proposed.isr:
-            leader.pending_isr = None
-        if stored is None:
-            # A newer state exists (the image brings it); if this broker was deposed, the
-            # image change makes it a follower. Either way the next check tries again.
-            log.info("%s: ISR change to %s lost a compare-and-set", replica.log.name, list(proposed.isr))
-        else:
-            log.info("%s: ISR now %s", replica.log.name, list(stored.isr))
-            if replica.leader is leader:
-                leader.update_state(stored, self.ctx.now_ms())
-                replica.state = stored
-                self._maybe_advance(replica)
+        """Write an ISR change; the image that follows settles it (LeaderReplicas.update_state).
+        A write whose outcome is unknown (etcd unreachable, an answer lost) is tried again
+        while the proposal is pending: until then the high watermark keeps counting over the
+        larger of the two ISRs, as it must if the write was stored after all."""
+        while replica.leader is leader and leader.pending_isr == proposed.isr:
+            try:
+                stored = await self.ctx.metadata.alter_partition(replica.topic, replica.partition, proposed)
+            except ConfigError as exc:
+                log.warning("%s: ISR change to %s not confirmed: %s", replica.log.name, list(proposed.isr), exc)
+                await asyncio.sleep(RETRY_ISR_CHANGE_S)
+                continue
+            if stored is None:
+                # A newer state exists: the image brings it (and makes a deposed leader a
+                # follower); the next check proposes again if still needed.
+                log.info("%s: ISR change to %s lost a compare-and-set", replica.log.name, list(proposed.isr))
+            else:
+                log.info("%s: ISR now %s", replica.log.name, list(stored.isr))
+            return
 
 
 class FetcherRegistry:

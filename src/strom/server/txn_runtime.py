@@ -36,7 +36,7 @@ from strom.coordinator.transactions import TransactionConfig, TransactionCoordin
 from strom.coordinator.txn_records import TRANSACTION_STATE_TOPIC
 from strom.coordinator.txn_records import deserialize as deserialize_txn_record
 from strom.coordinator.txn_records import serialize as serialize_txn_record
-from strom.handlers.context import BrokerContext
+from strom.handlers.context import BrokerContext, Commit
 from strom.handlers.txn_markers import MARKER_TIMEOUT_MS, append_marker, committed
 from strom.log.partition import PartitionLog
 from strom.metadata.broker_config import BrokerConfig
@@ -55,7 +55,9 @@ log = logging.getLogger(__name__)
 def _dropped(error: int) -> bool:
     """Markers Kafka gives up on: the partition is gone, or the producer has moved on there
     (the transaction is long over)."""
-    return error in (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, ErrorCode.INVALID_PRODUCER_EPOCH)
+    return error in (
+        ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, ErrorCode.INVALID_PRODUCER_EPOCH, ErrorCode.TRANSACTION_COORDINATOR_FENCED
+    )
 
 
 def transaction_config(config: BrokerConfig) -> TransactionConfig:
@@ -84,7 +86,6 @@ class TransactionCoordinatorRuntime(CoordinatorRuntime[TransactionCoordinator]):
         self.config = config
         self.groups = groups
         self.peers: ConnectionPool | None = None  # other brokers, for WriteTxnMarkers (cluster mode)
-        self._marker_tasks: set[asyncio.Task[None]] = set()
 
     def _num_partitions(self) -> int:
         return self.ctx.config.transaction_state_log_num_partitions
@@ -119,29 +120,26 @@ class TransactionCoordinatorRuntime(CoordinatorRuntime[TransactionCoordinator]):
         partition's in-sync replicas (or failed, and is retried on its timer)."""
         for marker in markers:
             failed: set[tuple[str, int]] = set()
-            waits: list[tuple[str, int, int]] = []  # local markers still to be replicated
+            waits: list[Commit] = []  # local markers still to be replicated
             remote: dict[int, list[tuple[str, int]]] = {}
             for topic, partition in sorted(marker.partitions):
-                error, next_offset = append_marker(
+                error, commit = append_marker(
                     self.ctx, topic, partition, marker.producer_id, marker.producer_epoch,
                     marker.coordinator_epoch, marker.commit,
                 )
                 if error == ErrorCode.NOT_LEADER_OR_FOLLOWER:
                     state = self.ctx.partition_state(topic, partition)
                     remote.setdefault(state.leader if state is not None else -1, []).append((topic, partition))
-                elif error in (ErrorCode.NONE,):
+                elif commit is not None:
                     partition_log = self.ctx.partition_log(topic, partition)
-                    if partition_log is not None and partition_log.high_watermark < next_offset:
-                        waits.append((topic, partition, next_offset))
+                    if partition_log is not None and partition_log.high_watermark < commit.next_offset:
+                        waits.append(commit)
                 elif not _dropped(error):
                     failed.add((topic, partition))
             if not waits and not remote:
                 self._markers_done(shard, marker, failed)
             else:
-                assert self._loop is not None
-                task = self._loop.create_task(self._complete_markers(shard, marker, failed, waits, remote))
-                self._marker_tasks.add(task)
-                task.add_done_callback(self._marker_tasks.discard)
+                self._spawn(self._complete_markers(shard, marker, failed, waits, remote))
 
     def _markers_done(self, shard: RuntimeShard[TransactionCoordinator], marker: TxnMarker, failed: set[tuple[str, int]]) -> None:
         if self._shards.get(shard.partition) is not shard or shard.state is not ShardState.ACTIVE:
@@ -156,15 +154,19 @@ class TransactionCoordinatorRuntime(CoordinatorRuntime[TransactionCoordinator]):
         shard: RuntimeShard[TransactionCoordinator],
         marker: TxnMarker,
         failed: set[tuple[str, int]],
-        waits: list[tuple[str, int, int]],
+        waits: list[Commit],
         remote: dict[int, list[tuple[str, int]]],
     ) -> None:
-        local = asyncio.gather(*(committed(self.ctx, topic, p, offset) for topic, p, offset in waits))
-        sent = asyncio.gather(*(self._send_markers(marker, leader, tps) for leader, tps in remote.items()))
-        local_errors, remote_failed = await asyncio.gather(local, sent)
-        failed.update((topic, p) for (topic, p, _), error in zip(waits, local_errors, strict=True) if error)
-        for tps in remote_failed:
-            failed.update(tps)
+        try:
+            local = asyncio.gather(*(committed(self.ctx, commit) for commit in waits))
+            sent = asyncio.gather(*(self._send_markers(marker, leader, tps) for leader, tps in remote.items()))
+            local_errors, remote_failed = await asyncio.gather(local, sent)
+            failed.update((c.topic, c.partition) for c, error in zip(waits, local_errors, strict=True) if error)
+            for tps in remote_failed:
+                failed.update(tps)
+        except Exception:
+            log.exception("transaction %s: writing markers failed", marker.transactional_id)
+            failed.update(marker.partitions)  # retried on the coordinator's timer
         self._markers_done(shard, marker, failed)
 
     async def _send_markers(self, marker: TxnMarker, leader: int, partitions: list[tuple[str, int]]) -> list[tuple[str, int]]:
@@ -183,7 +185,7 @@ class TransactionCoordinatorRuntime(CoordinatorRuntime[TransactionCoordinator]):
         try:
             connection = await self.peers.get(node.node_id, node.host, node.port)
             response = await connection.request(ApiKey.WRITE_TXN_MARKERS, 1, body, timeout_s=MARKER_TIMEOUT_MS / 1000 + 5)
-        except (OSError, TimeoutError, ConnectionError) as exc:
+        except Exception as exc:  # unreachable, timed out, or a reply that did not decode
             log.info("transaction %s: markers to broker %d not sent: %s", marker.transactional_id, leader, exc)
             return partitions
         retry = []
