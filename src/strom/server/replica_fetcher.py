@@ -13,7 +13,8 @@ of the answer (CLUSTER.md, "Follower"):
 - NOT_LEADER_OR_FOLLOWER / FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH: the metadata image will
   say who leads; the partition waits for it (the replica manager moves it between fetchers).
 
-A failed connection is retried after ``replica.fetch.backoff.ms``.
+A failed connection is retried after ``replica.fetch.backoff.ms``; a partition that got an error
+is left out of the fetches for that long, the others go on (Kafka's delayed partitions).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class LeaderFetcher:
         self.ctx = ctx
         self.leader_id = leader_id
         self.partitions: dict[tuple[str, int], Replica] = {}
+        self.delayed: dict[tuple[str, int], int] = {}  # partitions backing off, until (ms)
         self.address: tuple[str, int] | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -85,10 +87,15 @@ class LeaderFetcher:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            now_ms = self.ctx.now_ms()
+            ready = [key for key in self.partitions if self.delayed.get(key, 0) <= now_ms]
+            if not ready:
+                await self._sleep((min(self.delayed.values()) - now_ms) / 1000)
+                continue
             try:
                 if self._connection is None or self._connection.closed:
                     self._connection = await BrokerConnection.open(*self.address, client_id=f"strom-replica-{config.node_id}")
-                request = self._request()
+                request = self._request(ready)
                 timeout_s = config.replica_fetch_wait_max_ms / 1000 + 30
                 response = await self._connection.request(
                     ApiKey.FETCH, FETCH_VERSION, request, timeout_s=timeout_s, decode=decode_fetch_response
@@ -112,14 +119,14 @@ class LeaderFetcher:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
 
-    def _request(self) -> dict[str, Any]:
+    def _request(self, keys: list[tuple[str, int]]) -> dict[str, Any]:
         config = self.ctx.config
         topics: dict[str, list[dict[str, Any]]] = {}
-        for (topic, partition), replica in self.partitions.items():
-            partition_log = replica.log
+        for topic, partition in keys:
+            partition_log = self.partitions[(topic, partition)].log
             topics.setdefault(topic, []).append({
                 "partition": partition,
-                "current_leader_epoch": replica.state.leader_epoch,
+                "current_leader_epoch": self.partitions[(topic, partition)].state.leader_epoch,
                 "fetch_offset": partition_log.log_end_offset,
                 "last_fetched_epoch": partition_log.epochs.latest_epoch,
                 "log_start_offset": partition_log.log_start_offset,
@@ -139,23 +146,28 @@ class LeaderFetcher:
         }
 
     def _handle(self, error_code: int, topics: list[FetchedTopic]) -> bool:
-        """Apply a fetch response; True when the fetcher should back off (errors only)."""
+        """Apply a fetch response; True when the whole fetcher should back off (a top-level
+        error); a partition with an error backs off alone."""
         if error_code:
             log.warning("fetch from broker %d: error %d", self.leader_id, error_code)
             return True
-        back_off = False
         now_ms = self.ctx.now_ms()
         for topic in topics:
             for data in topic.partitions:
-                replica = self.partitions.get((topic.name, data.partition_index))
+                key = (topic.name, data.partition_index)
+                replica = self.partitions.get(key)
                 if replica is None:
                     continue  # moved elsewhere while the fetch was out
                 try:
-                    back_off |= self._apply(replica, data, now_ms)
+                    back_off = self._apply(replica, data, now_ms)
                 except (CorruptRecord, OffsetOutOfRange, ValueError) as exc:
                     log.warning("%s: cannot apply fetched data: %s", replica.log.name, exc)
                     back_off = True
-        return back_off
+                if back_off:
+                    self.delayed[key] = now_ms + self.ctx.config.replica_fetch_backoff_ms
+                else:
+                    self.delayed.pop(key, None)
+        return False
 
     def _apply(self, replica: Replica, data: FetchedPartition, now_ms: int) -> bool:
         partition_log = replica.log
@@ -231,6 +243,7 @@ class ReplicaFetchers(FetcherRegistry):
             fetcher.set_address(self._address(self.ctx.metadata.image, leader))
             fetcher.start()
         fetcher.partitions[key] = replica
+        fetcher.delayed.pop(key, None)  # a new state (epoch, leader): worth asking at once
         self._owner[key] = leader
         fetcher.wake()
 
@@ -238,6 +251,7 @@ class ReplicaFetchers(FetcherRegistry):
         leader = self._owner.pop(key, None)
         if leader is not None:
             self.fetchers[leader].partitions.pop(key, None)
+            self.fetchers[leader].delayed.pop(key, None)
 
     def brokers_changed(self, image: ClusterImage) -> None:
         for leader, fetcher in self.fetchers.items():
