@@ -33,7 +33,7 @@ from strom.protocol.errors import ErrorCode
 from strom.protocol.fetch_response import FetchedPartition, FetchedTopic, decode_fetch_response
 from strom.protocol.records import LOG_OVERHEAD, CorruptRecord, fetched_batches
 from strom.replication.follower import truncation_offset
-from strom.server.replicas import FetcherRegistry, Replica
+from strom.server.replicas import Replica
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ class LeaderFetcher:
         return False
 
 
-class ReplicaFetchers(FetcherRegistry):
+class ReplicaFetchers:
     """One LeaderFetcher per leader broker this broker follows partitions of."""
 
     def __init__(self, ctx: BrokerContext) -> None:

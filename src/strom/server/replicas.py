@@ -30,6 +30,7 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from strom.handlers.context import BrokerContext, Commit
 from strom.log.checkpoint import read_topic_id, write_topic_id
@@ -367,14 +368,15 @@ class ReplicaManager:
             return
 
 
-class FetcherRegistry:
+class FetcherRegistry(Protocol):
     """What the replica manager needs of the follower fetchers (server.replica_fetcher)."""
 
     def add(self, key: tuple[str, int], replica: Replica, leader: int) -> None:
-        raise NotImplementedError
+        """Replicate ``key`` from ``leader`` (moving it off any other leader's fetcher)."""
+        ...
 
-    def remove(self, key: tuple[str, int]) -> None:
-        raise NotImplementedError
+    def remove(self, key: tuple[str, int]) -> None: ...
 
     def brokers_changed(self, image: ClusterImage) -> None:
-        raise NotImplementedError
+        """Registrations changed: reconnect fetchers whose leader's address changed."""
+        ...
