@@ -70,6 +70,9 @@ def kp_consumer(bootstrap: str, group: str, topic: str) -> KafkaConsumer:
         heartbeat_interval_ms=300,
         fetch_max_wait_ms=100,
         request_timeout_ms=30000,
+        # A member whose first metadata lacked the partitions (a busy machine) sees them at
+        # the next refresh, which makes the group rebalance: refresh often.
+        metadata_max_age_ms=1000,
     )
 
 
