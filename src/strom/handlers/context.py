@@ -26,7 +26,6 @@ from strom.metadata.broker_config import BrokerConfig
 from strom.metadata.configs import log_config_for
 from strom.metadata.image import ClusterImage, PartitionState
 from strom.metadata.store import MetadataStore, TopicMetadata
-from strom.protocol.errors import ErrorCode
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,12 +232,16 @@ class BrokerContext:
     def partition_state(self, topic: str, partition: int) -> PartitionState | None:
         return self.metadata.image.partition(topic, partition)
 
+    @property
+    def replica_view(self) -> ReplicaView:
+        """The replica manager; the server (and the handler tests' harness) sets it before
+        any request is served."""
+        assert self.replicas is not None, "no replica manager"
+        return self.replicas
+
     def leader_log(self, topic: str, partition: int) -> tuple[PartitionLog | None, int]:
         """The log of a partition this broker leads, else None and the error to answer."""
-        if self.replicas is None:  # handler tests without a replica manager: every log is led here
-            log = self.logs.get(topic, partition)
-            return log, ErrorCode.NONE if log is not None else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-        return self.replicas.leader_log(topic, partition)
+        return self.replica_view.leader_log(topic, partition)
 
     def topic_name(self, topic_id: uuid.UUID | None) -> str | None:
         """The name of the topic with this id (Fetch v13+, Produce v13 name topics by id)."""

@@ -148,8 +148,7 @@ def _follower_fetched(ctx: BrokerContext, log: Any, replica_id: int, fetch_offse
     """Report a follower's fetch offset to the replica manager; an error code."""
     if fetch_offset > log.log_end_offset:
         return ErrorCode.OFFSET_OUT_OF_RANGE  # ahead of the leader: no proof of being in sync
-    assert ctx.replicas is not None
-    return ctx.replicas.follower_fetched(log.topic, log.partition, replica_id, fetch_offset)
+    return ctx.replica_view.follower_fetched(log.topic, log.partition, replica_id, fetch_offset)
 
 
 def _diverging(log: Any, fetch_offset: int, last_fetched_epoch: int) -> tuple[int, int] | None:

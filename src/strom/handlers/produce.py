@@ -72,11 +72,12 @@ def _append(
         return _partition_result(index, ErrorCode.INVALID_TOPIC_EXCEPTION, f"Cannot append to internal topic {topic}")
     if not records:
         return _partition_result(index, ErrorCode.INVALID_RECORD, "No records in the request")
-    if acks == ACKS_ALL and ctx.replicas is not None and len(ctx.replicas.isr(topic, index)) < log_.config.min_insync_replicas:
+    replicas = ctx.replica_view
+    if acks == ACKS_ALL and len(isr := replicas.isr(topic, index)) < log_.config.min_insync_replicas:
         return _partition_result(
             index, ErrorCode.NOT_ENOUGH_REPLICAS,
-            f"The size of the current ISR {list(ctx.replicas.isr(topic, index))} is insufficient to satisfy "
-            f"the min.isr requirement of {log_.config.min_insync_replicas} for partition {topic}-{index}",
+            f"The size of the current ISR {list(isr)} is insufficient to satisfy the min.isr requirement "
+            f"of {log_.config.min_insync_replicas} for partition {topic}-{index}",
         )
     try:
         records, headers = validate_append(records, log_.config, now_ms)
@@ -96,8 +97,7 @@ def _append(
     except OSError:
         log.exception("append to %s-%d failed", topic, index)
         return _partition_result(index, ErrorCode.KAFKA_STORAGE_ERROR)
-    if ctx.replicas is not None:
-        ctx.replicas.appended(topic, index)
+    replicas.appended(topic, index)
     if log_.unflushed_messages >= log_.config.flush_messages:
         to_flush.append(log_)
     result = {
@@ -144,9 +144,8 @@ async def _complete(
     for log_ in to_flush:
         await ctx.flush(log_)
     if waits:
-        assert ctx.replicas is not None
         timeout_ms = int(body.timeout.total_seconds() * 1000)
-        errors = await asyncio.gather(*(ctx.replicas.wait_for_commit(commit, timeout_ms) for _, commit in waits))
+        errors = await asyncio.gather(*(ctx.replica_view.wait_for_commit(commit, timeout_ms) for _, commit in waits))
         for (result, _), error in zip(waits, errors, strict=True):
             if error:
                 result.update(error_code=error, base_offset=-1, log_append_time=-1, log_start_offset=-1)

@@ -47,8 +47,7 @@ def append_marker(
     except OSError:
         log.exception("writing a marker to %s-%d failed", topic, partition)
         return ErrorCode.KAFKA_STORAGE_ERROR, None
-    if ctx.replicas is not None:
-        ctx.replicas.appended(topic, partition)
+    ctx.replica_view.appended(topic, partition)
     if topic == OFFSETS_TOPIC and ctx.groups is not None:
         ctx.groups.complete_transaction(partition, producer_id, commit)
     ctx.commits.notify()  # the last stable offset may have moved
@@ -57,9 +56,7 @@ def append_marker(
 
 async def committed(ctx: BrokerContext, commit: Commit) -> int:
     """Wait until the in-sync replicas have the marker (Kafka writes markers with acks=all)."""
-    if ctx.replicas is None:
-        return ErrorCode.NONE
-    return await ctx.replicas.wait_for_commit(commit, MARKER_TIMEOUT_MS)
+    return await ctx.replica_view.wait_for_commit(commit, MARKER_TIMEOUT_MS)
 
 
 async def _write(ctx: BrokerContext, marker: Any, topic: str, partition: int) -> int:

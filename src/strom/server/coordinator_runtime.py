@@ -368,8 +368,8 @@ class CoordinatorRuntime(Generic[C]):
                 commit = Commit.of(shard.log)  # before any await: bound to this leadership
                 if shard.log.unflushed_messages >= shard.log.config.flush_messages:
                     await self.ctx.flush(shard.log)  # flush.messages: the answer waits for the fsync
-                if self.ctx.replicas is not None and shard.log.high_watermark < commit.next_offset:
-                    error = await self.ctx.replicas.wait_for_commit(commit, COMMIT_TIMEOUT_MS)
+                if shard.log.high_watermark < commit.next_offset:
+                    error = await self.ctx.replica_view.wait_for_commit(commit, COMMIT_TIMEOUT_MS)
             if result.response is not None:
                 if error:
                     raise CoordinatorError(operation_error(error))
@@ -415,9 +415,7 @@ class CoordinatorRuntime(Generic[C]):
         return error
 
     async def _markers_when_committed(self, shard: RuntimeShard[C], markers: tuple[TxnMarker, ...], commit: Commit) -> None:
-        replicas = self.ctx.replicas
-        assert replicas is not None
-        error = await replicas.wait_for_commit(commit, COMMIT_TIMEOUT_MS)
+        error = await self.ctx.replica_view.wait_for_commit(commit, COMMIT_TIMEOUT_MS)
         if error:
             log.info("%s: markers held back, the record carrying them was not committed (error %d)", shard.log.name, error)
         elif self._shards.get(shard.partition) is shard and shard.state is ShardState.ACTIVE:
@@ -443,10 +441,7 @@ class CoordinatorRuntime(Generic[C]):
         try:
             headers = validate_batches(batch, partition_log.config.max_message_bytes)
             partition_log.append(batch, headers, now_ms, from_client=False)
-            if self.ctx.replicas is not None:
-                self.ctx.replicas.appended(self.topic, shard.partition)
-            else:
-                self.ctx.commits.notify()
+            self.ctx.replica_view.appended(self.topic, shard.partition)
         except (InvalidRecords, ProducerStateError) as exc:
             log.warning("cannot append to %s: %s", partition_log.name, exc)
             return exc.error_code
