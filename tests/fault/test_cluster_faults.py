@@ -535,7 +535,7 @@ def test_wiped_broker_not_in_isr_until_caught_up(scenario: Callable[..., Scenari
         c.restart(victim, wipe=True)  # it is stopped: wipe the data directory, start it
         s.wait_healed(topic, 3)
         load.wait_acked(200)
-    assert monitor.samples > 10
+    assert monitor.samples >= 5  # it watched the comeback (a fast one takes ~10 samples)
     assert not monitor.violations, "\n".join(monitor.violations[:10])
     s.extra.append(f"wiped broker {victim}: first seen in the ISR after "
                    + ", ".join(f"p{p} {t:.2f}s" for p, t in sorted(monitor.first_in_isr.items()))
