@@ -1,7 +1,8 @@
 """Smoke test of the benchmark runner: `python -m benchmarks run --quick` works from a checkout.
 
-It measures nothing against a threshold (DESIGN.md: never a timed unit test); it checks that
-the runner finishes, prints every row of the table and writes its JSON and PNG.
+It measures nothing against a threshold (docs/architecture.md, "Tests": never a timed unit
+test); it checks that the runner finishes, prints every row of the table and writes its JSON
+and PNG.
 """
 
 from __future__ import annotations

@@ -471,6 +471,62 @@ def test_cluster_info(run, broker):
     assert "Brokers" in table and str(broker.port) in table and info["cluster_id"] in table
 
 
+def test_internal_topics_are_listed_described_and_counted(grun, unique_topic):
+    name = unique_topic()
+    create(grun, name)
+    ok(grun("produce", name, "--value", "x"))
+    ok(grun("consume", name, "-g", f"{name}-group", "-n", "1"))  # creates __consumer_offsets
+    listed, everything, described, info = parallel(
+        grun, ("topic", "list", "--output", "json"), ("topic", "list", "-i", "--output", "json"),
+        ("topic", "describe", "__consumer_offsets", "--output", "json"), ("cluster", "info", "--output", "json"))
+    assert "__consumer_offsets" not in {t["name"] for t in json.loads(ok(listed).stdout)}
+    assert "__consumer_offsets" in {t["name"] for t in json.loads(ok(everything).stdout)}
+    described = json.loads(ok(described).stdout)
+    assert described["internal"] and described["partitions"]
+    assert json.loads(ok(info).stdout)["internal_topics"] >= 1
+
+
+def _to_closed_pipe(runner: Runner, *args: str) -> subprocess.CompletedProcess:
+    """A command whose stdout is a pipe that nobody reads any more, as in ``| head -1`` once
+    head has exited."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run([sys.executable, "-m", "strom", *args], stdout=write, stderr=subprocess.PIPE,
+                              text=True, env=_env(runner.bootstrap), timeout=30)
+    finally:
+        os.close(write)
+
+
+def test_a_reader_that_goes_away_is_a_normal_end(grun, unique_topic):
+    name = unique_topic()
+    group = f"{name}-group"
+    create(grun, name)
+    ok(grun("produce", name, input="a\nb\n"))
+    ok(grun("consume", name, "-g", group, "-n", "1"))
+    commands = [
+        ("group", "describe", group), ("group", "describe", group, "--output", "json"),
+        ("topic", "list"), ("topic", "list", "--output", "json"), ("topic", "describe", name),
+        ("cluster", "info"), ("consume", name, "-n", "2"), ("serve", "--print-config"), ("--help",),
+    ]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        procs = list(pool.map(lambda args: _to_closed_pipe(grun, *args), commands))
+    for args, proc in zip(commands, procs, strict=True):
+        assert (proc.returncode, proc.stderr) == (0, ""), args
+
+
+def test_serve_on_a_busy_port_leaves_the_data_dir_untouched(tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        message = failed(strom("serve", "--data-dir", str(data_dir), "--listen", f"127.0.0.1:{port}"))
+    assert f"127.0.0.1:{port} is already in use" in message
+    assert list(data_dir.iterdir()) == []  # no .lock, meta.properties nor strom-metadata.json
+
+
 # --- serve --print-config -------------------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 from confluent_kafka.admin import (
+    AclOperation,
     AlterConfigOpType,
     ConfigEntry,
     ConfigResource,
@@ -345,7 +346,51 @@ def test_topic_config_takes_effect_max_message_bytes(broker, adm, unique_topic):
     assert errors[0].code() == KafkaError.MSG_SIZE_TOO_LARGE
 
 
+def test_broker_config_strom_does_not_use(adm):
+    # librdkafka's 0081: Kafka takes every broker config it defines, also per broker.
+    node = str(broker_id(adm))
+    name = "sasl.kerberos.min.time.before.relogin"
+    res = ConfigResource(ResourceType.BROKER, node, set_config={name: "58000"})
+    assert error_code(adm.alter_configs([res], request_timeout=T)[res]) is None
+    entry = ConfigEntry(name, "57000", incremental_operation=AlterConfigOpType.SET)
+    inc = ConfigResource(ResourceType.BROKER, node, incremental_configs=[entry])
+    assert error_code(adm.incremental_alter_configs([inc], request_timeout=T)[inc]) is None
+    cfg = adm.describe_configs([ConfigResource(ResourceType.BROKER, node)], request_timeout=T)
+    assert next(iter(cfg.values())).result(T)[name].value == "57000"
+    cleared = ConfigResource(ResourceType.BROKER, node, set_config={})
+    assert error_code(adm.alter_configs([cleared], request_timeout=T)[cleared]) is None
+
+
+def test_message_format_version_is_accepted(broker, adm, unique_topic):
+    # librdkafka's 0092: Kafka 3.x accepts (and ignores) the deprecated message.format.version.
+    topic = unique_topic()
+    create_topic(broker.bootstrap, topic, config={"message.format.version": "2.8"})
+    read_back = {name: e.value for name, e in describe_topic_configs(adm, topic).items() if e.value is not None}
+    res = ConfigResource(ResourceType.TOPIC, topic, set_config={**read_back, "message.format.version": "0.10.0.0"})
+    assert error_code(adm.alter_configs([res], request_timeout=T)[res]) is None
+    assert describe_topic_configs(adm, topic)["message.format.version"].value == "0.10.0.0"
+
+
 # -- cluster / metadata ----------------------------------------------------------------------------
+
+
+def test_authorized_operations(broker, adm, unique_topic):
+    # librdkafka's 0081: without an authorizer every operation the resource type supports.
+    topic = unique_topic()
+    create_topic(broker.bootstrap, topic)
+    topics = TopicCollection([topic])
+    desc = adm.describe_topics(topics, request_timeout=T, include_authorized_operations=True)[topic].result(T)
+    assert set(desc.authorized_operations) == {
+        AclOperation.READ, AclOperation.WRITE, AclOperation.CREATE, AclOperation.DELETE, AclOperation.ALTER,
+        AclOperation.DESCRIBE, AclOperation.DESCRIBE_CONFIGS, AclOperation.ALTER_CONFIGS,
+    }
+    assert adm.describe_topics(topics, request_timeout=T)[topic].result(T).authorized_operations is None
+    cluster = adm.describe_cluster(request_timeout=T, include_authorized_operations=True).result(T)
+    assert set(cluster.authorized_operations) == {
+        AclOperation.CREATE, AclOperation.CLUSTER_ACTION, AclOperation.DESCRIBE_CONFIGS, AclOperation.ALTER_CONFIGS,
+        AclOperation.IDEMPOTENT_WRITE, AclOperation.ALTER, AclOperation.DESCRIBE,
+    }
+    assert adm.describe_cluster(request_timeout=T).result(T).authorized_operations is None
 
 
 def test_describe_cluster(broker, adm):

@@ -280,19 +280,19 @@ def test_alter_broker_configs(ctx: BrokerContext) -> None:
 
 
 def test_alter_broker_errors(ctx: BrokerContext) -> None:
-    static, unknown, bad, other, text = alter(
+    static, bad, other, text = alter(
         ctx,
         [
             (BROKER, "0", {"num.partitions": "3"}),
-            (BROKER, "", {"no.such": "1"}),
             (BROKER, "", {"log.retention.bytes": "x"}),
             (BROKER, "1", {"log.retention.ms": "1"}),
             (BROKER, "zero", {"log.retention.ms": "1"}),
         ],
     )
-    for response in (static, unknown, bad, other, text):
+    for response in (static, bad, other, text):
         assert response.error_code == ErrorCode.INVALID_REQUEST, response
     assert static.error_message == "Cannot update these configs dynamically: Set(num.partitions)"
+    assert bad.error_message == "Invalid value x for configuration log.retention.bytes: Not a number of type LONG"
     assert other.error_message == "Unexpected broker id, expected 0, but received 1"
     assert text.error_message == "Node id must be an integer, but it is: zero"
     assert ctx.metadata.broker_configs() == {} and ctx.metadata.node_configs(0) == {}
@@ -382,7 +382,7 @@ def test_incremental_broker_configs(ctx: BrokerContext) -> None:
     assert not_list.error_code == ErrorCode.INVALID_CONFIG
     assert not_list.error_message == "Config value append is not allowed for config key: log.retention.ms"
     (unknown,) = incremental(ctx, [(BROKER, "0", [("no.such", SUBTRACT, "1")])])
-    assert unknown.error_code == ErrorCode.INVALID_REQUEST
+    assert (unknown.error_code, unknown.error_message) == (ErrorCode.INVALID_CONFIG, "Unknown config name: no.such")
     (static,) = incremental(ctx, [(BROKER, "0", [("num.partitions", SET, "4")])])
     assert static.error_code == ErrorCode.INVALID_REQUEST
     (deleted,) = incremental(ctx, [(BROKER, "0", [("log.retention.ms", DELETE, None)])])
@@ -405,3 +405,95 @@ def test_changes_survive_a_restart(ctx: BrokerContext, tmp_path: Path) -> None:
     reloaded = LocalMetadataStore(tmp_path)
     assert reloaded.topic("t").configs["retention.ms"] == "4242"
     assert reloaded.broker_configs() == {"log.retention.bytes": "99"}
+
+
+# --- Kafka's broker configs that strom does not use, custom configs -------------------------------
+
+
+def test_kafka_broker_configs_strom_does_not_use_are_accepted(ctx: BrokerContext) -> None:
+    # librdkafka's 0081 sets a per-broker Kafka config strom has no use for, with both APIs.
+    name = "sasl.kerberos.min.time.before.relogin"
+    (plain,) = alter(ctx, [(BROKER, "0", {name: "58000"})])
+    assert plain.error_code == ErrorCode.NONE, plain.error_message
+    (inc,) = incremental(ctx, [(BROKER, "0", [(name, SET, "57000")])])
+    assert inc.error_code == ErrorCode.NONE, inc.error_message
+    assert ctx.metadata.node_configs(0) == {name: "57000"}
+    entry = {c.name: c for c in describe_one(ctx, BROKER, "0", synonyms=True).configs}[name]
+    assert (entry.value, entry.config_source, entry.read_only) == ("57000", ConfigSource.DYNAMIC_BROKER_CONFIG, False)
+    assert entry.config_type == ConfigType.LONG and not entry.is_sensitive
+    # A cluster-wide one may also be the cluster default; a list one takes APPEND.
+    (default,) = alter(ctx, [(BROKER, "", {"background.threads": "12", "metric.reporters": "a.B"})])
+    assert default.error_code == ErrorCode.NONE, default.error_message
+    (appended,) = incremental(ctx, [(BROKER, "", [("metric.reporters", APPEND, "c.D")])])
+    assert appended.error_code == ErrorCode.NONE, appended.error_message
+    assert ctx.metadata.broker_configs() == {"background.threads": "12", "metric.reporters": "a.B,c.D"}
+    described = {c.name: c.value for c in describe_one(ctx, BROKER, "").configs}
+    assert described == {"background.threads": "12", "metric.reporters": "a.B,c.D"}
+
+
+def test_kafka_broker_configs_refused_by_update_mode_and_type(ctx: BrokerContext) -> None:
+    cases = [
+        ("", {"sasl.kerberos.min.time.before.relogin": "1"},
+         "Cannot update these configs at default cluster level, broker id must be specified: "
+         "Set(sasl.kerberos.min.time.before.relogin)"),
+        ("0", {"zookeeper.connect": "zk:2181"}, "Cannot update these configs dynamically: Set(zookeeper.connect)"),
+        ("0", {"ssl.keystore.location": "/ks"},
+         "These security configs can be dynamically updated only per-listener using the listener prefix: "
+         "Set(ssl.keystore.location)"),
+        ("0", {"sasl.kerberos.min.time.before.relogin": "soon"},
+         "Invalid value soon for configuration sasl.kerberos.min.time.before.relogin: Not a number of type LONG"),
+    ]
+    for name, configs, message in cases:
+        (response,) = alter(ctx, [(BROKER, name, configs)])
+        assert (response.error_code, response.error_message) == (ErrorCode.INVALID_REQUEST, message)
+    assert ctx.metadata.broker_configs() == {} and ctx.metadata.node_configs(0) == {}
+
+
+def test_custom_broker_configs_are_kept_as_kafka_keeps_them(ctx: BrokerContext) -> None:
+    # Kafka keeps broker config names it does not define (for plugins) and describes them as
+    # sensitive: it cannot tell their type.
+    (ok,) = alter(ctx, [(BROKER, "", {"my.plugin.setting": "x"})])
+    assert ok.error_code == ErrorCode.NONE and ctx.metadata.broker_configs() == {"my.plugin.setting": "x"}
+    (entry,) = describe_one(ctx, BROKER, "").configs
+    assert (entry.name, entry.value, entry.is_sensitive, entry.config_type) == (
+        "my.plugin.setting", None, True, ConfigType.UNKNOWN)
+    (node_entry,) = [c for c in describe_one(ctx, BROKER, "0").configs if c.name == "my.plugin.setting"]
+    assert node_entry.config_source == ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG
+    (append,) = incremental(ctx, [(BROKER, "0", [("my.plugin.setting", APPEND, "y")])])
+    assert (append.error_code, append.error_message) == (ErrorCode.INVALID_CONFIG, "Unknown config name: my.plugin.setting")
+
+
+# --- deprecated topic configs Kafka 3.x accepts ----------------------------------------------------
+
+
+def test_message_format_version_is_accepted_and_ignored(ctx: BrokerContext) -> None:
+    # librdkafka's 0092 sets message.format.version with AlterConfigs after reading every config back.
+    described = topic_configs(ctx)
+    assert (described["message.format.version"].value, described["message.format.version"].config_source) == (
+        "3.0-IV1", ConfigSource.DEFAULT_CONFIG)
+    assert described["message.downconversion.enable"].value == "true"
+    read_back = {name: c.value for name, c in described.items() if c.value is not None}
+    (ok,) = alter(ctx, [(TOPIC, "t", {**read_back, "message.format.version": "0.10.0.0"})])
+    assert ok.error_code == ErrorCode.NONE, ok.error_message
+    entry = topic_configs(ctx)["message.format.version"]
+    assert (entry.value, entry.config_source) == ("0.10.0.0", ConfigSource.DYNAMIC_TOPIC_CONFIG)
+    (ok,) = incremental(ctx, [(TOPIC, "t", [("message.downconversion.enable", SET, "false"),
+                                            ("message.format.version", SET, "2.8")])])
+    assert ok.error_code == ErrorCode.NONE, ok.error_message
+    assert ctx.partition_log("t", 0).config.max_message_bytes == 1048588  # the log is unaffected
+    for value in ("foo", "2.8-IV9", "3.0."):
+        (bad,) = alter(ctx, [(TOPIC, "t", {"message.format.version": value})])
+        assert (bad.error_code, bad.error_message) == (
+            ErrorCode.INVALID_CONFIG,
+            f"Invalid value {value} for configuration message.format.version: Version {value} is not a valid version",
+        )
+
+
+def test_create_topic_with_deprecated_configs(ctx: BrokerContext) -> None:
+    configs = [{"name": "message.format.version", "value": "0.10.0"},
+               {"name": "message.downconversion.enable", "value": "false"}]
+    body = {"topics": [{"name": "old", "num_partitions": 1, "replication_factor": 1, "assignments": [],
+                        "configs": configs}], "timeout": 5000, "validate_only": False}
+    (created,) = call(ctx, ApiKey.CREATE_TOPICS, 7, body).topics
+    assert created.error_code == ErrorCode.NONE, created.error_message
+    assert ctx.metadata.topic("old").configs == {"message.format.version": "0.10.0", "message.downconversion.enable": "false"}

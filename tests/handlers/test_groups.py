@@ -66,14 +66,20 @@ def test_find_coordinator_other_key_types(tmp_path: Path) -> None:
     run(main)
 
 
-def test_metadata_hides_internal_topics_unless_named(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [0, 1, 12])
+def test_metadata_lists_internal_topics_as_internal(tmp_path: Path, version: int) -> None:
     async def main() -> None:
         async with running(tmp_path) as broker:
             ctx = broker.ctx
             await call(ctx, ApiKey.FIND_COORDINATOR, 3, {"key": "g", "key_type": 0})
             await ctx.create_topic("user", 1, {})
-            everything = await call(ctx, ApiKey.METADATA, 12, {"topics": None, "allow_auto_topic_creation": True})
-            assert [t.name for t in everything.topics] == ["user"]
+            # Every topic, as Kafka answers (v0: an empty list; v1+: a null one).
+            body = {"topics": [] if version == 0 else None, "allow_auto_topic_creation": True}
+            everything = await call(ctx, ApiKey.METADATA, version, body)
+            listed = {t.name: t for t in everything.topics}
+            assert set(listed) == {"user", OFFSETS_TOPIC}
+            if version >= 1:  # is_internal is v1+
+                assert listed[OFFSETS_TOPIC].is_internal and not listed["user"].is_internal
             named = await call(ctx, ApiKey.METADATA, 12, {"topics": [{"name": OFFSETS_TOPIC}], "allow_auto_topic_creation": True})
             (topic,) = named.topics
             assert topic.error_code == 0 and topic.is_internal and len(topic.partitions) == 3

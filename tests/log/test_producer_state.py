@@ -126,3 +126,18 @@ def test_damaged_snapshot_is_ignored(tmp_path):
     fresh = ProducerStateManager(tmp_path)
     assert fresh.load_snapshot(10) == 0 and not fresh.producers
     assert not path.exists()
+
+
+def test_errors_carry_named_error_codes():
+    from strom.log.producer_state import CoordinatorFenced, InvalidTxnState, ProducerStateError
+    from strom.protocol.errors import ErrorCode
+
+    named = {
+        ProducerStateError: ErrorCode.UNKNOWN_SERVER_ERROR,
+        InvalidProducerEpoch: ErrorCode.INVALID_PRODUCER_EPOCH,
+        CoordinatorFenced: ErrorCode.TRANSACTION_COORDINATOR_FENCED,
+        OutOfOrderSequence: ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
+        InvalidTxnState: ErrorCode.INVALID_TXN_STATE,
+    }
+    for error, code in named.items():
+        assert error.error_code is code, error  # the member itself, so logs show its name

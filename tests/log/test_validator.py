@@ -6,6 +6,7 @@ import pytest
 
 from strom.log.config import LogConfig
 from strom.log.validator import InvalidTimestamp, validate_append
+from strom.protocol.errors import ErrorCode
 from strom.protocol.records import (
     COMPRESSION_GZIP,
     COMPRESSION_NONE,
@@ -53,7 +54,7 @@ def test_timestamps_too_far_ahead_are_refused_by_default():
     validate_append(batch((b"k", b"v", [], NOW + 3_600_000)), config, NOW)
     with pytest.raises(InvalidTimestamp) as info:
         validate_append(batch((b"k", b"v", [], NOW + 3_600_001)), config, NOW)
-    assert info.value.error_code == 32
+    assert info.value.error_code is ErrorCode.INVALID_TIMESTAMP
     # LogAppendTime topics take the broker's clock instead: nothing to check.
     validate_append(batch((b"k", b"v", [], NOW * 2)), LogConfig(message_timestamp_type="LogAppendTime"), NOW)
 

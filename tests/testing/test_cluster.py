@@ -458,8 +458,13 @@ def test_same_cluster_for_the_module(strom_cluster):
 
 DEFAULT_MODULE = '''
 def test_size_from_the_ini(strom_cluster):
+    from confluent_kafka.admin import ConfigResource, ResourceType
+
     assert strom_cluster.nodes == [0]
-    assert strom_cluster.admin().list_topics(timeout=10).brokers
+    admin = strom_cluster.admin()
+    assert admin.list_topics(timeout=10).brokers
+    res = ConfigResource(ResourceType.BROKER, "0")
+    assert admin.describe_configs([res])[res].result(10)["group.initial.rebalance.delay.ms"].value == "0"
 '''
 
 

@@ -3,6 +3,8 @@ strom_reset, run in a fresh pytest process, also under pytest-xdist."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 pytest_plugins = ["pytester"]
@@ -51,18 +53,38 @@ def test_config_from_ini(strom_broker, strom_topic):
     admin = AdminClient({"bootstrap.servers": strom_broker.bootstrap_servers})
     cfg = admin.describe_configs([res])[res].result(10)
     assert cfg["num.partitions"].value == "3"
+    assert cfg["auto.create.topics.enable"].value == "false"
+    assert cfg["group.initial.rebalance.delay.ms"].value == "0"  # the fixtures' default
 '''
 
-INI = """
-[pytest]
-strom_config =
-    num.partitions=3
-"""
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _block(path: str, after: str, language: str) -> str:
+    """The first ```language block after the line ``after`` of a document, as a user copies it."""
+    text = (ROOT / path).read_text()
+    start = text.index(f"```{language}\n", text.index(after)) + len(language) + 4
+    return text[start:text.index("```", start)]
 
 
 @pytest.mark.parametrize("args", [(), ("-n", "2")], ids=["serial", "xdist"])
 def test_user_suite_passes(pytester, args):
-    pytester.makepyfile(test_user=USER_TESTS)
-    pytester.makeini(INI)
+    # With the ini example of docs/testing.md and the test of the README, copied as they are.
+    pytester.makepyfile(test_user=USER_TESTS, test_readme=_block("README.md", "## In your test suite", "python"))
+    pytester.makeini(_block("docs/testing.md", "Broker settings go in the ini file", "ini"))
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
-    result.assert_outcomes(passed=6)
+    result.assert_outcomes(passed=7)
+
+
+def test_fixture_defaults_can_be_overridden(pytester):
+    pytester.makepyfile(test_delay='''
+def test_kafkas_delay(strom_broker):
+    from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+
+    res = ConfigResource(ResourceType.BROKER, "0")
+    admin = AdminClient({"bootstrap.servers": strom_broker.bootstrap_servers})
+    cfg = admin.describe_configs([res])[res].result(10)
+    assert cfg["group.initial.rebalance.delay.ms"].value == "3000"
+''')
+    pytester.makeini("[pytest]\nstrom_config =\n    group.initial.rebalance.delay.ms=3000\n")
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)

@@ -319,8 +319,8 @@ def client_command(f: F) -> F:
         client = Client(brokers, timeout, parse_key_values(client_config, "-X"))
         try:
             return f(*args, client=client, **kwargs)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
-            raise
+        except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):
+            raise  # BrokenPipeError: the reader went away, see cli.main
         except KafkaException as exc:
             err = exc.args[0]
             if hasattr(err, "code"):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import os
 import re
 import signal
 import sys
@@ -352,11 +351,7 @@ def consume(client: Client, topic: str, start: StartAt | None, partitions: tuple
             if out:
                 stdout.write(out)
                 stdout.flush()
-    except BrokenPipeError:
-        # The reader went away (strom consume ... | head): stop quietly.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    finally:
+    finally:  # also when the reader went away (strom consume ... | head; see cli.main)
         for s, handler in previous.items():
             signal.signal(s, handler)
         with contextlib.suppress(Exception):  # closing must not turn a result into a traceback

@@ -4,10 +4,12 @@ in their own modules, which import confluent_kafka only when they run."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any, NoReturn
 
 import click
 
@@ -83,7 +85,41 @@ def effective_config(
     return rows
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _reader_went_away() -> NoReturn:
+    """A reader that goes away (``strom group describe g | head -1``) is a normal end for any
+    command: stop writing, exit 0, no message. Not 1 (click's and rich's default), which says
+    the command failed, nor 141 (128 + SIGPIPE, how a process killed by the signal ends): the
+    user chose to stop reading and nothing failed, so ``set -o pipefail`` scripts that pipe
+    into ``head`` or ``grep -q`` keep working, as with Kafka's own (JVM) tools and as
+    ``strom consume`` always did. As CPython's docs advise (signal module, "Note on SIGPIPE"),
+    stdout goes to devnull so that the flush at exit does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(0)
+
+
+class _Strom(click.Group):
+    """The root command: every output, --help included, is written inside these two calls,
+    so a closed pipe is handled here once (click would exit 1 silently, a command's own error
+    handling would report a bug)."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except BrokenPipeError:
+            _reader_went_away()
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            result = super().invoke(ctx)
+            sys.stdout.flush()  # a closed pipe shows here rather than at the interpreter's exit
+            return result
+        except BrokenPipeError:
+            _reader_went_away()
+
+
+@click.group(cls=_Strom, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="strom", prog_name="strom")
 def cli() -> None:
     """strom: a Kafka-protocol event streaming broker, and a client for any Kafka cluster.
@@ -156,6 +192,11 @@ def serve(data_dir, listen, advertise, node_id, etcd, cluster_id, rack, config_f
     try:
         _run(config)
     except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:  # found before the data directory is touched
+            raise click.ClickException(
+                f"cannot start the broker: {config.listen_host}:{config.listen_port} is already in use "
+                "(another broker? choose a port with --listen)."
+            ) from None
         raise click.ClickException(f"cannot start the broker: {exc}") from None
 
 

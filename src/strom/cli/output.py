@@ -7,7 +7,9 @@ always sees pure JSON.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -34,10 +36,15 @@ def output_option(f: F | None = None, *, help: str = "Print a table for people o
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    console = Console(stderr=stderr, highlight=False, soft_wrap=False)
+    class PipeConsole(Console):
+        def on_broken_pipe(self) -> None:
+            # rich would exit 1 on its own; the CLI ends every command the same way (cli.main).
+            raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+    console = PipeConsole(stderr=stderr, highlight=False, soft_wrap=False)
     if not console.is_terminal:
         # Piped output: no colours, and wide enough that rows are not wrapped mid-cell.
-        console = Console(stderr=stderr, highlight=False, no_color=True, width=max(console.width, 200))
+        console = PipeConsole(stderr=stderr, highlight=False, no_color=True, width=max(console.width, 200))
     return console
 
 

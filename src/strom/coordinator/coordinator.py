@@ -46,15 +46,16 @@ from strom.coordinator.records import (
     OffsetCommitValue,
 )
 from strom.coordinator.shard import (
+    GROUP_APPEND_ERRORS,
     UNKNOWN_MEMBER_ID,
     GroupConfig,
     Result,
-    append_error,
     heartbeat_key,
     join_key,
     join_response,
     sync_key,
     sync_response,
+    write_error,
 )
 from strom.protocol.errors import ErrorCode
 
@@ -228,7 +229,7 @@ class GroupCoordinator(OffsetManager):
                 self._cancel(heartbeat_key(group_id, member_id))
             self._cancel(join_key(group_id))
             del self.groups[group_id]
-        self._answer(ticket, join_response(append_error(error)))
+        self._answer(ticket, join_response(write_error(error, GROUP_APPEND_ERRORS)))
 
     def _accept_joining_member(self, group: ClassicGroup, member_id: str) -> bool:
         """group.max.size: new members are refused once the group is full."""
@@ -377,7 +378,7 @@ class GroupCoordinator(OffsetManager):
                     self._cancel(heartbeat_key(group_id, new_member_id))
                     self._reschedule_heartbeat(group, restored)
                     self._answer(ticket, join_response(
-                        append_error(error), generation_id=group.generation_id, protocol_type=group.protocol_type,
+                        write_error(error, GROUP_APPEND_ERRORS), generation_id=group.generation_id, protocol_type=group.protocol_type,
                         protocol_name=group.protocol_name, leader=current_leader,
                     ))
                 elif request.supports_skip_assignment:
@@ -624,7 +625,7 @@ class GroupCoordinator(OffsetManager):
             if self.groups.get(group_id) is not group or not group.is_in(COMPLETING_REBALANCE) or group.generation_id != generation:
                 return  # the group moved on while the record was written
             if error:
-                self._reset_and_propagate_assignment_error(group, append_error(error))
+                self._reset_and_propagate_assignment_error(group, write_error(error, GROUP_APPEND_ERRORS))
                 self._maybe_prepare_rebalance_or_complete_join(group, f"storing the assignment failed ({error})")
                 return
             for member in group.members.values():

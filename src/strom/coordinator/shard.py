@@ -28,7 +28,7 @@ as the transaction coordinator (``transactions``) builds on ``CoordinatorShard``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -269,15 +269,38 @@ class Shard(CoordinatorShard):
         raise NotImplementedError  # the classic group protocol's (GroupCoordinator)
 
 
-def append_error(error: int) -> int:
-    """Kafka's appendGroupMetadataErrorToResponseError: what a member is told when storing
-    group metadata failed."""
-    if error in (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, ErrorCode.NOT_ENOUGH_REPLICAS, ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND):
-        return ErrorCode.COORDINATOR_NOT_AVAILABLE
-    if error in (ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.KAFKA_STORAGE_ERROR):
-        return ErrorCode.NOT_COORDINATOR
-    if error == ErrorCode.REQUEST_TIMED_OUT:
-        return ErrorCode.REBALANCE_IN_PROGRESS
-    if error in (ErrorCode.MESSAGE_TOO_LARGE, ErrorCode.RECORD_LIST_TOO_LARGE, ErrorCode.INVALID_FETCH_SIZE):
-        return ErrorCode.UNKNOWN_SERVER_ERROR
-    return error
+# Kafka's translations of a failed coordinator write (its records could not be stored) into
+# what the client is told. They share these cases and differ in a few.
+_WRITE_ERRORS: Final[dict[int, int]] = {
+    ErrorCode.UNKNOWN_TOPIC_OR_PARTITION: ErrorCode.COORDINATOR_NOT_AVAILABLE,
+    ErrorCode.NOT_ENOUGH_REPLICAS: ErrorCode.COORDINATOR_NOT_AVAILABLE,
+    ErrorCode.NOT_LEADER_OR_FOLLOWER: ErrorCode.NOT_COORDINATOR,
+    ErrorCode.KAFKA_STORAGE_ERROR: ErrorCode.NOT_COORDINATOR,
+    ErrorCode.MESSAGE_TOO_LARGE: ErrorCode.UNKNOWN_SERVER_ERROR,
+    ErrorCode.RECORD_LIST_TOO_LARGE: ErrorCode.UNKNOWN_SERVER_ERROR,
+}
+# GroupMetadataManager.appendGroupMetadataErrorToResponseError: storing group metadata.
+GROUP_APPEND_ERRORS: Final[dict[int, int]] = {
+    **_WRITE_ERRORS,
+    ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND: ErrorCode.COORDINATOR_NOT_AVAILABLE,
+    ErrorCode.REQUEST_TIMED_OUT: ErrorCode.REBALANCE_IN_PROGRESS,
+    ErrorCode.INVALID_FETCH_SIZE: ErrorCode.UNKNOWN_SERVER_ERROR,
+}
+# TransactionStateManager.appendTransactionToLog: storing a transaction's state.
+TXN_APPEND_ERRORS: Final[dict[int, int]] = {
+    **_WRITE_ERRORS,
+    ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND: ErrorCode.COORDINATOR_NOT_AVAILABLE,
+    ErrorCode.REQUEST_TIMED_OUT: ErrorCode.COORDINATOR_NOT_AVAILABLE,
+}
+# GroupCoordinatorService.handleOperationException: the records of any other operation.
+OPERATION_ERRORS: Final[dict[int, int]] = {
+    **_WRITE_ERRORS,
+    ErrorCode.REQUEST_TIMED_OUT: ErrorCode.COORDINATOR_NOT_AVAILABLE,
+    ErrorCode.INVALID_FETCH_SIZE: ErrorCode.UNKNOWN_SERVER_ERROR,
+}
+
+
+def write_error(error: int, translation: Mapping[int, int]) -> int:
+    """What a client is told when its records could not be stored (``error``), by one of the
+    translations above."""
+    return translation.get(error, error)

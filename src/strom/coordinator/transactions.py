@@ -42,7 +42,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
-from strom.coordinator.shard import CoordinatorShard, Result, TxnMarker
+from strom.coordinator.shard import (
+    TXN_APPEND_ERRORS,
+    CoordinatorShard,
+    Result,
+    TxnMarker,
+    write_error,
+)
 from strom.coordinator.txn_records import (
     TransactionLogKey,
     TransactionLogValue,
@@ -72,19 +78,6 @@ TopicPartition = tuple[str, int]
 def epoch_exhausted(epoch: int) -> bool:
     """Kafka never hands out the last epoch, so that a producer can always be fenced."""
     return epoch >= MAX_EPOCH - 1
-
-
-def append_error(error: int) -> int:
-    """What a client is told when storing a transaction's state failed (Kafka's
-    TransactionStateManager.appendTransactionToLog)."""
-    if error in (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, ErrorCode.NOT_ENOUGH_REPLICAS,
-                 ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND, ErrorCode.REQUEST_TIMED_OUT):
-        return ErrorCode.COORDINATOR_NOT_AVAILABLE
-    if error in (ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.KAFKA_STORAGE_ERROR):
-        return ErrorCode.NOT_COORDINATOR
-    if error in (ErrorCode.MESSAGE_TOO_LARGE, ErrorCode.RECORD_LIST_TOO_LARGE):
-        return ErrorCode.UNKNOWN_SERVER_ERROR
-    return error
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,7 +352,7 @@ class TransactionCoordinator(CoordinatorShard):
             if error:
                 parked = self._waiting.pop(txn_id, None)
                 if parked is not None:
-                    self._answer(parked.ticket, {"error_code": append_error(error), **_no_producer(parked)})
+                    self._answer(parked.ticket, {"error_code": write_error(error, TXN_APPEND_ERRORS), **_no_producer(parked)})
 
         self._append(meta.record(state=state, producer_epoch=epoch, last_update_ms=self._now), stored)
         marker_meta = replace(meta, producer_epoch=epoch, state=state)
@@ -518,7 +511,6 @@ __all__ = [
     "TransactionConfig",
     "TransactionCoordinator",
     "TransactionMetadata",
-    "append_error",
     "describe_error",
     "epoch_exhausted",
     "init_response",

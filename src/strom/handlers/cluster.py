@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from strom.handlers.authorized_operations import AclResourceType, authorized_operations
 from strom.handlers.context import BrokerContext
-from strom.handlers.metadata import NO_AUTHORIZED_OPERATIONS
 from strom.handlers.registry import Request, handles
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
@@ -33,7 +33,9 @@ async def describe_cluster(ctx: BrokerContext, request: Request) -> dict[str, An
             {"broker_id": n.node_id, "host": n.host, "port": n.port, "rack": n.rack, "is_fenced": False}
             for n in ctx.nodes()
         ],
-        "cluster_authorized_operations": NO_AUTHORIZED_OPERATIONS,
+        "cluster_authorized_operations": authorized_operations(
+            AclResourceType.CLUSTER, request.body.include_cluster_authorized_operations
+        ),
     }
     if endpoint_type != BROKER_ENDPOINTS:
         response.update(

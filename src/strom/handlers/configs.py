@@ -17,6 +17,9 @@ resource does not set it (cleanup.policy "delete" + APPEND "compact" is "delete,
 Each resource is all-or-nothing; the checks follow Kafka's ConfigAdminManager (a resource
 named twice, a config named twice, a null value other than DELETE's: INVALID_REQUEST) and
 controller (bad topic values INVALID_CONFIG; bad broker values INVALID_REQUEST, KAFKA-13609).
+A broker resource takes every broker config Kafka defines, by Kafka's update mode, also those
+strom does not act on (metadata.kafka_broker_configs), and keeps names Kafka does not define,
+as Kafka keeps custom configs for plugins.
 validate_only checks everything and changes nothing. A change is pushed at once into the
 open logs it affects.
 
@@ -35,10 +38,10 @@ from typing import Any
 from strom.handlers.context import BrokerContext
 from strom.handlers.registry import Request, handles
 from strom.metadata.configs import (
-    BROKER_CONFIGS,
     TOPIC_CONFIGS,
     ConfigEntry,
     ConfigError,
+    broker_config_def,
     broker_config_value,
     describe_broker_configs,
     describe_broker_default_configs,
@@ -253,9 +256,9 @@ def _list_op(ctx: BrokerContext, target: _Target, op: OpType, name: str, value: 
         if defn is None or defn.type != "list":
             raise ResourceError(ErrorCode.INVALID_CONFIG, f"Can't {op.name} to key {name} because its type is not LIST.")
     else:
-        defn = BROKER_CONFIGS.get(name)
+        defn = broker_config_def(name)
         if defn is None:
-            raise ResourceError(ErrorCode.INVALID_REQUEST, f"Unknown broker configs: {name}")
+            raise ResourceError(ErrorCode.INVALID_CONFIG, f"Unknown config name: {name}")
         if defn.type != "list":
             raise ResourceError(
                 ErrorCode.INVALID_CONFIG, f"Config value {op.name.lower()} is not allowed for config key: {name}"
@@ -293,7 +296,7 @@ def _validate(ctx: BrokerContext, target: _Target, configs: Mapping[str, str]) -
             return validate_topic_configs(
                 configs, ctx.config, ctx.metadata.broker_configs(), ctx.metadata.node_configs(ctx.node.node_id)
             )
-        return validate_broker_dynamic_configs(configs)
+        return validate_broker_dynamic_configs(configs, per_broker=target.node_id is not None)
     except ConfigError as exc:
         raise ResourceError.of(exc) from None
 

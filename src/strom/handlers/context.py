@@ -37,7 +37,7 @@ class Node:
 
 
 class AppendNotifier:
-    """Wakes parked fetches when any partition gets new data (DESIGN.md: purgatory).
+    """Wakes parked fetches when any partition gets new data (docs/architecture.md, "A fetch").
 
     Every notify wakes every parked fetch: waiters re-check their own partitions, which is
     cheap and avoids per-partition bookkeeping on the produce path. Each waiter is one future

@@ -4,7 +4,7 @@ For each partition: find the batch holding fetch_offset, return file regions up 
 partition_max_bytes and the request's max_bytes, always at least one whole batch for the
 first partition that has data (KIP-74), stopping at the high watermark (read_uncommitted) or
 the last stable offset (read_committed). If fewer than min_bytes are ready the request waits
-for appends until max_wait_ms (DESIGN.md, "A fetch"). Fetch sessions (KIP-227, v7+) are in
+for appends until max_wait_ms (docs/architecture.md, "A fetch"). Fetch sessions (KIP-227, v7+) are in
 fetch_sessions.py. v13+ names topics by id. The response is encoded by hand
 (protocol.fetch_response) so records go out with os.sendfile.
 read_committed (KIP-98) also lists the aborted transactions overlapping the returned range
@@ -194,7 +194,7 @@ async def fetch(ctx: BrokerContext, request: Request) -> RawResponse:
         return RawResponse(chunks, size)
     max_wait_ms = int(body.max_wait.total_seconds() * 1000)
     deadline = ctx.now_ms() + max_wait_ms
-    isolation = body.isolation_level if version >= 4 else 0
+    isolation = body.isolation_level
     max_bytes = min(body.max_bytes, ctx.config.fetch_max_bytes)  # the broker's cap (fetch.max.bytes)
     replica_id = replica_id_of(request)
     last_fetched = None

@@ -37,6 +37,7 @@ from strom.coordinator.member import Protocol
 from strom.coordinator.records import OFFSETS_TOPIC, partition_for
 from strom.coordinator.shard import CoordinatorError, join_response, sync_response
 from strom.coordinator.txn_records import TRANSACTION_STATE_TOPIC
+from strom.handlers.authorized_operations import AclResourceType, authorized_operations
 from strom.handlers.context import BrokerContext, GroupOperation, GroupRuntime
 from strom.handlers.registry import Request, handles
 from strom.protocol.api import ApiKey
@@ -44,7 +45,6 @@ from strom.protocol.errors import ErrorCode
 
 GROUP_KEY = 0
 TRANSACTION_KEY = 1
-NO_AUTHORIZED_OPERATIONS = -(2**31)
 _ONE_MS = datetime.timedelta(milliseconds=1)
 
 
@@ -259,7 +259,11 @@ async def describe_groups(ctx: BrokerContext, request: Request) -> dict[str, Any
     groups = []
     for group_id in request.body.groups:
         described = _describe_one(ctx, group_id, request.version)
-        described["authorized_operations"] = NO_AUTHORIZED_OPERATIONS
+        # Kafka reports them only for groups described without an error.
+        requested = request.version >= 3 and request.body.include_authorized_operations
+        described["authorized_operations"] = authorized_operations(
+            AclResourceType.GROUP, requested and described["error_code"] == ErrorCode.NONE
+        )
         groups.append(described)
     return {"throttle_time": 0, "groups": groups}
 

@@ -8,9 +8,12 @@ the first answer already has the partitions (the store returns once the topic is
 image). Partitions are described from the metadata image: leader, leader epoch, replicas, ISR,
 and offline replicas (assigned to brokers that are not registered); a partition without a
 leader is LEADER_NOT_AVAILABLE.
-Internal topics (__consumer_offsets, __transaction_state) are left out of "every topic" answers
-and are never auto-created (nor is any "__" name): a client sees them only by naming them.
-Not done: authorized operations are reported as "not requested" (no ACLs yet).
+Internal topics (__consumer_offsets, __transaction_state) are in "every topic" answers with
+is_internal=true, as in Kafka (admin tools list them; Java consumers' pattern subscriptions skip
+them by that flag, exclude.internal.topics); they are never auto-created (nor is any "__"
+name), and clients cannot produce to them (handlers.produce).
+Authorized operations (KIP-430, v8+) come from handlers.authorized_operations; as in Kafka,
+an unknown topic id gets none.
 """
 
 from __future__ import annotations
@@ -18,6 +21,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from strom.handlers.authorized_operations import (
+    AUTHORIZED_OPERATIONS_OMITTED,
+    AclResourceType,
+    authorized_operations,
+)
 from strom.handlers.context import BrokerContext
 from strom.handlers.registry import Request, handles
 from strom.metadata.configs import ConfigError
@@ -25,7 +33,6 @@ from strom.metadata.store import TopicMetadata, validate_topic_name
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
 
-NO_AUTHORIZED_OPERATIONS = -(2**31)
 ZERO_UUID = uuid.UUID(int=0)
 
 
@@ -54,7 +61,7 @@ def topic_entry(ctx: BrokerContext, topic: TopicMetadata) -> dict[str, Any]:
         "topic_id": topic.topic_id,
         "is_internal": topic.internal,
         "partitions": partitions,
-        "topic_authorized_operations": NO_AUTHORIZED_OPERATIONS,
+        "topic_authorized_operations": AUTHORIZED_OPERATIONS_OMITTED,
     }
 
 
@@ -64,7 +71,7 @@ def _error_entry(name: str | None, topic_id: uuid.UUID, error: int) -> dict[str,
         "name": name,
         "topic_id": topic_id,
         "partitions": [],
-        "topic_authorized_operations": NO_AUTHORIZED_OPERATIONS,
+        "topic_authorized_operations": AUTHORIZED_OPERATIONS_OMITTED,
     }
 
 
@@ -98,8 +105,7 @@ async def metadata(ctx: BrokerContext, request: Request) -> dict[str, Any]:
     )
     topics: list[dict[str, Any]] = []
     if body.topics is None or (request.version == 0 and not body.topics):
-        # Internal topics (__consumer_offsets) are only listed when asked for by name.
-        topics = [topic_entry(ctx, t) for t in ctx.metadata.topics().values() if not t.internal]
+        topics = [topic_entry(ctx, t) for t in ctx.metadata.topics().values()]
     else:
         for wanted in body.topics:
             name = wanted.name
@@ -118,11 +124,17 @@ async def metadata(ctx: BrokerContext, request: Request) -> dict[str, Any]:
                         topics.append(_error_entry(name, ZERO_UUID, error))
                         continue
             topics.append(topic_entry(ctx, topic))
+    if request.version >= 8 and body.include_topic_authorized_operations:
+        for entry in topics:
+            if entry["name"] is not None:
+                entry["topic_authorized_operations"] = authorized_operations(AclResourceType.TOPIC)
     return {
         "throttle_time": 0,
         "brokers": [{"node_id": n.node_id, "host": n.host, "port": n.port, "rack": n.rack} for n in ctx.nodes()],
         "cluster_id": ctx.cluster_id,
         "controller_id": ctx.image.controller_id,
         "topics": topics,
-        "cluster_authorized_operations": NO_AUTHORIZED_OPERATIONS,
+        "cluster_authorized_operations": authorized_operations(
+            AclResourceType.CLUSTER, 8 <= request.version <= 10 and body.include_cluster_authorized_operations
+        ),
     }

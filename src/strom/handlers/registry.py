@@ -13,11 +13,6 @@ from typing import Any
 
 from strom.protocol.framing import RequestHeader
 
-# A handler returns the response body as a plain dict tree (encoded by protocol.codec at the
-# request's version), a RawResponse it encoded itself, or None when no response is sent
-# (Produce with acks=0).
-HandlerResult = "dict[str, Any] | RawResponse | None"
-
 
 @dataclass(frozen=True, slots=True)
 class Request:
@@ -48,6 +43,9 @@ class Delayed:
     result: Awaitable[Any]  # the response as a handler returns it
 
 
+# A handler returns the response body as a plain dict tree (encoded by protocol.codec at the
+# request's version), a RawResponse it encoded itself, a Delayed one, or None when no response
+# is sent (Produce with acks=0).
 Handler = Callable[[Any, Request], Awaitable[Any]]
 
 

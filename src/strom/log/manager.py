@@ -9,7 +9,8 @@ without ``close`` is recovered on its next start: each log scans the segments fr
 recovery point on, checks every batch's CRC-32C, truncates a torn tail and rebuilds indexes.
 
 Synchronous and single-threaded: the server calls it from the event loop (appends, reads,
-retention) or hands whole calls (load, close) to a thread while nothing else runs.
+retention) or hands whole calls (load, close) to a thread while nothing else runs; a periodic
+checkpoint is a snapshot taken on the loop and written in a thread.
 """
 
 from __future__ import annotations
@@ -193,20 +194,28 @@ class LogManager:
         self.cleaner_offsets[key] = result.plan.first_uncleanable_offset
         return installed
 
-    def checkpoint(self, *, sync: bool = True) -> None:
-        """Write the recovery points, log start offsets and cleaner offsets."""
+    def checkpoint_snapshot(self) -> dict[str, dict[TopicPartition, int]]:
+        """The offsets to checkpoint, by file name. Taken on the event loop, which changes
+        ``logs``: a worker thread iterating them could see the map change size."""
         logs = self.logs
-        write_offsets(self.data_dir / RECOVERY_POINT_CHECKPOINT, {k: v.recovery_point for k, v in logs.items()}, sync=sync)
-        write_offsets(self.data_dir / LOG_START_OFFSET_CHECKPOINT, {k: v.log_start_offset for k, v in logs.items()}, sync=sync)
+        files = {
+            RECOVERY_POINT_CHECKPOINT: {k: v.recovery_point for k, v in logs.items()},
+            LOG_START_OFFSET_CHECKPOINT: {k: v.log_start_offset for k, v in logs.items()},
+        }
         if self.replicated:
-            write_offsets(
-                self.data_dir / REPLICATION_OFFSET_CHECKPOINT, {k: v.high_watermark for k, v in logs.items()}, sync=sync
-            )
-        write_offsets(
-            self.data_dir / CLEANER_OFFSET_CHECKPOINT,
-            {k: v for k, v in self.cleaner_offsets.items() if k in logs},
-            sync=sync,
-        )
+            files[REPLICATION_OFFSET_CHECKPOINT] = {k: v.high_watermark for k, v in logs.items()}
+        files[CLEANER_OFFSET_CHECKPOINT] = {k: v for k, v in self.cleaner_offsets.items() if k in logs}
+        return files
+
+    def write_checkpoint(self, snapshot: dict[str, dict[TopicPartition, int]], *, sync: bool = True) -> None:
+        """Write a ``checkpoint_snapshot`` (in a worker thread: it fsyncs)."""
+        for name, offsets in snapshot.items():
+            write_offsets(self.data_dir / name, offsets, sync=sync)
+
+    def checkpoint(self, *, sync: bool = True) -> None:
+        """Write the recovery points, log start offsets and cleaner offsets (and, replicated,
+        the high watermarks)."""
+        self.write_checkpoint(self.checkpoint_snapshot(), sync=sync)
 
     def close(self) -> None:
         """Clean shutdown: fsync every log, write the checkpoints, then the marker."""

@@ -38,6 +38,7 @@ from pathlib import Path
 from crc32c import crc32c
 
 from strom.log.checkpoint import write_atomic
+from strom.protocol.errors import ErrorCode
 from strom.protocol.records import BatchHeader
 
 log = logging.getLogger(__name__)
@@ -56,23 +57,23 @@ _SNAPSHOT_ENTRY = struct.Struct(">qhiqiqiq")
 
 
 class ProducerStateError(Exception):
-    error_code = -1
+    error_code = ErrorCode.UNKNOWN_SERVER_ERROR
 
 
 class InvalidProducerEpoch(ProducerStateError):
-    error_code = 47  # INVALID_PRODUCER_EPOCH
+    error_code = ErrorCode.INVALID_PRODUCER_EPOCH
 
 
 class CoordinatorFenced(ProducerStateError):
-    error_code = 52  # TRANSACTION_COORDINATOR_FENCED
+    error_code = ErrorCode.TRANSACTION_COORDINATOR_FENCED
 
 
 class OutOfOrderSequence(ProducerStateError):
-    error_code = 45  # OUT_OF_ORDER_SEQUENCE_NUMBER
+    error_code = ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER
 
 
 class InvalidTxnState(ProducerStateError):
-    error_code = 48  # INVALID_TXN_STATE
+    error_code = ErrorCode.INVALID_TXN_STATE
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ records without a key, ``message.timestamp.before.max.ms`` needs every record's 
 from __future__ import annotations
 
 from strom.log.config import LogConfig
+from strom.protocol.errors import ErrorCode
 from strom.protocol.records import (
     BatchHeader,
     InvalidRecord,
@@ -23,7 +24,7 @@ _NO_LIMIT = 2**63 - 1
 
 
 class InvalidTimestamp(InvalidRecords):
-    error_code = 32  # INVALID_TIMESTAMP
+    error_code = ErrorCode.INVALID_TIMESTAMP
 
 
 def _out_of_range(timestamp: int, now_ms: int, config: LogConfig) -> InvalidTimestamp:

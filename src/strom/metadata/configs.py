@@ -21,6 +21,12 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
+from strom.metadata.kafka_broker_configs import (
+    KAFKA_BROKER_CONFIGS,
+    LISTENER_PREFIX_ONLY,
+    PER_BROKER,
+    READ_ONLY,
+)
 from strom.protocol.errors import ErrorCode
 
 if TYPE_CHECKING:
@@ -73,7 +79,7 @@ Validator = Callable[[Any], "str | None"]
 @dataclass(frozen=True)
 class ConfigDef:
     name: str
-    type: str  # boolean | string | int | short | long | double | list | class | password
+    type: str  # boolean | string | int | short | long | double | list | class | password | unknown
     default: str | None
     doc: str
     validator: Validator | None = None
@@ -153,6 +159,30 @@ def _throttled_replicas(items: list[str]) -> str | None:
     )
 
 
+# The message format versions Kafka 3.9 accepts (its MetadataVersion ids); each may also be
+# named by its release alone ("2.8" is its latest IV) or with more segments ("0.10.0.0").
+_METADATA_VERSIONS = frozenset({
+    "0.8.0", "0.8.1", "0.8.2", "0.9.0", "0.10.0-IV0", "0.10.0-IV1", "0.10.1-IV0",
+    "0.10.1-IV1", "0.10.1-IV2", "0.10.2-IV0", "0.11.0-IV0", "0.11.0-IV1", "0.11.0-IV2",
+    "1.0-IV0", "1.1-IV0", "2.0-IV0", "2.0-IV1", "2.1-IV0", "2.1-IV1", "2.1-IV2",
+    "2.2-IV0", "2.2-IV1", "2.3-IV0", "2.3-IV1", "2.4-IV0", "2.4-IV1", "2.5-IV0",
+    "2.6-IV0", "2.7-IV0", "2.7-IV1", "2.7-IV2", "2.8-IV0", "2.8-IV1", "3.0-IV0",
+    "3.0-IV1", "3.1-IV0", "3.2-IV0", "3.3-IV0", "3.3-IV1", "3.3-IV2", "3.3-IV3",
+    "3.4-IV0", "3.5-IV0", "3.5-IV1", "3.5-IV2", "3.6-IV0", "3.6-IV1", "3.6-IV2",
+    "3.7-IV0", "3.7-IV1", "3.7-IV2", "3.7-IV3", "3.7-IV4", "3.8-IV0", "3.9-IV0",
+    "4.0-IV0", "4.0-IV1",
+})
+_RELEASES = frozenset(v.split("-")[0] for v in _METADATA_VERSIONS)
+
+
+def _metadata_version(value: str) -> str | None:
+    """Kafka's MetadataVersion.fromVersionString: a release has 3 segments before 1.0, else 2."""
+    parts = value.rstrip(".").split(".")  # Java's split drops trailing empty parts
+    length = 3 if value.startswith("0.") else 2
+    key = value if len(parts) <= length else ".".join(parts[:length])
+    return None if key in _METADATA_VERSIONS or key in _RELEASES else f"Version {value} is not a valid version"
+
+
 # --- topic configs (Kafka 4.0 LogConfig) -----------------------------------------------------
 
 _COMPRESSION_TYPES = ("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer")
@@ -204,6 +234,15 @@ _TOPIC_DEFS = (
        at_least(1), ("log.cleaner.max.compaction.lag.ms",)),
     _t("max.message.bytes", "int", "1048588", "Largest record batch size allowed.",
        at_least(0), ("message.max.bytes",)),
+    # Deprecated, removed in Kafka 4.0; Kafka 3.x accepts and ignores them, and tools still set
+    # them. strom ignores them too: it writes record format v2 only and serves no fetch version
+    # old enough to need down-conversion.
+    _t("message.downconversion.enable", "boolean", "true",
+       "Kafka 3.x: down-convert records for old consumers. Accepted and ignored.",
+       None, ("log.message.downconversion.enable",)),
+    _t("message.format.version", "string", "3.0-IV1",
+       "Kafka 3.x, deprecated: the record format version. Accepted and ignored (always v2).",
+       _metadata_version, ("log.message.format.version",)),
     _t("message.timestamp.after.max.ms", "long", "3600000",
        "How far a CreateTime timestamp may lie ahead of the broker's clock.",
        at_least(0), ("log.message.timestamp.after.max.ms",)),
@@ -394,6 +433,24 @@ _BROKER_DEFS = (
     _topic_default("unclean.leader.election.enable", "unclean.leader.election.enable"),
 )
 BROKER_CONFIGS: dict[str, ConfigDef] = {d.name: d for d in _BROKER_DEFS}
+
+
+def broker_config_def(name: str) -> ConfigDef | None:
+    """strom's definition of a broker config, else a bare one (type, update mode) for a config
+    Kafka defines and strom only stores; None for a name Kafka does not define."""
+    defn = BROKER_CONFIGS.get(name)
+    if defn is None and name in KAFKA_BROKER_CONFIGS:
+        type_, mode = KAFKA_BROKER_CONFIGS[name]
+        defn = ConfigDef(name, type_, None, "A Kafka broker config strom does not use.", None, (name,),
+                         read_only=mode == READ_ONLY, sensitive=type_ == "password")
+    return defn
+
+
+def _custom_def(name: str) -> ConfigDef:
+    # Kafka keeps broker config names it does not define (plugins read them); not knowing
+    # their type, it describes them as sensitive and read-only.
+    return ConfigDef(name, "unknown", None, "Not a Kafka broker config (a custom one).", None, (name,),
+                     read_only=True, sensitive=True)
 
 # --- parsing -------------------------------------------------------------------------------------
 
@@ -597,23 +654,25 @@ def describe_broker_configs(
     broker_dynamic: Mapping[str, str],
     node_dynamic: Mapping[str, str] | None = None,
 ) -> list[ConfigEntry]:
-    """Every broker config of this node with its current value (a per-broker describe)."""
+    """Every broker config strom uses, and every other one set dynamically, of this node with
+    its current value (a per-broker describe)."""
     layers = _Layers(broker, broker_dynamic, node_dynamic)
-    return [
-        _entry(defn, layers.value(name), layers.synonyms(defn.broker_synonyms), defn.read_only)
-        for name, defn in sorted(BROKER_CONFIGS.items())
-    ]
+    names = BROKER_CONFIGS.keys() | broker_dynamic.keys() | (node_dynamic or {}).keys()
+    entries = []
+    for name in sorted(names):
+        defn = broker_config_def(name) or _custom_def(name)
+        entries.append(_entry(defn, layers.value(name), layers.synonyms(defn.broker_synonyms), defn.read_only))
+    return entries
 
 
 def describe_broker_default_configs(broker_dynamic: Mapping[str, str]) -> list[ConfigEntry]:
     """The cluster-default describe (empty broker name): only the dynamic defaults set."""
     entries = []
     for name in sorted(broker_dynamic):
-        defn = BROKER_CONFIGS.get(name)
-        if defn is not None:
-            value = broker_dynamic[name]
-            synonym = ConfigSynonym(name, value, ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG)
-            entries.append(_entry(defn, value, [synonym], defn.read_only))
+        defn = broker_config_def(name) or _custom_def(name)
+        value = broker_dynamic[name]
+        synonym = ConfigSynonym(name, value, ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG)
+        entries.append(_entry(defn, value, [synonym], defn.read_only))
     return entries
 
 
@@ -647,23 +706,30 @@ def broker_config_value(
     return _Layers(broker, broker_dynamic, node_dynamic).value(name)
 
 
-def validate_broker_dynamic_configs(configs: Mapping[str, str | None]) -> dict[str, str]:
-    """Check a dynamic broker config set; returns canonical values. Kafka answers these
-    failures with INVALID_REQUEST, not INVALID_CONFIG (see KAFKA-13609)."""
-    unknown = sorted(n for n in configs if n not in BROKER_CONFIGS)
-    if unknown:
-        raise ConfigError(ErrorCode.INVALID_REQUEST, f"Unknown broker configs: {', '.join(unknown)}")
-    static = sorted(n for n in configs if BROKER_CONFIGS[n].read_only)
-    if static:
-        raise ConfigError(
-            ErrorCode.INVALID_REQUEST, f"Cannot update these configs dynamically: Set({', '.join(static)})"
-        )
+def validate_broker_dynamic_configs(configs: Mapping[str, str | None], *, per_broker: bool) -> dict[str, str]:
+    """Check a dynamic broker config set (a node's when ``per_broker``, else the cluster
+    default) as Kafka's DynamicBrokerConfig.validateConfigs does; returns canonical values.
+    Names Kafka does not define pass unchecked: Kafka keeps them for plugins. Kafka answers
+    these failures with INVALID_REQUEST, not INVALID_CONFIG (see KAFKA-13609)."""
+    defs = {name: broker_config_def(name) for name in configs}
+    _refuse([n for n, d in defs.items() if d is not None and d.read_only], "Cannot update these configs dynamically")
+    _refuse([n for n in configs if n in LISTENER_PREFIX_ONLY],
+            "These security configs can be dynamically updated only per-listener using the listener prefix")
     checked = {}
     for name, value in configs.items():
         if value is None:
             raise ConfigError(ErrorCode.INVALID_REQUEST, f"Null value not supported for : {name}")
+        defn = defs[name]
         try:
-            checked[name] = normalize(BROKER_CONFIGS[name], value)
+            checked[name] = value if defn is None else normalize(defn, value)
         except ValueError as exc:
             raise ConfigError(ErrorCode.INVALID_REQUEST, str(exc)) from None
+    if not per_broker:
+        _refuse([n for n in configs if n in KAFKA_BROKER_CONFIGS and KAFKA_BROKER_CONFIGS[n][1] == PER_BROKER],
+                "Cannot update these configs at default cluster level, broker id must be specified")
     return checked
+
+
+def _refuse(names: list[str], reason: str) -> None:
+    if names:
+        raise ConfigError(ErrorCode.INVALID_REQUEST, f"{reason}: Set({', '.join(sorted(names))})")

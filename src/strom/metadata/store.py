@@ -1,5 +1,5 @@
-"""Cluster metadata behind one interface (DESIGN.md): a local file for a single node, etcd for a
-cluster (``strom.metadata.etcd_store``).
+"""Cluster metadata behind one interface (docs/architecture.md, "Layers"): a local file for a
+single node, etcd for a cluster (``strom.metadata.etcd_store``).
 
 Readers use the current ``image`` (strom.metadata.image.ClusterImage), which a store replaces
 whole on every change and announces to its listeners. Writers await the async mutations: each

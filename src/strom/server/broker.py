@@ -64,6 +64,51 @@ class Broker:
     async def start(self) -> None:
         started = time.perf_counter()
         config = self.config
+        registry = registrations()
+        loop = asyncio.get_running_loop()
+
+        def factory() -> KafkaConnection:
+            assert self.ctx is not None  # serving starts once the context exists
+            conn = KafkaConnection(
+                self.ctx, registry, config.socket_request_max_bytes, self._connections.discard,
+                config.connections_max_idle_ms,
+            )
+            self._connections.add(conn)
+            return conn
+
+        # Bind first: a busy port fails before the data directory is touched (no .lock,
+        # meta.properties or metadata file); serve only once everything is loaded.
+        server = self._server = await loop.create_server(
+            factory, config.listen_host, config.listen_port, reuse_address=True, backlog=1024, start_serving=False
+        )
+        self.port = server.sockets[0].getsockname()[1]
+        try:
+            ctx = await self._open()
+        except BaseException:
+            server.close()
+            self._server = None
+            raise
+        await server.start_serving()
+        self._tasks = [
+            loop.create_task(self._every(config.log_retention_check_interval_ms / 1000, self._retention)),
+            loop.create_task(self._every(FLUSH_CHECK_INTERVAL_S, self._flush_due)),
+            loop.create_task(self._every(config.log_flush_offset_checkpoint_interval_ms / 1000, self._checkpoint)),
+            loop.create_task(self._every(config.producer_id_expiration_check_interval_ms / 1000, self._expire_producers)),
+        ]
+        if config.etcd_endpoints is not None:
+            self._tasks.append(loop.create_task(self._every(config.replica_lag_time_max_ms / 2000, self._shrink_isr)))
+        if config.log_cleaner_enable:
+            self._tasks.append(loop.create_task(self._every(config.log_cleaner_backoff_ms / 1000, self._compact)))
+        log.info(
+            "strom node %d listening on %s:%d (advertised %s:%d), data in %s, started in %.0f ms",
+            config.node_id, config.listen_host, self.port, ctx.node.host, ctx.node.port,
+            config.data_dir, (time.perf_counter() - started) * 1000,
+        )
+
+    async def _open(self) -> BrokerContext:
+        """Everything between binding and serving: the data directory (its lock first), the
+        metadata, the logs, the coordinators and the replica manager."""
+        config = self.config
         data_dir = Path(config.data_dir)
         cluster = config.etcd_endpoints is not None
         logs = LogManager(data_dir, replicated=cluster)  # takes the data directory's lock first
@@ -78,31 +123,13 @@ class Broker:
         else:
             metadata = LocalMetadataStore(data_dir, config.node_id)
         self.metadata = metadata
-        node = Node(config.node_id, config.listen_host, config.listen_port, config.broker_rack)
-        self.ctx = ctx = BrokerContext(config=config, metadata=metadata, logs=logs, node=node)
-        registry = registrations()
-        loop = asyncio.get_running_loop()
-
-        def factory() -> KafkaConnection:
-            conn = KafkaConnection(
-                ctx, registry, config.socket_request_max_bytes, self._connections.discard,
-                config.connections_max_idle_ms,
-            )
-            self._connections.add(conn)
-            return conn
-
-        # Bind before loading (a busy port fails fast, data untouched); serve after loading.
-        self._server = await loop.create_server(
-            factory, config.listen_host, config.listen_port, reuse_address=True, backlog=1024, start_serving=False
-        )
-
-        self.port = self._server.sockets[0].getsockname()[1]
-        ctx.node = node = Node(
+        node = Node(
             config.node_id,
             config.advertised_host or config.listen_host,
             config.advertised_port or self.port,
             config.broker_rack,
         )
+        self.ctx = ctx = BrokerContext(config=config, metadata=metadata, logs=logs, node=node)
         # Register (cluster: on an etcd lease) and load the image before the logs, whose
         # topics it names.
         await metadata.start(BrokerRegistration(node.node_id, node.host, node.port, node.rack))
@@ -132,22 +159,7 @@ class Broker:
         if cluster:
             self._controller = ControllerRuntime(ctx)
             self._controller.start()
-        await self._server.start_serving()
-        self._tasks = [
-            loop.create_task(self._every(config.log_retention_check_interval_ms / 1000, self._retention)),
-            loop.create_task(self._every(FLUSH_CHECK_INTERVAL_S, self._flush_due)),
-            loop.create_task(self._every(config.log_flush_offset_checkpoint_interval_ms / 1000, self._checkpoint)),
-            loop.create_task(self._every(config.producer_id_expiration_check_interval_ms / 1000, self._expire_producers)),
-        ]
-        if cluster:
-            self._tasks.append(loop.create_task(self._every(config.replica_lag_time_max_ms / 2000, self._shrink_isr)))
-        if config.log_cleaner_enable:
-            self._tasks.append(loop.create_task(self._every(config.log_cleaner_backoff_ms / 1000, self._compact)))
-        log.info(
-            "strom node %d listening on %s:%d (advertised %s:%d), data in %s, started in %.0f ms",
-            config.node_id, config.listen_host, self.port, ctx.node.host, ctx.node.port,
-            data_dir, (time.perf_counter() - started) * 1000,
-        )
+        return ctx
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -231,8 +243,8 @@ class Broker:
     async def _checkpoint(self) -> None:
         if self.ctx is not None:
             logs = self.ctx.logs
-            # Snapshot on the loop; the fsyncs run in a thread.
-            await asyncio.to_thread(logs.checkpoint)
+            # Snapshot on the loop, which changes the map of logs; the fsyncs run in a thread.
+            await asyncio.to_thread(logs.write_checkpoint, logs.checkpoint_snapshot())
 
     async def _compact(self) -> None:
         if self.ctx is None:

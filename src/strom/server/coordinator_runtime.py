@@ -54,7 +54,15 @@ from strom.coordinator.records import (
 )
 from strom.coordinator.records import deserialize as deserialize_group_record
 from strom.coordinator.records import serialize as serialize_group_record
-from strom.coordinator.shard import CoordinatorError, GroupConfig, Result, TimerKey, TxnMarker
+from strom.coordinator.shard import (
+    OPERATION_ERRORS,
+    CoordinatorError,
+    GroupConfig,
+    Result,
+    TimerKey,
+    TxnMarker,
+    write_error,
+)
 from strom.handlers.context import BrokerContext, Commit
 from strom.log.partition import PartitionLog
 from strom.log.producer_state import ProducerStateError
@@ -95,18 +103,6 @@ def group_config(config: BrokerConfig) -> GroupConfig:
         offsets_retention_ms=config.offsets_retention_minutes * 60_000,
         offsets_retention_check_interval_ms=config.offsets_retention_check_interval_ms,
     )
-
-
-def operation_error(error: int) -> int:
-    """What a request is told when the records of its operation could not be stored
-    (Kafka's GroupCoordinatorService.handleOperationException)."""
-    if error in (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, ErrorCode.NOT_ENOUGH_REPLICAS, ErrorCode.REQUEST_TIMED_OUT):
-        return ErrorCode.COORDINATOR_NOT_AVAILABLE
-    if error in (ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.KAFKA_STORAGE_ERROR):
-        return ErrorCode.NOT_COORDINATOR
-    if error in (ErrorCode.MESSAGE_TOO_LARGE, ErrorCode.RECORD_LIST_TOO_LARGE, ErrorCode.INVALID_FETCH_SIZE):
-        return ErrorCode.UNKNOWN_SERVER_ERROR
-    return error
 
 
 class ShardState(enum.Enum):
@@ -372,7 +368,7 @@ class CoordinatorRuntime(Generic[C]):
                     error = await self.ctx.replica_view.wait_for_commit(commit, COMMIT_TIMEOUT_MS)
             if result.response is not None:
                 if error:
-                    raise CoordinatorError(operation_error(error))
+                    raise CoordinatorError(write_error(error, OPERATION_ERRORS))
                 return result.response
             return await future
         finally:

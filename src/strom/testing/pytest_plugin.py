@@ -20,6 +20,10 @@ Fixtures:
 ini options: ``strom_config`` (lines of KEY=VALUE broker settings, Kafka's names; for
 ``strom_cluster`` too), ``strom_subprocess`` (run ``strom serve`` in a subprocess instead of a
 thread) and ``strom_cluster_brokers`` (the size of ``strom_cluster``, 3 by default).
+
+The fixtures' brokers differ from Kafka's defaults in ``FIXTURE_DEFAULTS`` only (overridden by
+``strom_config`` or a module's marker): ``group.initial.rebalance.delay.ms=0``, so that a test's
+first consumer joins its group at once instead of after 3 s, as Kafka's test containers do.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+
+FIXTURE_DEFAULTS = {"group.initial.rebalance.delay.ms": "0"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -58,7 +64,7 @@ def _ini_config(config: pytest.Config) -> dict[str, str]:
 def strom_broker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from strom.embedded import Broker
 
-    config = _ini_config(request.config)
+    config = {**FIXTURE_DEFAULTS, **_ini_config(request.config)}
     broker = Broker(
         tmp_path_factory.mktemp("strom") / "data",
         config=config,
@@ -98,7 +104,7 @@ def strom_cluster(request: pytest.FixtureRequest) -> Iterator[Any]:
             kwargs["brokers"] = int(request.config.getini("strom_cluster_brokers"))
         except ValueError:
             raise pytest.UsageError("strom_cluster_brokers must be a number") from None
-    kwargs["config"] = {**_ini_config(request.config), **(kwargs.get("config") or {})}
+    kwargs["config"] = {**FIXTURE_DEFAULTS, **_ini_config(request.config), **(kwargs.get("config") or {})}
     cluster = Cluster(**kwargs)
     cluster.start()
     yield cluster
