@@ -20,6 +20,8 @@ _MODULES = (
     "txn_markers",
     "elections",
     "reassignments",
+    "sasl",
+    "scram_users",
 )
 
 

@@ -213,15 +213,16 @@ class BrokerContext:
     def image(self) -> ClusterImage:
         return self.metadata.image
 
-    def nodes(self) -> list[Node]:
-        """The live brokers, this one included."""
+    def nodes(self, listener: str | None = None) -> list[Node]:
+        """The live brokers, this one included, with their endpoints on ``listener`` (the
+        one the request came in on: Kafka answers each listener with its own addresses)."""
         brokers = self.metadata.image.brokers
-        nodes = [Node(b.node_id, b.host, b.port, b.rack) for b in sorted(brokers.values(), key=lambda b: b.node_id)]
+        nodes = [Node(b.node_id, *b.endpoint(listener), b.rack) for b in sorted(brokers.values(), key=lambda b: b.node_id)]
         return nodes if self.node.node_id in brokers else [self.node, *nodes]
 
-    def node_by_id(self, node_id: int) -> Node | None:
+    def node_by_id(self, node_id: int, listener: str | None = None) -> Node | None:
         broker = self.metadata.image.brokers.get(node_id)
-        return None if broker is None else Node(broker.node_id, broker.host, broker.port, broker.rack)
+        return None if broker is None else Node(broker.node_id, *broker.endpoint(listener), broker.rack)
 
     # --- partitions -----------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ Keys under ``/strom/<cluster_name>/`` (JSON values):
   concurrent creates of one name never write the same keys.
 - ``configs/broker/default``, ``configs/broker/<id>``: dynamic broker configs.
 - ``counters/producer_id``: ``{next}``, advanced by compare-and-set.
+- ``scram/<user>/<mechanism>``: ``ScramCredential.to_json()`` (the user name percent-encoded).
 
 A topic is in the image only once its ``topics/<name>`` key exists and all its partition keys
 do: creates write the partitions first (in transactions of at most 100 puts, etcd allows 128
@@ -54,6 +55,7 @@ from strom.metadata.image import (
     BrokerRegistration,
     ClusterImage,
     PartitionState,
+    ScramCredential,
     TopicMetadata,
     initial_state,
     new_topic_id,
@@ -463,6 +465,7 @@ class EtcdMetadataStore(ImageHolder):
             "port": wanted.port,
             "rack": wanted.rack,
             "incarnation": self._incarnation,
+            "endpoints": [list(e) for e in wanted.endpoints],
         }
         waited = False
         while True:
@@ -887,6 +890,17 @@ class EtcdMetadataStore(ImageHolder):
             return None
         await self._wait_applied(response.header.revision, deadline)
         return replace(state, partition_epoch=response.header.revision)
+
+    async def alter_scram_credentials(
+        self, upserts: Sequence[tuple[str, ScramCredential]], deletions: Sequence[tuple[str, str]]
+    ) -> None:
+        deadline = self._deadline()
+        key = (lambda user, mechanism: self._key(f"scram/{urllib.parse.quote(user, safe='')}/{mechanism}"))  # noqa: E731
+        ops = [_delete(key(u, m)) for u, m in deletions] + [_put(key(u, c.mechanism), c.to_json()) for u, c in upserts]
+        for chunk in _chunks(ops, 100):
+            response = await self._txn([], list(chunk), deadline=deadline)
+            if _changed_anything(response):
+                await self._wait_applied(response.header.revision, deadline)
 
     async def allocate_producer_ids(self, count: int) -> int:
         """Compare-and-set on the counter's mod_revision, re-read on conflict. Not waited

@@ -33,6 +33,7 @@ from strom.metadata.image import (
     BrokerRegistration,
     ClusterImage,
     PartitionState,
+    ScramCredential,
     TopicMetadata,
     collision_key,
     initial_state,
@@ -125,6 +126,12 @@ class MetadataStore(Protocol):
 
     async def allocate_producer_ids(self, count: int) -> int:
         """The first of ``count`` producer ids never handed out before in this cluster."""
+        ...
+
+    async def alter_scram_credentials(
+        self, upserts: Sequence[tuple[str, ScramCredential]], deletions: Sequence[tuple[str, str]]
+    ) -> None:
+        """Set (user, credential) pairs and delete (user, mechanism) pairs, all at once."""
         ...
 
 
@@ -292,6 +299,17 @@ class LocalMetadataStore(ImageHolder):
             await self._save(image.with_changes(partitions={**image.partitions, (topic, partition): stored}))
             return stored
 
+    async def alter_scram_credentials(
+        self, upserts: Sequence[tuple[str, ScramCredential]], deletions: Sequence[tuple[str, str]]
+    ) -> None:
+        async with self._lock:
+            users = {user: dict(creds) for user, creds in self._image.scram.items()}
+            for user, mechanism in deletions:
+                users.get(user, {}).pop(mechanism, None)
+            for user, credential in upserts:
+                users.setdefault(user, {})[credential.mechanism] = credential
+            await self._save(self._image.with_changes(scram={u: c for u, c in users.items() if c}))
+
     async def allocate_producer_ids(self, count: int) -> int:
         async with self._lock:
             first = self._producer_id_block_end
@@ -323,6 +341,7 @@ class LocalMetadataStore(ImageHolder):
             "broker_configs": dict(image.broker_configs),
             "node_configs": {str(k): dict(v) for k, v in image.node_configs.items()},
             "producer_id_block_end": self._producer_id_block_end,
+            "scram": {u: {m: c.to_json() for m, c in creds.items()} for u, creds in image.scram.items()},
         }
         return json.dumps(doc, indent=1, sort_keys=True).encode()
 
@@ -350,6 +369,8 @@ class LocalMetadataStore(ImageHolder):
                 partitions=partitions,
                 broker_configs=dict(doc.get("broker_configs", {})),
                 node_configs={int(k): dict(v) for k, v in doc.get("node_configs", {}).items()},
+                scram={u: {m: ScramCredential.from_json(c) for m, c in creds.items()}
+                       for u, creds in doc.get("scram", {}).items()},
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             # Refuse to start rather than serve an empty cluster over existing data.
