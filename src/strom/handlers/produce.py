@@ -7,7 +7,7 @@ protocol.codec's v0-2 helpers. v13 names topics by id.
 Each partition's records are validated by log.validator (magic 2, CRC-32C, lengths,
 max.message.bytes, timestamp bounds; records are decoded only for compacted topics,
 message.timestamp.before.max.ms or a topic compression.type to convert to), then appended as
-they arrived with offsets patched in (DESIGN.md, "A produce"). acks=0 sends no response; acks=1 and acks=all answer once the batch is in the
+they arrived with offsets patched in (docs/architecture.md, "A produce"). acks=0 sends no response; acks=1 and acks=all answer once the batch is in the
 log: on a single node the high watermark is the log end, so both are satisfied at append.
 Idempotent producers (producer id >= 0) are checked against the partition's producer state
 (log.producer_state): a stale epoch is INVALID_PRODUCER_EPOCH, a sequence gap

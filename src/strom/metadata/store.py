@@ -320,10 +320,22 @@ class LocalMetadataStore(ImageHolder):
     # --- persistence ------------------------------------------------------------------------------
 
     async def _save(self, image: ClusterImage) -> None:
-        """Write the image, then make it current (the caller holds the lock)."""
+        """Write the image, then make it current (the caller holds the lock). A cancelled
+        caller (its client went away) still waits for the write and publishes it before the
+        lock is released: else the next write could race this one's thread, and the file
+        and the image could disagree."""
         document = self._document(image)
-        await asyncio.to_thread(write_atomic, self.path, document)
+        write = asyncio.ensure_future(asyncio.to_thread(write_atomic, self.path, document))
+        cancelled = False
+        while not write.done():
+            try:
+                await asyncio.shield(write)
+            except asyncio.CancelledError:
+                cancelled = True
+        write.result()
         self._publish(image)
+        if cancelled:
+            raise asyncio.CancelledError
 
     def _document(self, image: ClusterImage) -> bytes:
         doc: dict[str, Any] = {
