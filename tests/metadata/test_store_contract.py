@@ -351,3 +351,28 @@ def test_registration_keeps_every_listener(new_store: Factory) -> None:
             await store.close()
 
     run_async(main)
+
+
+def test_acls(new_store: Factory) -> None:
+    from strom.security.acl import AclBinding, Operation, PatternType, Permission, ResourceType
+
+    read = AclBinding(ResourceType.TOPIC, "orders", PatternType.LITERAL, "User:alice", "*", Operation.READ, Permission.ALLOW)
+    deny = AclBinding(ResourceType.GROUP, "g", PatternType.PREFIXED, "User:*", "10.0.0.1", Operation.ALL, Permission.DENY)
+
+    async def main() -> None:
+        store = new_store()
+        await store.start(REGISTRATION)
+        await store.alter_acls([read, deny], [])
+        await store.alter_acls([read], [])  # present already: no change
+        assert store.image.acls == {read, deny}
+        await store.alter_acls([], [deny])
+        assert store.image.acls == {read}
+        await store.close()
+        again = new_store()
+        await again.start(REGISTRATION)
+        try:
+            assert again.image.acls == {read}
+        finally:
+            await again.close()
+
+    run_async(main)

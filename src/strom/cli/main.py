@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from strom.cli.acl import acl
 from strom.cli.cluster import cluster
 from strom.cli.consume import consume
 from strom.cli.group import group
@@ -163,7 +164,7 @@ def serve(data_dir, listen, advertise, node_id, etcd, cluster_id, rack, config_f
         raise click.ClickException(f"cannot start the broker: {exc}") from None
 
 
-for command in (topic, produce, consume, group, cluster, user):
+for command in (topic, produce, consume, group, cluster, user, acl):
     cli.add_command(command)
 
 

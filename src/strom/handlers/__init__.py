@@ -22,6 +22,7 @@ _MODULES = (
     "reassignments",
     "sasl",
     "scram_users",
+    "acls",
 )
 
 

@@ -26,6 +26,7 @@ from strom.metadata.broker_config import BrokerConfig
 from strom.metadata.configs import log_config_for
 from strom.metadata.image import ClusterImage, PartitionState
 from strom.metadata.store import MetadataStore, TopicMetadata
+from strom.security.acl import Authorizer, parse_super_users
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +198,7 @@ class BrokerContext:
     replicas: ReplicaView | None = None
     # Hands out producer ids (server.producer_ids.ProducerIdBlocks.next_id); set by the server.
     next_producer_id: Callable[[], int] | None = None
+    _authorizer: Authorizer | None = field(default=None, repr=False)
 
     @property
     def cluster_id(self) -> str:
@@ -212,6 +214,22 @@ class BrokerContext:
     @property
     def image(self) -> ClusterImage:
         return self.metadata.image
+
+    @property
+    def authorizer(self) -> Authorizer | None:
+        """The ACL authorizer over the current image's ACLs; None when authorizer.class.name
+        is empty (everything allowed, as Kafka without an authorizer)."""
+        if not self.config.values.get("authorizer.class.name"):
+            return None
+        acls = self.metadata.image.acls
+        cached = self._authorizer
+        if cached is None or cached.acls is not acls:
+            values = self.config.values
+            cached = self._authorizer = Authorizer(
+                acls, parse_super_users(values.get("super.users")),
+                values.get("allow.everyone.if.no.acl.found", "false") == "true",
+            )
+        return cached
 
     def nodes(self, listener: str | None = None) -> list[Node]:
         """The live brokers, this one included, with their endpoints on ``listener`` (the

@@ -325,6 +325,11 @@ _BROKER_DEFS = (
        "How often recovery points are checkpointed.", at_least(0)),
     # Security (docs/security.md). Every ssl.* and sasl.* name may also be set for one listener
     # as listener.name.<listener>.<name>.
+    _b("authorizer.class.name", "string", "",
+       "Set to Kafka's org.apache.kafka.metadata.authorizer.StandardAuthorizer (or AclAuthorizer) to enforce ACLs; empty: none."),
+    _b("super.users", "string", None, "Principals allowed everything, separated by ';' (User:admin;User:ops)."),
+    _b("allow.everyone.if.no.acl.found", "boolean", "false",
+       "With an authorizer, allow access to a resource that has no ACL at all."),
     _b("listener.security.protocol.map", "string",
        "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
        "Each listener name's security protocol, as NAME:PROTOCOL pairs."),

@@ -19,6 +19,7 @@ from strom.metadata.image import (
     ScramCredential,
     TopicMetadata,
 )
+from strom.security.acl import AclBinding
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class Projection:
         self.broker_configs: dict[str, str] = {}
         self.node_configs: dict[int, dict[str, str]] = {}
         self.scram: dict[str, dict[str, ScramCredential]] = {}
+        self.acls: dict[str, AclBinding] = {}  # by key
         self._changed: set[str] = set()  # ClusterImage fields to rebuild
         self._topics: set[str] = set()  # topics whose visibility to re-check
         self._states: set[tuple[uuid.UUID, int]] = set()  # partition states to copy
@@ -140,6 +142,12 @@ class Projection:
             if not credentials:
                 del self.scram[user]
             self._changed.add("scram")
+        elif kind == "acls":
+            if doc is None:
+                self.acls.pop(rest, None)
+            else:
+                self.acls[rest] = AclBinding.from_json(doc)
+            self._changed.add("acls")
         # Other keys (counters/, and kinds added later) are not part of the image.
 
     def _visible(self, name: str) -> TopicMetadata | None:
@@ -163,6 +171,8 @@ class Projection:
             changes["controller_id"], changes["controller_epoch"] = self.controller
         if "broker_configs" in self._changed:
             changes["broker_configs"] = dict(self.broker_configs)
+        if "acls" in self._changed:
+            changes["acls"] = frozenset(self.acls.values())
         if "scram" in self._changed:
             changes["scram"] = {user: dict(creds) for user, creds in self.scram.items()}
         if "node_configs" in self._changed:

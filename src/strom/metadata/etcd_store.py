@@ -19,6 +19,7 @@ Keys under ``/strom/<cluster_name>/`` (JSON values):
 - ``configs/broker/default``, ``configs/broker/<id>``: dynamic broker configs.
 - ``counters/producer_id``: ``{next}``, advanced by compare-and-set.
 - ``scram/<user>/<mechanism>``: ``ScramCredential.to_json()`` (the user name percent-encoded).
+- ``acls/<hash of the binding>``: ``AclBinding.to_json()``.
 
 A topic is in the image only once its ``topics/<name>`` key exists and all its partition keys
 do: creates write the partitions first (in transactions of at most 100 puts, etcd allows 128
@@ -36,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -62,6 +64,7 @@ from strom.metadata.image import (
 )
 from strom.metadata.store import ImageHolder, check_new_topic, require_topic
 from strom.protocol.errors import ErrorCode
+from strom.security.acl import AclBinding
 
 log = logging.getLogger(__name__)
 
@@ -901,6 +904,18 @@ class EtcdMetadataStore(ImageHolder):
             response = await self._txn([], list(chunk), deadline=deadline)
             if _changed_anything(response):
                 await self._wait_applied(response.header.revision, deadline)
+
+    async def alter_acls(self, creations: Sequence[AclBinding], deletions: Sequence[AclBinding]) -> None:
+        deadline = self._deadline()
+        ops = [_delete(self._acl_key(b)) for b in deletions] + [_put(self._acl_key(b), b.to_json()) for b in creations]
+        for chunk in _chunks(ops, 100):
+            response = await self._txn([], list(chunk), deadline=deadline)
+            if _changed_anything(response):
+                await self._wait_applied(response.header.revision, deadline)
+
+    def _acl_key(self, binding: AclBinding) -> bytes:
+        # one key per binding, named by its content: creating it twice is one key
+        return self._key(f"acls/{hashlib.sha256(_dumps(binding.to_json())).hexdigest()[:32]}")
 
     async def allocate_producer_ids(self, count: int) -> int:
         """Compare-and-set on the counter's mod_revision, re-read on conflict. Not waited

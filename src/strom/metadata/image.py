@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 
 from strom.metadata.configs import ConfigError
 from strom.protocol.errors import ErrorCode
+from strom.security.acl import AclBinding
 
 NO_LEADER = -1
 MAX_TOPIC_NAME_LENGTH = 249
@@ -201,6 +202,7 @@ class ClusterImage:
     node_configs: Mapping[int, Mapping[str, str]] = field(default_factory=dict)
     # SCRAM credentials by user name, then mechanism
     scram: Mapping[str, Mapping[str, ScramCredential]] = field(default_factory=dict)
+    acls: frozenset[AclBinding] = frozenset()
     revision: int = 0
 
     def partition(self, topic: str, partition: int) -> PartitionState | None:

@@ -41,6 +41,7 @@ from strom.metadata.image import (
     validate_topic_name,
 )
 from strom.protocol.errors import ErrorCode
+from strom.security.acl import AclBinding
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,10 @@ class MetadataStore(Protocol):
         self, upserts: Sequence[tuple[str, ScramCredential]], deletions: Sequence[tuple[str, str]]
     ) -> None:
         """Set (user, credential) pairs and delete (user, mechanism) pairs, all at once."""
+        ...
+
+    async def alter_acls(self, creations: Sequence[AclBinding], deletions: Sequence[AclBinding]) -> None:
+        """Add and remove ACL bindings (adding one present or removing one absent is a no-op)."""
         ...
 
 
@@ -310,6 +315,11 @@ class LocalMetadataStore(ImageHolder):
                 users.setdefault(user, {})[credential.mechanism] = credential
             await self._save(self._image.with_changes(scram={u: c for u, c in users.items() if c}))
 
+    async def alter_acls(self, creations: Sequence[AclBinding], deletions: Sequence[AclBinding]) -> None:
+        async with self._lock:
+            acls = (self._image.acls - frozenset(deletions)) | frozenset(creations)
+            await self._save(self._image.with_changes(acls=acls))
+
     async def allocate_producer_ids(self, count: int) -> int:
         async with self._lock:
             first = self._producer_id_block_end
@@ -354,6 +364,7 @@ class LocalMetadataStore(ImageHolder):
             "node_configs": {str(k): dict(v) for k, v in image.node_configs.items()},
             "producer_id_block_end": self._producer_id_block_end,
             "scram": {u: {m: c.to_json() for m, c in creds.items()} for u, creds in image.scram.items()},
+            "acls": sorted(b.to_json() for b in image.acls),  # type: ignore[type-var]
         }
         return json.dumps(doc, indent=1, sort_keys=True).encode()
 
@@ -383,6 +394,7 @@ class LocalMetadataStore(ImageHolder):
                 node_configs={int(k): dict(v) for k, v in doc.get("node_configs", {}).items()},
                 scram={u: {m: ScramCredential.from_json(c) for m, c in creds.items()}
                        for u, creds in doc.get("scram", {}).items()},
+                acls=frozenset(AclBinding.from_json(b) for b in doc.get("acls", [])),
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             # Refuse to start rather than serve an empty cluster over existing data.
