@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from strom.metadata.broker_config import BrokerConfigError, load_broker_config, parse_listener
+from strom.metadata.broker_config import BrokerConfigError, load_broker_config
+from strom.security.listeners import Endpoint, Listener, parse_endpoints
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -39,9 +40,40 @@ def test_listeners():
                                             "advertised.listeners": "PLAINTEXT://broker.example:9093"})
     assert (config.listen_host, config.listen_port) == ("0.0.0.0", 19092)
     assert (config.advertised_host, config.advertised_port) == ("broker.example", 9093)
-    assert parse_listener("[::1]:9092") == ("::1", 9092)
-    with pytest.raises(ValueError):
-        parse_listener("SSL://host:9093")
+    assert parse_endpoints("[::1]:9092") == [Endpoint("PLAINTEXT", "::1", 9092)]
+
+
+def test_several_named_listeners():
+    config = load_broker_config(None, {}, {
+        "listeners": "PLAINTEXT://127.0.0.1:9092,SASL_SSL://0.0.0.0:9093,internal://127.0.0.1:0",
+        "advertised.listeners": "SASL_SSL://kafka.example:19093",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,INTERNAL:SSL",
+        "inter.broker.listener.name": "internal",
+        "listener.name.internal.ssl.client.auth": "required",
+    })
+    assert config.listeners() == [Listener("PLAINTEXT", "PLAINTEXT", "127.0.0.1", 9092),
+                                  Listener("SASL_SSL", "SASL_SSL", "0.0.0.0", 9093),
+                                  Listener("INTERNAL", "SSL", "127.0.0.1", 0)]
+    assert config.advertised({"PLAINTEXT": 9092, "SASL_SSL": 9093, "INTERNAL": 40000}) == {
+        "PLAINTEXT": ("127.0.0.1", 9092), "SASL_SSL": ("kafka.example", 19093), "INTERNAL": ("127.0.0.1", 40000)}
+    assert config.inter_broker_listener() == "INTERNAL"
+    assert config.static_configs()["listener.name.internal.ssl.client.auth"] == "required"
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"listeners": "PLAINTEXT://:9092,PLAINTEXT://:9093"}, "different name"),
+    ({"listeners": "A://:9092,B://:9092"}, "different port"),
+    ({"listeners": "CUSTOM://:9092"}, "no security protocol"),
+    ({"listener.security.protocol.map": "CUSTOM:TLS"}, "NAME:PROTOCOL"),
+    ({"advertised.listeners": "SSL://x:1"}, "SSL, not in listeners"),
+    ({"inter.broker.listener.name": "SSL"}, "not in listeners"),
+    ({"listener.name.ssl.ssl.client.auth": "always"}, "String must be one of"),
+    ({"listener.name.ssl.log.retention.ms": "1"}, "not one strom knows"),
+    ({"sasl.enabled.mechanisms": "GSSAPI"}, "String must be one of"),
+])
+def test_bad_listener_settings(overrides, message):
+    with pytest.raises(BrokerConfigError, match=message):
+        load_broker_config(None, {}, overrides)
 
 
 @pytest.mark.parametrize(

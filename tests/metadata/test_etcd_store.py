@@ -189,6 +189,7 @@ def test_keys_and_values(etcd: EtcdServer, cluster_name: str) -> None:
                 "port": 9093,
                 "rack": "rack-1",
                 "incarnation": docs["brokers/1"]["incarnation"],
+                "endpoints": [],
             }
             assert kvs["brokers/1"].create_revision == store.registration.epoch
             assert kvs["brokers/1"].lease == store.lease_id == kvs["controller"].lease

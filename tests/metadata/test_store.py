@@ -113,3 +113,21 @@ def test_producer_ids_are_never_reused_across_restarts(tmp_path):
     ids = [i for block in blocks for i in block]
     assert len(ids) == len(set(ids)) == 2016
     assert blocks[0].start == 0
+
+
+def test_a_cancelled_write_still_lands_before_the_next(tmp_path):
+    """A request cancelled mid-write (its client left) must not let the next metadata change
+    race the first one's file write: the file and the image agree afterwards."""
+    async def main() -> None:
+        store = LocalMetadataStore(tmp_path)
+        await store.start(BrokerRegistration(0, "127.0.0.1", 9092))
+        first = asyncio.ensure_future(store.create_topic("a", [[0]], {}))
+        await asyncio.sleep(0)  # inside the write
+        first.cancel()
+        await store.create_topic("b", [[0]], {})
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        assert set(store.topics()) == {"a", "b"}
+        assert set(LocalMetadataStore(tmp_path).topics()) == {"a", "b"}
+
+    asyncio.run(main())

@@ -15,7 +15,7 @@ import pytest
 
 from strom.metadata.configs import ConfigError
 from strom.metadata.etcd_store import EtcdMetadataStore
-from strom.metadata.image import BrokerRegistration, ClusterImage, PartitionState
+from strom.metadata.image import BrokerRegistration, ClusterImage, PartitionState, ScramCredential
 from strom.metadata.store import LocalMetadataStore, MetadataStore
 from strom.protocol.errors import ErrorCode
 
@@ -307,3 +307,72 @@ def test_many_partitions(new_store: Factory) -> None:
         assert store.image.partitions == {}
 
     with_store(new_store, test)
+
+
+def test_scram_credentials(new_store: Factory) -> None:
+    """Set, replace and delete per (user, mechanism); a reopened store still has them."""
+    sha256 = ScramCredential("SCRAM-SHA-256", b"salt", b"stored", b"server", 4096)
+    sha512 = ScramCredential("SCRAM-SHA-512", b"salt2", b"stored2", b"server2", 8192)
+    odd = "CN=a/b,O=x"  # a user name with a slash and a comma (a certificate-style name)
+
+    async def main() -> None:
+        store = new_store()
+        await store.start(REGISTRATION)
+        await store.alter_scram_credentials([("alice", sha256), ("alice", sha512), (odd, sha256)], [])
+        assert store.image.scram_credential("alice", "SCRAM-SHA-512") == sha512
+        assert store.image.scram_credential(odd, "SCRAM-SHA-256") == sha256
+        replaced = ScramCredential("SCRAM-SHA-256", b"new", b"k1", b"k2", 4096)
+        await store.alter_scram_credentials([("alice", replaced)], [("alice", "SCRAM-SHA-512"), (odd, "SCRAM-SHA-256")])
+        assert dict(store.image.scram) == {"alice": {"SCRAM-SHA-256": replaced}}
+        await store.close()
+        again = new_store()
+        await again.start(REGISTRATION)
+        try:
+            assert dict(again.image.scram) == {"alice": {"SCRAM-SHA-256": replaced}}
+        finally:
+            await again.close()
+
+    run_async(main)
+
+
+def test_registration_keeps_every_listener(new_store: Factory) -> None:
+    endpoints = (("PLAINTEXT", "127.0.0.1", 9092), ("SASL_SSL", "broker.example", 9093))
+    registration = BrokerRegistration(0, "127.0.0.1", 9092, endpoints=endpoints)
+
+    async def main() -> None:
+        store = new_store()
+        await store.start(registration)
+        try:
+            registered = store.image.brokers[0]
+            assert registered.endpoints == endpoints
+            assert registered.endpoint("SASL_SSL") == ("broker.example", 9093)
+            assert registered.endpoint("OTHER") == ("127.0.0.1", 9092)
+        finally:
+            await store.close()
+
+    run_async(main)
+
+
+def test_acls(new_store: Factory) -> None:
+    from strom.security.acl import AclBinding, Operation, PatternType, Permission, ResourceType
+
+    read = AclBinding(ResourceType.TOPIC, "orders", PatternType.LITERAL, "User:alice", "*", Operation.READ, Permission.ALLOW)
+    deny = AclBinding(ResourceType.GROUP, "g", PatternType.PREFIXED, "User:*", "10.0.0.1", Operation.ALL, Permission.DENY)
+
+    async def main() -> None:
+        store = new_store()
+        await store.start(REGISTRATION)
+        await store.alter_acls([read, deny], [])
+        await store.alter_acls([read], [])  # present already: no change
+        assert store.image.acls == {read, deny}
+        await store.alter_acls([], [deny])
+        assert store.image.acls == {read}
+        await store.close()
+        again = new_store()
+        await again.start(REGISTRATION)
+        try:
+            assert again.image.acls == {read}
+        finally:
+            await again.close()
+
+    run_async(main)

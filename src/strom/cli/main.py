@@ -13,12 +13,14 @@ from typing import Any, NoReturn
 
 import click
 
+from strom.cli.acl import acl
 from strom.cli.cluster import cluster
 from strom.cli.consume import consume
 from strom.cli.group import group
 from strom.cli.output import JSON, output_option, print_json, print_table
 from strom.cli.produce import produce
 from strom.cli.topic import topic
+from strom.cli.user import user
 
 
 def _run(config) -> None:  # noqa: ANN001 - BrokerConfig
@@ -47,7 +49,8 @@ def _run(config) -> None:  # noqa: ANN001 - BrokerConfig
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        click.echo(f"strom listening on {config.listen_host}:{broker.port}", err=True)
+        others = [f"{name} on port {port}" for name, port in list(broker.ports.items())[1:]]
+        click.echo(f"strom listening on {config.listen_host}:{broker.port}" + (f" (also {', '.join(others)})" if others else ""), err=True)
         await stop.wait()
         await broker.stop()
 
@@ -161,6 +164,8 @@ def serve(data_dir, listen, advertise, node_id, etcd, cluster_id, rack, config_f
     if data_dir is not None:
         overrides["log.dirs"] = str(data_dir)
     if listen is not None:
+        if "listeners" in overrides:
+            raise click.BadParameter("give either --listen or -o listeners=..., not both", param_hint="--listen")
         overrides["listeners"] = f"PLAINTEXT://{listen}"
     if advertise is not None:
         overrides["advertised.listeners"] = f"PLAINTEXT://{advertise}"
@@ -200,7 +205,7 @@ def serve(data_dir, listen, advertise, node_id, etcd, cluster_id, rack, config_f
         raise click.ClickException(f"cannot start the broker: {exc}") from None
 
 
-for command in (topic, produce, consume, group, cluster):
+for command in (topic, produce, consume, group, cluster, user, acl):
     cli.add_command(command)
 
 

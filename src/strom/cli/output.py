@@ -68,8 +68,9 @@ def print_table(
     if title:
         console.print(title, style="bold")
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    for column in columns:
-        table.add_column(column, justify="right" if column in right else "left", overflow="fold")
+    for i, column in enumerate(columns):
+        # the first column names the row: never folded (long values fold instead)
+        table.add_column(column, justify="right" if column in right else "left", overflow="fold", no_wrap=i == 0)
     for row in rows:
         table.add_row(*("-" if cell is None else str(cell) for cell in row))
     console.print(table)

@@ -20,6 +20,9 @@ _MODULES = (
     "txn_markers",
     "elections",
     "reassignments",
+    "sasl",
+    "scram_users",
+    "acls",
 )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from strom.handlers.authorized_operations import AclResourceType, authorized_operations
 from strom.handlers.context import BrokerContext
-from strom.handlers.registry import Request, handles
+from strom.handlers.registry import Request, handles, listener_of
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
 
@@ -31,7 +31,7 @@ async def describe_cluster(ctx: BrokerContext, request: Request) -> dict[str, An
         "controller_id": ctx.image.controller_id,
         "brokers": [
             {"broker_id": n.node_id, "host": n.host, "port": n.port, "rack": n.rack, "is_fenced": False}
-            for n in ctx.nodes()
+            for n in ctx.nodes(listener_of(request))
         ],
         "cluster_authorized_operations": authorized_operations(
             AclResourceType.CLUSTER, request.body.include_cluster_authorized_operations

@@ -26,6 +26,7 @@ from strom.metadata.broker_config import BrokerConfig
 from strom.metadata.configs import log_config_for
 from strom.metadata.image import ClusterImage, PartitionState
 from strom.metadata.store import MetadataStore, TopicMetadata
+from strom.security.acl import Authorizer, parse_super_users
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +198,7 @@ class BrokerContext:
     replicas: ReplicaView | None = None
     # Hands out producer ids (server.producer_ids.ProducerIdBlocks.next_id); set by the server.
     next_producer_id: Callable[[], int] | None = None
+    _authorizer: Authorizer | None = field(default=None, repr=False)
 
     @property
     def cluster_id(self) -> str:
@@ -213,15 +215,32 @@ class BrokerContext:
     def image(self) -> ClusterImage:
         return self.metadata.image
 
-    def nodes(self) -> list[Node]:
-        """The live brokers, this one included."""
+    @property
+    def authorizer(self) -> Authorizer | None:
+        """The ACL authorizer over the current image's ACLs; None when authorizer.class.name
+        is empty (everything allowed, as Kafka without an authorizer)."""
+        if not self.config.values.get("authorizer.class.name"):
+            return None
+        acls = self.metadata.image.acls
+        cached = self._authorizer
+        if cached is None or cached.acls is not acls:
+            values = self.config.values
+            cached = self._authorizer = Authorizer(
+                acls, parse_super_users(values.get("super.users")),
+                values.get("allow.everyone.if.no.acl.found", "false") == "true",
+            )
+        return cached
+
+    def nodes(self, listener: str | None = None) -> list[Node]:
+        """The live brokers, this one included, with their endpoints on ``listener`` (the
+        one the request came in on: Kafka answers each listener with its own addresses)."""
         brokers = self.metadata.image.brokers
-        nodes = [Node(b.node_id, b.host, b.port, b.rack) for b in sorted(brokers.values(), key=lambda b: b.node_id)]
+        nodes = [Node(b.node_id, *b.endpoint(listener), b.rack) for b in sorted(brokers.values(), key=lambda b: b.node_id)]
         return nodes if self.node.node_id in brokers else [self.node, *nodes]
 
-    def node_by_id(self, node_id: int) -> Node | None:
+    def node_by_id(self, node_id: int, listener: str | None = None) -> Node | None:
         broker = self.metadata.image.brokers.get(node_id)
-        return None if broker is None else Node(broker.node_id, broker.host, broker.port, broker.rack)
+        return None if broker is None else Node(broker.node_id, *broker.endpoint(listener), broker.rack)
 
     # --- partitions -----------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from strom.handlers.auth import allowed, cluster_allowed
 from strom.handlers.context import BrokerContext
 from strom.handlers.fetch_sessions import (
     FetchPosition,
@@ -39,6 +40,7 @@ from strom.protocol.fetch_response import (
     FetchTopicResult,
     encode_fetch_response,
 )
+from strom.security.acl import Operation, ResourceType
 
 READ_COMMITTED = 1
 
@@ -78,7 +80,7 @@ def replica_id_of(request: Request) -> int:
 
 def _read(
     ctx: BrokerContext, start: SessionStart, max_bytes: int, isolation: int, replica_id: int = -1,
-    last_fetched: dict[tuple[str, int], int] | None = None,
+    last_fetched: dict[tuple[str, int], int] | None = None, denied: frozenset[str] = frozenset(),
 ) -> tuple[list[FetchTopicResult], int, bool]:
     """Read every partition once; returns topics, total record bytes, and whether any
     partition has an error (errors are answered at once, without waiting)."""
@@ -88,6 +90,11 @@ def _read(
     errors = False
     for key, position in start.partitions.items():
         result = FetchPartitionResult(key.partition)
+        if key.topic in denied:
+            result.error_code = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+            errors = True
+            topics.setdefault(key.topic_id or key.topic, FetchTopicResult(key.topic, key.topic_id, [])).partitions.append(result)
+            continue
         log, error = ctx.leader_log(key.topic, key.partition) if key.topic is not None else (None, ErrorCode.UNKNOWN_TOPIC_ID)
         if log is None:
             result.error_code = error
@@ -184,6 +191,15 @@ def _remember(start: SessionStart, topics: list[FetchTopicResult]) -> None:
                 position.sent_last_stable_offset = result.last_stable_offset
 
 
+def _denied(ctx: BrokerContext, request: Request, start: SessionStart, replica_id: int) -> frozenset[str]:
+    """Topics this fetch may not read: a follower needs CLUSTER_ACTION, a consumer READ on
+    each topic (TOPIC_AUTHORIZATION_FAILED, as in Kafka)."""
+    names = {key.topic for key in start.partitions if key.topic is not None}
+    if replica_id >= 0:
+        return frozenset() if cluster_allowed(ctx, request, Operation.CLUSTER_ACTION) else frozenset(names)
+    return frozenset(n for n in names if not allowed(ctx, request, Operation.READ, ResourceType.TOPIC, n))
+
+
 @handles(ApiKey.FETCH, 4, 18)
 async def fetch(ctx: BrokerContext, request: Request) -> RawResponse:
     body = request.body
@@ -203,8 +219,9 @@ async def fetch(ctx: BrokerContext, request: Request) -> RawResponse:
             (_key(ctx, version, t)[0], p.partition): getattr(p, "last_fetched_epoch", -1)
             for t in body.topics for p in t.partitions
         }
+    denied = _denied(ctx, request, start, replica_id) if ctx.authorizer is not None else frozenset()
     while True:
-        topics, total, errors = _read(ctx, start, max_bytes, isolation, replica_id, last_fetched)
+        topics, total, errors = _read(ctx, start, max_bytes, isolation, replica_id, last_fetched, denied)
         remaining_ms = deadline - ctx.now_ms()
         if total >= body.min_bytes or errors or remaining_ms <= 0:
             break

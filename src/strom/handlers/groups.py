@@ -39,7 +39,7 @@ from strom.coordinator.shard import CoordinatorError, join_response, sync_respon
 from strom.coordinator.txn_records import TRANSACTION_STATE_TOPIC
 from strom.handlers.authorized_operations import AclResourceType, authorized_operations
 from strom.handlers.context import BrokerContext, GroupOperation, GroupRuntime
-from strom.handlers.registry import Request, handles
+from strom.handlers.registry import Request, handles, listener_of
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
 
@@ -71,7 +71,7 @@ def client_host(request: Request) -> str:
 # --- FindCoordinator --------------------------------------------------------------------------
 
 
-async def _coordinator_for(ctx: BrokerContext, key_type: int, key: str) -> dict[str, Any]:
+async def _coordinator_for(ctx: BrokerContext, key_type: int, key: str, listener: str | None) -> dict[str, Any]:
     result: dict[str, Any] = {"key": key, "node_id": -1, "host": "", "port": -1, "error_code": ErrorCode.NONE, "error_message": None}
     if key_type not in (GROUP_KEY, TRANSACTION_KEY):
         result.update(error_code=ErrorCode.INVALID_REQUEST, error_message=f"unsupported coordinator key type {key_type}")
@@ -90,7 +90,7 @@ async def _coordinator_for(ctx: BrokerContext, key_type: int, key: str) -> dict[
     topic = OFFSETS_TOPIC if key_type == GROUP_KEY else TRANSACTION_STATE_TOPIC
     metadata = ctx.metadata.topic(topic)
     state = ctx.partition_state(topic, partition_for(key, metadata.partitions)) if metadata is not None else None
-    node = ctx.node_by_id(state.leader) if state is not None else None
+    node = ctx.node_by_id(state.leader, listener) if state is not None else None
     if node is None:
         result.update(error_code=ErrorCode.COORDINATOR_NOT_AVAILABLE, error_message="The coordinator is not available.")
         return result
@@ -103,8 +103,8 @@ async def find_coordinator(ctx: BrokerContext, request: Request) -> dict[str, An
     body = request.body
     key_type = getattr(body, "key_type", GROUP_KEY)
     if request.version >= 4:
-        return {"throttle_time": 0, "coordinators": [await _coordinator_for(ctx, key_type, key) for key in body.coordinator_keys]}
-    result = await _coordinator_for(ctx, key_type, body.key)
+        return {"throttle_time": 0, "coordinators": [await _coordinator_for(ctx, key_type, key, listener_of(request)) for key in body.coordinator_keys]}
+    result = await _coordinator_for(ctx, key_type, body.key, listener_of(request))
     result.pop("key")
     result["throttle_time"] = 0
     return result

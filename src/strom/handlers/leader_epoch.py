@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from strom.handlers.auth import allowed, cluster_allowed
 from strom.handlers.context import BrokerContext
 from strom.handlers.registry import Request, handles
 from strom.log.partition import PartitionLog
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
+from strom.security.acl import Operation, ResourceType
 
 NO_EPOCH_CHECK = -1
 
@@ -46,8 +48,14 @@ def _end_offset(ctx: BrokerContext, topic: str, partition: Any) -> dict[str, Any
 
 @handles(ApiKey.OFFSET_FOR_LEADER_EPOCH, 2, 4)
 async def offset_for_leader_epoch(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+    body = request.body
+    follower = getattr(body, "replica_id", -1) >= 0
+    may = (lambda topic: cluster_allowed(ctx, request, Operation.CLUSTER_ACTION)) if follower else (  # noqa: E731
+        lambda topic: allowed(ctx, request, Operation.DESCRIBE, ResourceType.TOPIC, topic))
     topics = [
-        {"topic": t.topic, "partitions": [_end_offset(ctx, t.topic, p) for p in t.partitions]}
-        for t in request.body.topics
+        {"topic": t.topic, "partitions": [_end_offset(ctx, t.topic, p) if may(t.topic) else
+                                          {"error_code": ErrorCode.TOPIC_AUTHORIZATION_FAILED, "partition": p.partition,
+                                           "leader_epoch": -1, "end_offset": -1} for p in t.partitions]}
+        for t in body.topics
     ]
     return {"throttle_time": 0, "topics": topics}

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from strom.handlers.auth import allowed
 from strom.handlers.context import BrokerContext
 from strom.handlers.leader_epoch import check_leader_epoch
 from strom.handlers.registry import Request, handles
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
+from strom.security.acl import Operation, ResourceType
 
 LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL, EARLIEST_PENDING_UPLOAD = -1, -2, -3, -4, -5
 READ_COMMITTED = 1
@@ -63,6 +65,9 @@ async def list_offsets(ctx: BrokerContext, request: Request) -> dict[str, Any]:
     isolation = body.isolation_level if request.version >= 2 else 0
     topics = [
         {"name": t.name, "partitions": [_lookup(ctx, t.name, p, isolation) for p in t.partitions]}
+        if allowed(ctx, request, Operation.DESCRIBE, ResourceType.TOPIC, t.name) else
+        {"name": t.name, "partitions": [{"partition_index": p.partition_index, "error_code": ErrorCode.TOPIC_AUTHORIZATION_FAILED,
+                                         "timestamp": -1, "offset": -1, "leader_epoch": -1} for p in t.partitions]}
         for t in body.topics
     ]
     return {"throttle_time": 0, "topics": topics}

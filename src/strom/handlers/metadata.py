@@ -27,7 +27,7 @@ from strom.handlers.authorized_operations import (
     authorized_operations,
 )
 from strom.handlers.context import BrokerContext
-from strom.handlers.registry import Request, handles
+from strom.handlers.registry import Request, handles, listener_of
 from strom.metadata.configs import ConfigError
 from strom.metadata.store import TopicMetadata, validate_topic_name
 from strom.protocol.api import ApiKey
@@ -130,7 +130,7 @@ async def metadata(ctx: BrokerContext, request: Request) -> dict[str, Any]:
                 entry["topic_authorized_operations"] = authorized_operations(AclResourceType.TOPIC)
     return {
         "throttle_time": 0,
-        "brokers": [{"node_id": n.node_id, "host": n.host, "port": n.port, "rack": n.rack} for n in ctx.nodes()],
+        "brokers": [{"node_id": n.node_id, "host": n.host, "port": n.port, "rack": n.rack} for n in ctx.nodes(listener_of(request))],
         "cluster_id": ctx.cluster_id,
         "controller_id": ctx.image.controller_id,
         "topics": topics,

@@ -7,7 +7,7 @@ protocol.codec's v0-2 helpers. v13 names topics by id.
 Each partition's records are validated by log.validator (magic 2, CRC-32C, lengths,
 max.message.bytes, timestamp bounds; records are decoded only for compacted topics,
 message.timestamp.before.max.ms or a topic compression.type to convert to), then appended as
-they arrived with offsets patched in (DESIGN.md, "A produce"). acks=0 sends no response; acks=1 and acks=all answer once the batch is in the
+they arrived with offsets patched in (docs/architecture.md, "A produce"). acks=0 sends no response; acks=1 and acks=all answer once the batch is in the
 log: on a single node the high watermark is the log end, so both are satisfied at append.
 Idempotent producers (producer id >= 0) are checked against the partition's producer state
 (log.producer_state): a stale epoch is INVALID_PRODUCER_EPOCH, a sequence gap
@@ -31,6 +31,7 @@ import asyncio
 import logging
 from typing import Any
 
+from strom.handlers.auth import allowed
 from strom.handlers.context import BrokerContext, Commit
 from strom.handlers.registry import Delayed, Request, handles
 from strom.log.producer_state import ProducerStateError
@@ -39,6 +40,7 @@ from strom.metadata.store import INTERNAL_TOPICS
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
 from strom.protocol.records import InvalidRecords
+from strom.security.acl import Operation, ResourceType
 
 log = logging.getLogger(__name__)
 
@@ -119,14 +121,21 @@ async def produce(ctx: BrokerContext, request: Request) -> dict[str, Any] | Dela
     responses = []
     to_flush: list[Any] = []
     waits: list[Wait] = []
+    secured = ctx.authorizer is not None
+    txn_refusal = _refusal(ctx, request) if secured else 0
     for topic_data in body.topic_data:
         name = getattr(topic_data, "name", None)
         topic_id = getattr(topic_data, "topic_id", None)
         if name is None:
             name = ctx.topic_name(topic_id)
+        denied = txn_refusal
+        if secured and not denied and name is not None and not allowed(ctx, request, Operation.WRITE, ResourceType.TOPIC, name):
+            denied = ErrorCode.TOPIC_AUTHORIZATION_FAILED
         partitions = []
         for data in topic_data.partition_data:
-            if name is None:
+            if denied:
+                partitions.append(_partition_result(data.index, denied))
+            elif name is None:
                 partitions.append(_partition_result(data.index, ErrorCode.UNKNOWN_TOPIC_ID))
             else:
                 partitions.append(_append(ctx, name, data.index, data.records, now_ms, body.acks, to_flush, waits))
@@ -134,6 +143,15 @@ async def produce(ctx: BrokerContext, request: Request) -> dict[str, Any] | Dela
     if not to_flush and not waits:
         return None if body.acks == 0 else {"responses": responses, "throttle_time": 0}
     return Delayed(_complete(ctx, body, responses, to_flush, waits))
+
+
+def _refusal(ctx: BrokerContext, request: Request) -> int:
+    """A transactional produce needs WRITE on its transactional id (every partition fails
+    without it, as in Kafka); 0 when allowed."""
+    txn_id = getattr(request.body, "transactional_id", None)
+    if txn_id is not None and not allowed(ctx, request, Operation.WRITE, ResourceType.TRANSACTIONAL_ID, txn_id):
+        return ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    return 0
 
 
 async def _complete(

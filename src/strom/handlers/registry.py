@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from strom.protocol.framing import RequestHeader
+
+if TYPE_CHECKING:
+    from strom.security.session import Session
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,10 +22,15 @@ class Request:
     header: RequestHeader
     body: Any  # the decoded request entity (kio dataclass); field names are Kafka's, snake_case
     client_host: str = ""  # the peer's IP address (group members are described with it)
+    session: Session | None = None  # the connection's security state (principal, SASL)
 
     @property
     def version(self) -> int:
         return self.header.api_version
+
+
+def listener_of(request: Request) -> str | None:
+    return request.session.listener_name if request.session is not None else None
 
 
 @dataclass(frozen=True, slots=True)

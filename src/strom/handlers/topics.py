@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from strom.handlers.auth import allowed, cluster_allowed
 from strom.handlers.context import BrokerContext
 from strom.handlers.registry import Request, handles
 from strom.metadata.configs import ConfigError, describe_topic_configs, validate_topic_config
 from strom.metadata.store import validate_topic_name
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
+from strom.security.acl import Operation, ResourceType
 
 
 class TopicError(Exception):
@@ -117,8 +119,12 @@ async def create_topics(ctx: BrokerContext, request: Request) -> dict[str, Any]:
     body = request.body
     names = [t.name for t in body.topics]
     results = []
+    cluster_create = cluster_allowed(ctx, request, Operation.CREATE)
     for topic in body.topics:
-        if names.count(topic.name) > 1:
+        if not cluster_create and not allowed(ctx, request, Operation.CREATE, ResourceType.TOPIC, topic.name):
+            results.append({"name": topic.name, "error_code": ErrorCode.TOPIC_AUTHORIZATION_FAILED,
+                            "error_message": "Authorization failed."})
+        elif names.count(topic.name) > 1:
             results.append(
                 {"name": topic.name, "error_code": ErrorCode.INVALID_REQUEST,
                  "error_message": f"Create topics request from client contains a duplicate topic {topic.name}."}
@@ -141,6 +147,9 @@ async def delete_topics(ctx: BrokerContext, request: Request) -> dict[str, Any]:
             if name is None:
                 responses.append({"name": None, "topic_id": topic_id, "error_code": ErrorCode.UNKNOWN_TOPIC_ID})
                 continue
+        if name is not None and not allowed(ctx, request, Operation.DELETE, ResourceType.TOPIC, name):
+            responses.append({"name": name, "topic_id": topic_id, "error_code": ErrorCode.TOPIC_AUTHORIZATION_FAILED})
+            continue
         topic = ctx.metadata.topic(name) if name is not None else None
         if topic is None:
             responses.append({"name": name, "topic_id": topic_id, "error_code": ErrorCode.UNKNOWN_TOPIC_OR_PARTITION})
@@ -165,6 +174,8 @@ async def create_partitions(ctx: BrokerContext, request: Request) -> dict[str, A
         result: dict[str, Any] = {"name": topic.name, "error_code": ErrorCode.NONE, "error_message": None}
         current = ctx.metadata.topic(topic.name)
         try:
+            if not allowed(ctx, request, Operation.ALTER, ResourceType.TOPIC, topic.name):
+                raise TopicError(ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Authorization failed.")
             if current is None:
                 raise TopicError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{topic.name}' does not exist.")
             if topic.count <= current.partitions:

@@ -25,6 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from strom.metadata.configs import BROKER_CONFIGS, InvalidValue, format_value, parse_value
+from strom.security.listeners import (
+    Endpoint,
+    Listener,
+    format_endpoints,
+    parse_endpoints,
+    parse_protocol_map,
+    resolve,
+)
 
 ENV_PREFIX = "STROM_"
 # STROM_* variables that are not broker configs.
@@ -109,12 +117,49 @@ class BrokerConfig:
         if data_dir is not None:
             kwargs["data_dir"] = data_dir
         if "listeners" in values:
-            host, port = parse_listener(values["listeners"])
-            kwargs.update(listen_host=host or "0.0.0.0", listen_port=port)
-        if "advertised.listeners" in values:
-            host, port = parse_listener(values["advertised.listeners"])
-            kwargs.update(advertised_host=host or None, advertised_port=port)
+            first = parse_endpoints(values["listeners"])[0]
+            kwargs.update(listen_host=first.host or "0.0.0.0", listen_port=first.port)
+            advertised = {e.name: e for e in parse_endpoints(values.get("advertised.listeners") or values["listeners"])}
+            if first.name in advertised:
+                kwargs.update(advertised_host=advertised[first.name].host or None,
+                              advertised_port=advertised[first.name].port or None)
+        elif "advertised.listeners" in values:
+            first = parse_endpoints(values["advertised.listeners"])[0]
+            kwargs.update(advertised_host=first.host or None, advertised_port=first.port)
         return cls(**kwargs, values=dict(values))
+
+    def listeners(self) -> list[Listener]:
+        """Every listener; the first is the one ``listen_host``/``listen_port`` name (the CLI's
+        --host/--port set it)."""
+        protocols = parse_protocol_map(self.values.get("listener.security.protocol.map"))
+        first = Endpoint("PLAINTEXT", self.listen_host, self.listen_port)
+        if "listeners" not in self.values:
+            return resolve([first], protocols)
+        endpoints = parse_endpoints(self.values["listeners"])
+        endpoints[0] = Endpoint(endpoints[0].name, self.listen_host, self.listen_port)
+        return resolve(endpoints, protocols)
+
+    def advertised(self, bound: Mapping[str, int]) -> dict[str, tuple[str, int]]:
+        """Each listener's advertised (host, port), given the ports bound (for port 0)."""
+        out: dict[str, tuple[str, int]] = {}
+        explicit = {e.name: e for e in parse_endpoints(self.values["advertised.listeners"])} \
+            if "advertised.listeners" in self.values else {}
+        for i, listener in enumerate(self.listeners()):
+            host, port = listener.host, bound[listener.name]
+            if listener.name in explicit:
+                host, port = explicit[listener.name].host, explicit[listener.name].port or port
+            if i == 0:  # the CLI's --advertise
+                host, port = self.advertised_host or host, self.advertised_port or port
+            out[listener.name] = (host or "0.0.0.0", port)
+        return out
+
+    def inter_broker_listener(self) -> str:
+        """inter.broker.listener.name, else the listener named PLAINTEXT, else the first."""
+        names = [listener.name for listener in self.listeners()]
+        wanted = self.values.get("inter.broker.listener.name")
+        if wanted is not None:
+            return wanted.upper()
+        return "PLAINTEXT" if "PLAINTEXT" in names else names[0]
 
     def static_configs(self) -> dict[str, str]:
         """The explicitly set static values by Kafka name, including typed attributes that a
@@ -126,11 +171,11 @@ class BrokerConfig:
                 out[name] = format_value(BROKER_CONFIGS[name], value)
         if "log.dirs" not in out and "log.dir" not in out and str(self.data_dir) != "./data":
             out["log.dirs"] = str(self.data_dir)
-        if "listeners" not in out and (self.listen_host, self.listen_port) != (DEFAULT_HOST, DEFAULT_PORT):
-            out["listeners"] = f"PLAINTEXT://{_host(self.listen_host)}:{self.listen_port}"
+        if (self.listen_host, self.listen_port) != (DEFAULT_HOST, DEFAULT_PORT) or "listeners" in out:
+            out["listeners"] = format_endpoints(self.listeners())
         if "advertised.listeners" not in out and (self.advertised_host or self.advertised_port):
             port = self.advertised_port or self.listen_port
-            out["advertised.listeners"] = f"PLAINTEXT://{_host(self.advertised_host or '')}:{port}"
+            out["advertised.listeners"] = f"{self.listeners()[0].name}://{_host(self.advertised_host or '')}:{port}"
         return out
 
 
@@ -147,24 +192,30 @@ def _host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def parse_listener(value: str) -> tuple[str, int]:
-    """``PLAINTEXT://host:port`` (Kafka's syntax; a bare ``host:port`` also works) to
-    (host, port); an empty host means every interface. strom serves one PLAINTEXT listener."""
-    listeners = [item.strip() for item in value.split(",") if item.strip()]
-    if len(listeners) != 1:
-        raise ValueError(f"strom serves exactly one listener, got {len(listeners)}")
-    listener = listeners[0]
-    scheme, sep, address = listener.partition("://")
-    if not sep:
-        scheme, address = "PLAINTEXT", listener
-    if scheme.upper() != "PLAINTEXT":
-        raise ValueError(f"strom serves only PLAINTEXT listeners, not {scheme}")
-    host, sep, port_text = address.rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"'{listener}' is not of the form PLAINTEXT://host:port")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host, int(port_text)
+def check_listeners(values: Mapping[str, str]) -> None:
+    """The listener settings together: names with a security protocol, advertised names among
+    the listeners, the inter-broker listener among them. Raises ValueError."""
+    protocols = parse_protocol_map(values.get("listener.security.protocol.map"))
+    listeners = resolve(parse_endpoints(values.get("listeners", f"PLAINTEXT://{DEFAULT_HOST}:{DEFAULT_PORT}")), protocols)
+    names = {listener.name for listener in listeners}
+    if "advertised.listeners" in values:
+        unknown = [e.name for e in parse_endpoints(values["advertised.listeners"]) if e.name not in names]
+        if unknown:
+            raise ValueError(f"advertised.listeners names {', '.join(unknown)}, not in listeners")
+    inter = values.get("inter.broker.listener.name")
+    if inter is not None and inter.upper() not in names:
+        raise ValueError(f"inter.broker.listener.name {inter} is not in listeners")
+
+
+def _listener_override(name: str) -> str | None:
+    """``listener.name.<listener>.<config>`` -> ``<config>`` when that config may be set per
+    listener (ssl.*, sasl.*, connections.max.reauth.ms), else None."""
+    if not name.startswith("listener.name."):
+        return None
+    _, _, rest = name[len("listener.name."):].partition(".")
+    if rest in BROKER_CONFIGS and (rest.startswith(("ssl.", "sasl.")) or rest == "connections.max.reauth.ms"):
+        return rest
+    return None
 
 
 def _toml_string(value: Any) -> str:
@@ -221,16 +272,22 @@ def load_broker_config(
 
     values: dict[str, str] = {}
     for name, (value, where) in raw.items():
-        defn = BROKER_CONFIGS.get(name)
+        defn = BROKER_CONFIGS.get(name) or BROKER_CONFIGS.get(_listener_override(name) or "")
         if defn is None:
             raise BrokerConfigError(f"The broker config '{name}' {where} is not one strom knows.")
         try:
             values[name] = format_value(defn, parse_value(defn, value))
-            if name in ("listeners", "advertised.listeners"):
-                parse_listener(values[name])
             if name in ("log.dirs", "log.dir") and "," in values[name]:
                 raise ValueError("strom uses a single data directory")
+            if name in ("listeners", "advertised.listeners"):
+                parse_endpoints(values[name])
+            if name == "listener.security.protocol.map":
+                parse_protocol_map(values[name])
         except ValueError as exc:
             reason = exc.reason if isinstance(exc, InvalidValue) else str(exc)
             raise BrokerConfigError(f"The value '{value}' of {name} {where} is invalid: {reason}.") from None
+    try:
+        check_listeners(values)
+    except ValueError as exc:
+        raise BrokerConfigError(f"The listener settings are invalid: {exc}.") from None
     return BrokerConfig.from_values(values)

@@ -8,10 +8,18 @@ import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 from aetcd import rpc
 
-from strom.metadata.image import BrokerRegistration, ClusterImage, PartitionState, TopicMetadata
+from strom.metadata.image import (
+    BrokerRegistration,
+    ClusterImage,
+    PartitionState,
+    ScramCredential,
+    TopicMetadata,
+)
+from strom.security.acl import AclBinding
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +49,8 @@ class Projection:
         self.partitions: dict[uuid.UUID, dict[int, PartitionState]] = {}
         self.broker_configs: dict[str, str] = {}
         self.node_configs: dict[int, dict[str, str]] = {}
+        self.scram: dict[str, dict[str, ScramCredential]] = {}
+        self.acls: dict[str, AclBinding] = {}  # by key
         self._changed: set[str] = set()  # ClusterImage fields to rebuild
         self._topics: set[str] = set()  # topics whose visibility to re-check
         self._states: set[tuple[uuid.UUID, int]] = set()  # partition states to copy
@@ -69,6 +79,7 @@ class Projection:
                     int(doc["port"]),
                     None if rack is None else str(rack),
                     epoch=kv.create_revision,
+                    endpoints=tuple((str(n), str(h), int(p)) for n, h, p in doc.get("endpoints", ())),
                 )
             self._changed.add("brokers")
         elif key == "controller":
@@ -120,6 +131,23 @@ class Projection:
                 if not configs:
                     del self.node_configs[node_id]
                 self._changed.add("node_configs")
+        elif kind == "scram":
+            encoded, _, mechanism = rest.rpartition("/")
+            user = unquote(encoded)
+            credentials = self.scram.setdefault(user, {})
+            if doc is None:
+                credentials.pop(mechanism, None)
+            else:
+                credentials[mechanism] = ScramCredential.from_json(doc)
+            if not credentials:
+                del self.scram[user]
+            self._changed.add("scram")
+        elif kind == "acls":
+            if doc is None:
+                self.acls.pop(rest, None)
+            else:
+                self.acls[rest] = AclBinding.from_json(doc)
+            self._changed.add("acls")
         # Other keys (counters/, and kinds added later) are not part of the image.
 
     def _visible(self, name: str) -> TopicMetadata | None:
@@ -143,6 +171,10 @@ class Projection:
             changes["controller_id"], changes["controller_epoch"] = self.controller
         if "broker_configs" in self._changed:
             changes["broker_configs"] = dict(self.broker_configs)
+        if "acls" in self._changed:
+            changes["acls"] = frozenset(self.acls.values())
+        if "scram" in self._changed:
+            changes["scram"] = {user: dict(creds) for user, creds in self.scram.items()}
         if "node_configs" in self._changed:
             changes["node_configs"] = dict(self.node_configs)  # inner dicts are never mutated
         for topic_id, _ in self._states:

@@ -18,6 +18,8 @@ Keys under ``/strom/<cluster_name>/`` (JSON values):
   concurrent creates of one name never write the same keys.
 - ``configs/broker/default``, ``configs/broker/<id>``: dynamic broker configs.
 - ``counters/producer_id``: ``{next}``, advanced by compare-and-set.
+- ``scram/<user>/<mechanism>``: ``ScramCredential.to_json()`` (the user name percent-encoded).
+- ``acls/<hash of the binding>``: ``AclBinding.to_json()``.
 
 A topic is in the image only once its ``topics/<name>`` key exists and all its partition keys
 do: creates write the partitions first (in transactions of at most 100 puts, etcd allows 128
@@ -35,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -54,12 +57,14 @@ from strom.metadata.image import (
     BrokerRegistration,
     ClusterImage,
     PartitionState,
+    ScramCredential,
     TopicMetadata,
     initial_state,
     new_topic_id,
 )
 from strom.metadata.store import ImageHolder, check_new_topic, require_topic
 from strom.protocol.errors import ErrorCode
+from strom.security.acl import AclBinding
 
 log = logging.getLogger(__name__)
 
@@ -463,6 +468,7 @@ class EtcdMetadataStore(ImageHolder):
             "port": wanted.port,
             "rack": wanted.rack,
             "incarnation": self._incarnation,
+            "endpoints": [list(e) for e in wanted.endpoints],
         }
         waited = False
         while True:
@@ -887,6 +893,29 @@ class EtcdMetadataStore(ImageHolder):
             return None
         await self._wait_applied(response.header.revision, deadline)
         return replace(state, partition_epoch=response.header.revision)
+
+    async def alter_scram_credentials(
+        self, upserts: Sequence[tuple[str, ScramCredential]], deletions: Sequence[tuple[str, str]]
+    ) -> None:
+        deadline = self._deadline()
+        key = (lambda user, mechanism: self._key(f"scram/{urllib.parse.quote(user, safe='')}/{mechanism}"))  # noqa: E731
+        ops = [_delete(key(u, m)) for u, m in deletions] + [_put(key(u, c.mechanism), c.to_json()) for u, c in upserts]
+        for chunk in _chunks(ops, 100):
+            response = await self._txn([], list(chunk), deadline=deadline)
+            if _changed_anything(response):
+                await self._wait_applied(response.header.revision, deadline)
+
+    async def alter_acls(self, creations: Sequence[AclBinding], deletions: Sequence[AclBinding]) -> None:
+        deadline = self._deadline()
+        ops = [_delete(self._acl_key(b)) for b in deletions] + [_put(self._acl_key(b), b.to_json()) for b in creations]
+        for chunk in _chunks(ops, 100):
+            response = await self._txn([], list(chunk), deadline=deadline)
+            if _changed_anything(response):
+                await self._wait_applied(response.header.revision, deadline)
+
+    def _acl_key(self, binding: AclBinding) -> bytes:
+        # one key per binding, named by its content: creating it twice is one key
+        return self._key(f"acls/{hashlib.sha256(_dumps(binding.to_json())).hexdigest()[:32]}")
 
     async def allocate_producer_ids(self, count: int) -> int:
         """Compare-and-set on the counter's mod_revision, re-read on conflict. Not waited

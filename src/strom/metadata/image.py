@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 
 from strom.metadata.configs import ConfigError
 from strom.protocol.errors import ErrorCode
+from strom.security.acl import AclBinding
 
 NO_LEADER = -1
 MAX_TOPIC_NAME_LENGTH = 249
@@ -78,6 +79,35 @@ class BrokerRegistration:
     port: int
     rack: str | None = None
     epoch: int = 0
+    # every advertised listener: (name, host, port); host/port above are the inter-broker one
+    endpoints: tuple[tuple[str, str, int], ...] = ()
+
+    def endpoint(self, listener: str | None) -> tuple[str, int]:
+        for name, host, port in self.endpoints:
+            if name == listener:
+                return host, port
+        return self.host, self.port
+
+
+@dataclass(frozen=True, slots=True)
+class ScramCredential:
+    """A user's salted SCRAM credential (RFC 5802): never the password itself."""
+
+    mechanism: str  # SCRAM-SHA-256 | SCRAM-SHA-512
+    salt: bytes
+    stored_key: bytes
+    server_key: bytes
+    iterations: int
+
+    def to_json(self) -> dict[str, object]:
+        b64 = (lambda b: base64.b64encode(b).decode())  # noqa: E731
+        return {"mechanism": self.mechanism, "salt": b64(self.salt), "stored_key": b64(self.stored_key),
+                "server_key": b64(self.server_key), "iterations": self.iterations}
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, object]) -> ScramCredential:
+        return cls(str(doc["mechanism"]), base64.b64decode(str(doc["salt"])), base64.b64decode(str(doc["stored_key"])),
+                   base64.b64decode(str(doc["server_key"])), int(doc["iterations"]))  # type: ignore[call-overload]
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +200,9 @@ class ClusterImage:
     partitions: Mapping[tuple[str, int], PartitionState] = field(default_factory=dict)
     broker_configs: Mapping[str, str] = field(default_factory=dict)
     node_configs: Mapping[int, Mapping[str, str]] = field(default_factory=dict)
+    # SCRAM credentials by user name, then mechanism
+    scram: Mapping[str, Mapping[str, ScramCredential]] = field(default_factory=dict)
+    acls: frozenset[AclBinding] = frozenset()
     revision: int = 0
 
     def partition(self, topic: str, partition: int) -> PartitionState | None:
@@ -180,6 +213,9 @@ class ClusterImage:
             if topic.topic_id == topic_id:
                 return topic
         return None
+
+    def scram_credential(self, user: str, mechanism: str) -> ScramCredential | None:
+        return self.scram.get(user, {}).get(mechanism)
 
     def live(self, node_id: int) -> bool:
         return node_id in self.brokers

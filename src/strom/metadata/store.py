@@ -33,6 +33,7 @@ from strom.metadata.image import (
     BrokerRegistration,
     ClusterImage,
     PartitionState,
+    ScramCredential,
     TopicMetadata,
     collision_key,
     initial_state,
@@ -40,6 +41,7 @@ from strom.metadata.image import (
     validate_topic_name,
 )
 from strom.protocol.errors import ErrorCode
+from strom.security.acl import AclBinding
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +127,16 @@ class MetadataStore(Protocol):
 
     async def allocate_producer_ids(self, count: int) -> int:
         """The first of ``count`` producer ids never handed out before in this cluster."""
+        ...
+
+    async def alter_scram_credentials(
+        self, upserts: Sequence[tuple[str, ScramCredential]], deletions: Sequence[tuple[str, str]]
+    ) -> None:
+        """Set (user, credential) pairs and delete (user, mechanism) pairs, all at once."""
+        ...
+
+    async def alter_acls(self, creations: Sequence[AclBinding], deletions: Sequence[AclBinding]) -> None:
+        """Add and remove ACL bindings (adding one present or removing one absent is a no-op)."""
         ...
 
 
@@ -292,6 +304,22 @@ class LocalMetadataStore(ImageHolder):
             await self._save(image.with_changes(partitions={**image.partitions, (topic, partition): stored}))
             return stored
 
+    async def alter_scram_credentials(
+        self, upserts: Sequence[tuple[str, ScramCredential]], deletions: Sequence[tuple[str, str]]
+    ) -> None:
+        async with self._lock:
+            users = {user: dict(creds) for user, creds in self._image.scram.items()}
+            for user, mechanism in deletions:
+                users.get(user, {}).pop(mechanism, None)
+            for user, credential in upserts:
+                users.setdefault(user, {})[credential.mechanism] = credential
+            await self._save(self._image.with_changes(scram={u: c for u, c in users.items() if c}))
+
+    async def alter_acls(self, creations: Sequence[AclBinding], deletions: Sequence[AclBinding]) -> None:
+        async with self._lock:
+            acls = (self._image.acls - frozenset(deletions)) | frozenset(creations)
+            await self._save(self._image.with_changes(acls=acls))
+
     async def allocate_producer_ids(self, count: int) -> int:
         async with self._lock:
             first = self._producer_id_block_end
@@ -302,10 +330,22 @@ class LocalMetadataStore(ImageHolder):
     # --- persistence ------------------------------------------------------------------------------
 
     async def _save(self, image: ClusterImage) -> None:
-        """Write the image, then make it current (the caller holds the lock)."""
+        """Write the image, then make it current (the caller holds the lock). A cancelled
+        caller (its client went away) still waits for the write and publishes it before the
+        lock is released: else the next write could race this one's thread, and the file
+        and the image could disagree."""
         document = self._document(image)
-        await asyncio.to_thread(write_atomic, self.path, document)
+        write = asyncio.ensure_future(asyncio.to_thread(write_atomic, self.path, document))
+        cancelled = False
+        while not write.done():
+            try:
+                await asyncio.shield(write)
+            except asyncio.CancelledError:
+                cancelled = True
+        write.result()
         self._publish(image)
+        if cancelled:
+            raise asyncio.CancelledError
 
     def _document(self, image: ClusterImage) -> bytes:
         doc: dict[str, Any] = {
@@ -323,6 +363,8 @@ class LocalMetadataStore(ImageHolder):
             "broker_configs": dict(image.broker_configs),
             "node_configs": {str(k): dict(v) for k, v in image.node_configs.items()},
             "producer_id_block_end": self._producer_id_block_end,
+            "scram": {u: {m: c.to_json() for m, c in creds.items()} for u, creds in image.scram.items()},
+            "acls": sorted(b.to_json() for b in image.acls),  # type: ignore[type-var]
         }
         return json.dumps(doc, indent=1, sort_keys=True).encode()
 
@@ -350,6 +392,9 @@ class LocalMetadataStore(ImageHolder):
                 partitions=partitions,
                 broker_configs=dict(doc.get("broker_configs", {})),
                 node_configs={int(k): dict(v) for k, v in doc.get("node_configs", {}).items()},
+                scram={u: {m: ScramCredential.from_json(c) for m, c in creds.items()}
+                       for u, creds in doc.get("scram", {}).items()},
+                acls=frozenset(AclBinding.from_json(b) for b in doc.get("acls", [])),
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             # Refuse to start rather than serve an empty cluster over existing data.

@@ -22,7 +22,7 @@ class FrameDecoder:
     """Splits a byte stream into frame bodies (the bytes after each int32 size)."""
 
     def __init__(self, max_frame_size: int) -> None:
-        self._max_frame_size = max_frame_size
+        self.max_frame_size = max_frame_size  # may change between feeds (raised after SASL)
         self._buffer = bytearray()
 
     @property
@@ -44,9 +44,9 @@ class FrameDecoder:
         with memoryview(source) as view:
             while end - pos >= 4:
                 (size,) = INT32.unpack_from(view, pos)
-                if size < 0 or size > self._max_frame_size:
+                if size < 0 or size > self.max_frame_size:
                     raise RemoteProtocolError(
-                        f"frame size {size} outside 0..{self._max_frame_size}"
+                        f"frame size {size} outside 0..{self.max_frame_size}"
                     )
                 if end - pos - 4 < size:
                     break

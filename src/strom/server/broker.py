@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -25,13 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from strom.handlers.context import BrokerContext, Node
-from strom.handlers.registry import registrations
+from strom.handlers.registry import Registration, registrations
 from strom.log import cleaner
 from strom.log.config import LogConfig
 from strom.log.manager import LogManager
-from strom.metadata.broker_config import BrokerConfig
+from strom.metadata.broker_config import BrokerConfig, BrokerConfigError
 from strom.metadata.image import BrokerRegistration
 from strom.metadata.store import LocalMetadataStore, MetadataStore
+from strom.security.session import ListenerSecurity
+from strom.security.tls import listener_setting, parse_mapping_rules, server_context
 from strom.server.connection import CloseReason, KafkaConnection
 from strom.server.controller_runtime import ControllerRuntime
 from strom.server.coordinator_runtime import GroupCoordinatorRuntime, group_config
@@ -44,11 +47,39 @@ log = logging.getLogger(__name__)
 FLUSH_CHECK_INTERVAL_S = 1.0  # flush.ms and post-roll flushes are checked this often
 
 
+def listener_securities(config: BrokerConfig, cluster: bool) -> list[ListenerSecurity]:
+    """Each listener's security settings (its TLS context built: a bad key store fails the
+    start with a sentence)."""
+    out = []
+    for listener in config.listeners():
+        setting = listener_setting(config.values, listener.name)
+        if cluster and listener.name == config.inter_broker_listener() and listener.protocol != "PLAINTEXT":
+            raise BrokerConfigError(
+                f"The inter-broker listener {listener.name} is {listener.protocol}: brokers reach each other "
+                "over PLAINTEXT only for now; add a PLAINTEXT listener on a private address for them."
+            )
+        try:
+            tls = server_context(setting) if listener.tls else None
+            rules = parse_mapping_rules(setting("ssl.principal.mapping.rules"))
+        except ValueError as exc:
+            raise BrokerConfigError(f"Listener {listener.name}: {exc}.") from None
+        mechanisms = tuple(m.strip() for m in (setting("sasl.enabled.mechanisms") or "SCRAM-SHA-256,SCRAM-SHA-512").split(",") if m.strip())
+        out.append(ListenerSecurity(
+            listener, mechanisms, rules,
+            reauth_ms=int(setting("connections.max.reauth.ms") or 0),
+            failed_auth_delay_ms=int(config.values.get("connection.failed.authentication.delay.ms", 100)),
+            max_receive_before_auth=int(setting("sasl.server.max.receive.size") or 524288),
+            tls=tls,
+        ))
+    return out
+
+
 class Broker:
     def __init__(self, config: BrokerConfig) -> None:
         self.config = config
         self.ctx: BrokerContext | None = None
-        self._server: asyncio.base_events.Server | None = None
+        self._servers: list[asyncio.base_events.Server] = []
+        self.ports: dict[str, int] = {}  # bound port by listener name
         self._connections: set[KafkaConnection] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._groups: GroupCoordinatorRuntime | None = None
@@ -66,29 +97,28 @@ class Broker:
         config = self.config
         registry = registrations()
         loop = asyncio.get_running_loop()
-
-        def factory() -> KafkaConnection:
-            assert self.ctx is not None  # serving starts once the context exists
-            conn = KafkaConnection(
-                self.ctx, registry, config.socket_request_max_bytes, self._connections.discard,
-                config.connections_max_idle_ms,
-            )
-            self._connections.add(conn)
-            return conn
-
-        # Bind first: a busy port fails before the data directory is touched (no .lock,
-        # meta.properties or metadata file); serve only once everything is loaded.
-        server = self._server = await loop.create_server(
-            factory, config.listen_host, config.listen_port, reuse_address=True, backlog=1024, start_serving=False
-        )
-        self.port = server.sockets[0].getsockname()[1]
+        # Bind every listener first: a busy port or a bad key store fails before the data
+        # directory is touched (no .lock, meta.properties or metadata file); serve only once
+        # everything is loaded.
+        securities = listener_securities(config, config.etcd_endpoints is not None)
         try:
+            for security in securities:
+                self._servers.append(await loop.create_server(
+                    functools.partial(self._connection, registry, security),
+                    security.listener.host or None, security.listener.port,
+                    ssl=security.tls, reuse_address=True, backlog=1024, start_serving=False,
+                ))
+            self.ports = {sec.listener.name: srv.sockets[0].getsockname()[1]
+                          for sec, srv in zip(securities, self._servers, strict=True)}
+            self.port = self.ports[securities[0].listener.name]
             ctx = await self._open()
         except BaseException:
-            server.close()
-            self._server = None
+            for server in self._servers:
+                server.close()
+            self._servers = []
             raise
-        await server.start_serving()
+        for server in self._servers:
+            await server.start_serving()
         self._tasks = [
             loop.create_task(self._every(config.log_retention_check_interval_ms / 1000, self._retention)),
             loop.create_task(self._every(FLUSH_CHECK_INTERVAL_S, self._flush_due)),
@@ -100,10 +130,18 @@ class Broker:
         if config.log_cleaner_enable:
             self._tasks.append(loop.create_task(self._every(config.log_cleaner_backoff_ms / 1000, self._compact)))
         log.info(
-            "strom node %d listening on %s:%d (advertised %s:%d), data in %s, started in %.0f ms",
-            config.node_id, config.listen_host, self.port, ctx.node.host, ctx.node.port,
-            config.data_dir, (time.perf_counter() - started) * 1000,
+            "strom node %d listening on %s (advertised as node %s:%d), data in %s, started in %.0f ms",
+            config.node_id, ", ".join(f"{s.listener.name}://{s.listener.host}:{self.ports[s.listener.name]}" for s in securities),
+            ctx.node.host, ctx.node.port, config.data_dir, (time.perf_counter() - started) * 1000,
         )
+
+    def _connection(self, registry: dict[int, Registration], security: ListenerSecurity) -> KafkaConnection:
+        assert self.ctx is not None  # serving starts once the context exists
+        config = self.config
+        conn = KafkaConnection(self.ctx, registry, config.socket_request_max_bytes, self._connections.discard,
+                               config.connections_max_idle_ms, security)
+        self._connections.add(conn)
+        return conn
 
     async def _open(self) -> BrokerContext:
         """Everything between binding and serving: the data directory (its lock first), the
@@ -123,16 +161,15 @@ class Broker:
         else:
             metadata = LocalMetadataStore(data_dir, config.node_id)
         self.metadata = metadata
-        node = Node(
-            config.node_id,
-            config.advertised_host or config.listen_host,
-            config.advertised_port or self.port,
-            config.broker_rack,
-        )
+        # This node is registered with every listener's advertised address; host and port
+        # name the inter-broker one (replication and coordinator traffic).
+        advertised = config.advertised(self.ports)
+        node = Node(config.node_id, *advertised[config.inter_broker_listener()], config.broker_rack)
         self.ctx = ctx = BrokerContext(config=config, metadata=metadata, logs=logs, node=node)
         # Register (cluster: on an etcd lease) and load the image before the logs, whose
         # topics it names.
-        await metadata.start(BrokerRegistration(node.node_id, node.host, node.port, node.rack))
+        registered = tuple((name, host, port) for name, (host, port) in advertised.items())
+        await metadata.start(BrokerRegistration(node.node_id, node.host, node.port, node.rack, endpoints=registered))
 
         def topic_log_config(name: str) -> LogConfig | None:
             topic = metadata.topic(name)
@@ -162,8 +199,8 @@ class Broker:
         return ctx
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        for server in self._servers:
+            server.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -201,8 +238,8 @@ class Broker:
         log.info("strom stopped cleanly")
 
     async def serve_forever(self) -> None:
-        assert self._server is not None
-        await self._server.serve_forever()
+        assert self._servers
+        await asyncio.gather(*(server.serve_forever() for server in self._servers))
 
     # --- background work ------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import asyncio
 import enum
 import logging
 import os
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -37,6 +38,9 @@ from strom.protocol.framing import (
     parse_request_header,
     response_header,
 )
+from strom.security.listeners import Listener
+from strom.security.session import ListenerSecurity, Session
+from strom.security.tls import certificate_dn, map_principal
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,9 @@ MAX_QUEUED_REQUESTS = 64
 # Fetch responses up to this size are copied into one buffer and sent with one write;
 # larger ones are sent zero copy (os.sendfile), which saves copying but costs more syscalls.
 COPY_BELOW = 64 * 1024
+
+
+PLAINTEXT = ListenerSecurity(Listener("PLAINTEXT", "PLAINTEXT", "", 0))
 
 
 def _pread(region: Any) -> bytes:
@@ -58,6 +65,8 @@ class CloseReason(enum.Enum):
     HANDLER_FAILED = "handler failed"
     IDLE = "idle for connections.max.idle.ms"
     SHUTDOWN = "broker shutdown"
+    AUTHENTICATION = "not authenticated"
+    AUTHENTICATION_FAILED = "authentication failed"
 
 
 class KafkaConnection(asyncio.Protocol):
@@ -68,11 +77,17 @@ class KafkaConnection(asyncio.Protocol):
         max_frame_size: int,
         on_close: Callable[[KafkaConnection], None] = lambda conn: None,
         max_idle_ms: int = 600_000,
+        security: ListenerSecurity | None = None,
     ) -> None:
         self.ctx = ctx
+        self.session = Session(security or PLAINTEXT)
+        self._max_frame_size = max_frame_size
+        # Under TLS the bytes must pass through the SSL object: no sendfile.
+        self._zero_copy = not self.session.security.listener.tls
         self._on_close = on_close
         self.registry = registry
-        self.decoder = FrameDecoder(max_frame_size)
+        self.decoder = FrameDecoder(max_frame_size if self.session.authenticated
+                                    else min(max_frame_size, self.session.security.max_receive_before_auth))
         self.frames: deque[bytes] = deque()
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
@@ -101,11 +116,27 @@ class KafkaConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.peer_host = str(peer[0]) if peer else ""
+        if self.session.security.listener.tls and not self.session.security.listener.sasl:
+            self._certificate_principal(transport)
         loop = self._loop
         self._task = loop.create_task(self._serve())
         self._last_active = loop.time()
         if self._max_idle_s > 0:
             self._idle_timer = loop.call_later(self._max_idle_s, self._check_idle)
+
+    def _certificate_principal(self, transport: asyncio.BaseTransport) -> None:
+        """An SSL listener's principal: the client certificate's subject mapped by
+        ssl.principal.mapping.rules (no certificate: ANONYMOUS)."""
+        ssl_object = transport.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        if not der:
+            return
+        dn = certificate_dn(der)
+        name = map_principal(dn, self.session.security.principal_rules)
+        if name is None:
+            self.close(CloseReason.AUTHENTICATION_FAILED, f"no ssl.principal.mapping.rules rule matches {dn}")
+            return
+        self.session.principal = f"User:{name}"
 
     def pause_writing(self) -> None:
         self._writable.clear()
@@ -185,6 +216,11 @@ class KafkaConnection(asyncio.Protocol):
             self.close(CloseReason.MALFORMED, str(exc))
             return
         key, version = header.api_key, header.api_version
+        session = self.session
+        refusal = session.refusal(key, time.monotonic())
+        if refusal is not None:
+            self.close(CloseReason.AUTHENTICATION, refusal)
+            return
         registration = self.registry.get(key)
         if registration is None:
             self.close(CloseReason.UNKNOWN_API, f"api_key={key}")
@@ -211,7 +247,7 @@ class KafkaConnection(asyncio.Protocol):
             self.close(CloseReason.MALFORMED, f"api_key={key} version={version}: {exc}")
             return
         try:
-            result = await registration.handler(self.ctx, Request(header, request, self.peer_host))
+            result = await registration.handler(self.ctx, Request(header, request, self.peer_host, session))
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -226,6 +262,8 @@ class KafkaConnection(asyncio.Protocol):
                 await asyncio.wait([previous])  # type: ignore[list-item]
             self._owed.append(self._loop.create_task(self._respond_later(previous, header, result)))
             return
+        if session.authenticated and self.decoder.max_frame_size < self._max_frame_size:
+            self.decoder.max_frame_size = self._max_frame_size  # SASL done: the full limit
         self._respond(header, result)
 
     async def _respond_later(self, previous: asyncio.Task[None] | None, header: Any, result: Any) -> None:
@@ -255,6 +293,8 @@ class KafkaConnection(asyncio.Protocol):
             self._write_raw(response_header(key, version, header.correlation_id, result.size), result)
         else:
             self._write(encode_response_frame(key, version, header.correlation_id, encode_response(key, version, result)))
+        if self.session.failed:
+            self.close(CloseReason.AUTHENTICATION_FAILED)
 
     def _write(self, data: Any) -> None:
         if self.transport is not None and not self.transport.is_closing() and data:
@@ -264,7 +304,7 @@ class KafkaConnection(asyncio.Protocol):
         """A response with file regions. A small one is read into one buffer and sent with one
         write: a send costs more than copying a few KiB. A large one goes out zero copy: the
         bytes between regions are joined into one write, each region sent with os.sendfile."""
-        if result.size <= COPY_BELOW:
+        if result.size <= COPY_BELOW or not self._zero_copy:
             parts = [head]
             for chunk in result.chunks:
                 parts.append(chunk if isinstance(chunk, bytes | bytearray | memoryview) else _pread(chunk))

@@ -1,0 +1,31 @@
+"""Authorization checks for handlers: the request's principal and client address against
+the broker's authorizer (ctx.authorizer; None allows everything, as Kafka without one)."""
+
+from __future__ import annotations
+
+from strom.handlers.context import BrokerContext
+from strom.handlers.registry import Request
+from strom.security.acl import CLUSTER_NAME, Operation, ResourceType
+
+ANONYMOUS = "User:ANONYMOUS"
+
+
+def principal(request: Request) -> str:
+    return request.session.principal if request.session is not None else ANONYMOUS
+
+
+def allowed(ctx: BrokerContext, request: Request, operation: Operation, resource_type: ResourceType,
+            name: str = CLUSTER_NAME) -> bool:
+    authorizer = ctx.authorizer
+    return authorizer is None or authorizer.authorize(principal(request), request.client_host, operation,
+                                                      resource_type, name)
+
+
+def allowed_any(ctx: BrokerContext, request: Request, operation: Operation, resource_type: ResourceType) -> bool:
+    authorizer = ctx.authorizer
+    return authorizer is None or authorizer.authorized_any(principal(request), request.client_host, operation,
+                                                           resource_type)
+
+
+def cluster_allowed(ctx: BrokerContext, request: Request, operation: Operation) -> bool:
+    return allowed(ctx, request, operation, ResourceType.CLUSTER)

@@ -1,0 +1,93 @@
+"""DescribeUserScramCredentials (key 50) and AlterUserScramCredentials (key 51), version 0
+(KIP-554): SCRAM users kept salted in the metadata store. The client salts and hashes the
+password itself; the broker stores the derived keys, never the password. Errors per user as
+Kafka's ControllerApis / ScramControlManager give them."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from strom.handlers.context import BrokerContext
+from strom.handlers.registry import Request, handles
+from strom.metadata.configs import ConfigError
+from strom.metadata.image import ScramCredential
+from strom.protocol.api import ApiKey
+from strom.protocol.errors import ErrorCode
+from strom.security.scram import (
+    CODE_OF,
+    MAX_ITERATIONS,
+    MECHANISM_CODES,
+    MIN_ITERATIONS,
+    credential_from_salted_password,
+)
+
+
+@handles(ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS, 0, 0)
+async def describe_user_scram_credentials(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+    scram = ctx.image.scram
+    asked = [u.name for u in request.body.users or ()] or None  # null or empty: every user
+    results = []
+    counts = Counter(asked or ())
+    for user in sorted(scram) if asked is None else list(dict.fromkeys(asked)):
+        result: dict[str, Any] = {"user": user, "error_code": ErrorCode.NONE, "error_message": None, "credential_infos": []}
+        if counts[user] > 1:
+            result.update(error_code=ErrorCode.DUPLICATE_RESOURCE, error_message=f"Cannot describe SCRAM credentials for the same user twice in a single request: {user}")
+        elif user not in scram:
+            result.update(error_code=ErrorCode.RESOURCE_NOT_FOUND, error_message=f"Attempt to describe a user credential that does not exist: {user}")
+        else:
+            result["credential_infos"] = [{"mechanism": CODE_OF[c.mechanism], "iterations": c.iterations}
+                                          for _, c in sorted(scram[user].items())]
+        results.append(result)
+    return {"throttle_time": 0, "error_code": ErrorCode.NONE, "error_message": None, "results": results}
+
+
+@handles(ApiKey.ALTER_USER_SCRAM_CREDENTIALS, 0, 0)
+async def alter_user_scram_credentials(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+    body = request.body
+    errors: dict[str, tuple[int, str]] = {}
+    touched = Counter((d.name, d.mechanism) for d in body.deletions)
+    touched.update((u.name, u.mechanism) for u in body.upsertions)
+    users = list(dict.fromkeys([d.name for d in body.deletions] + [u.name for u in body.upsertions]))
+    for (name, _), n in touched.items():
+        if n > 1:
+            errors.setdefault(name, (ErrorCode.DUPLICATE_RESOURCE, "A user credential cannot be altered twice in the same request"))
+    deletions: list[tuple[str, str]] = []
+    upserts: list[tuple[str, ScramCredential]] = []
+    scram = ctx.image.scram
+    for d in body.deletions:
+        mechanism = MECHANISM_CODES.get(d.mechanism)
+        if not d.name:
+            errors.setdefault(d.name, (ErrorCode.UNACCEPTABLE_CREDENTIAL, "Username must not be empty"))
+        elif mechanism is None:
+            errors.setdefault(d.name, (ErrorCode.UNSUPPORTED_SASL_MECHANISM, "Unknown SCRAM mechanism"))
+        elif mechanism not in scram.get(d.name, {}):
+            errors.setdefault(d.name, (ErrorCode.RESOURCE_NOT_FOUND, "Attempt to delete a user credential that does not exist"))
+        else:
+            deletions.append((d.name, mechanism))
+    for u in body.upsertions:
+        mechanism = MECHANISM_CODES.get(u.mechanism)
+        if not u.name:
+            errors.setdefault(u.name, (ErrorCode.UNACCEPTABLE_CREDENTIAL, "Username must not be empty"))
+        elif mechanism is None:
+            errors.setdefault(u.name, (ErrorCode.UNSUPPORTED_SASL_MECHANISM, "Unknown SCRAM mechanism"))
+        elif u.iterations < MIN_ITERATIONS:
+            errors.setdefault(u.name, (ErrorCode.UNACCEPTABLE_CREDENTIAL, "Too few iterations"))
+        elif u.iterations > MAX_ITERATIONS:
+            errors.setdefault(u.name, (ErrorCode.UNACCEPTABLE_CREDENTIAL, "Too many iterations"))
+        elif not u.salt or not u.salted_password:
+            errors.setdefault(u.name, (ErrorCode.UNACCEPTABLE_CREDENTIAL, "Salt and salted password must not be empty"))
+        else:
+            upserts.append((u.name, credential_from_salted_password(mechanism, bytes(u.salt), bytes(u.salted_password), u.iterations)))
+    # A user with any error changes nothing (Kafka validates per user).
+    deletions = [d for d in deletions if d[0] not in errors]
+    upserts = [u for u in upserts if u[0] not in errors]
+    if deletions or upserts:
+        try:
+            await ctx.metadata.alter_scram_credentials(upserts, deletions)
+        except ConfigError as exc:
+            for name in {d[0] for d in deletions} | {u[0] for u in upserts}:
+                errors[name] = (exc.error_code, exc.message)
+    results = [{"user": name, "error_code": errors.get(name, (ErrorCode.NONE, None))[0],
+                "error_message": errors.get(name, (ErrorCode.NONE, None))[1]} for name in users]
+    return {"throttle_time": 0, "results": results}
