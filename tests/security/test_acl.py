@@ -18,7 +18,7 @@ from strom.security.acl import (
 T, G, C = ResourceType.TOPIC, ResourceType.GROUP, ResourceType.CLUSTER
 LIT, PRE = PatternType.LITERAL, PatternType.PREFIXED
 ALLOW, DENY = Permission.ALLOW, Permission.DENY
-O = Operation
+Op = Operation
 
 
 def acl(name, op, permission=ALLOW, principal="User:alice", pattern=LIT, host="*", rtype=T):
@@ -26,53 +26,53 @@ def acl(name, op, permission=ALLOW, principal="User:alice", pattern=LIT, host="*
 
 
 @pytest.mark.parametrize(("acls", "principal", "host", "op", "name", "allowed"), [
-    ([acl("orders", O.READ)], "User:alice", "1.2.3.4", O.READ, "orders", True),
-    ([acl("orders", O.READ)], "User:alice", "1.2.3.4", O.WRITE, "orders", False),
-    ([acl("orders", O.READ)], "User:bob", "1.2.3.4", O.READ, "orders", False),
-    ([acl("orders", O.READ)], "User:alice", "1.2.3.4", O.READ, "orders2", False),  # literal is exact
-    ([acl("*", O.READ)], "User:alice", "1.2.3.4", O.READ, "anything", True),  # literal wildcard
-    ([acl("ord", O.READ, pattern=PRE)], "User:alice", "1.2.3.4", O.READ, "orders", True),
-    ([acl("ord", O.READ, pattern=PRE)], "User:alice", "1.2.3.4", O.READ, "or", False),
-    ([acl("orders", O.READ, principal="User:*")], "User:bob", "1.2.3.4", O.READ, "orders", True),
-    ([acl("orders", O.READ, host="10.0.0.1")], "User:alice", "1.2.3.4", O.READ, "orders", False),
-    ([acl("orders", O.READ, host="1.2.3.4")], "User:alice", "1.2.3.4", O.READ, "orders", True),
-    ([acl("orders", O.ALL)], "User:alice", "h", O.DELETE, "orders", True),
+    ([acl("orders", Op.READ)], "User:alice", "1.2.3.4", Op.READ, "orders", True),
+    ([acl("orders", Op.READ)], "User:alice", "1.2.3.4", Op.WRITE, "orders", False),
+    ([acl("orders", Op.READ)], "User:bob", "1.2.3.4", Op.READ, "orders", False),
+    ([acl("orders", Op.READ)], "User:alice", "1.2.3.4", Op.READ, "orders2", False),  # literal is exact
+    ([acl("*", Op.READ)], "User:alice", "1.2.3.4", Op.READ, "anything", True),  # literal wildcard
+    ([acl("ord", Op.READ, pattern=PRE)], "User:alice", "1.2.3.4", Op.READ, "orders", True),
+    ([acl("ord", Op.READ, pattern=PRE)], "User:alice", "1.2.3.4", Op.READ, "or", False),
+    ([acl("orders", Op.READ, principal="User:*")], "User:bob", "1.2.3.4", Op.READ, "orders", True),
+    ([acl("orders", Op.READ, host="10.0.0.1")], "User:alice", "1.2.3.4", Op.READ, "orders", False),
+    ([acl("orders", Op.READ, host="1.2.3.4")], "User:alice", "1.2.3.4", Op.READ, "orders", True),
+    ([acl("orders", Op.ALL)], "User:alice", "h", Op.DELETE, "orders", True),
     # implied DESCRIBE / DESCRIBE_CONFIGS by ALLOW only
-    ([acl("orders", O.WRITE)], "User:alice", "h", O.DESCRIBE, "orders", True),
-    ([acl("orders", O.ALTER_CONFIGS)], "User:alice", "h", O.DESCRIBE_CONFIGS, "orders", True),
-    ([acl("orders", O.DESCRIBE)], "User:alice", "h", O.READ, "orders", False),
-    ([acl("orders", O.READ), acl("orders", O.READ, DENY)], "User:alice", "h", O.DESCRIBE, "orders", True),
+    ([acl("orders", Op.WRITE)], "User:alice", "h", Op.DESCRIBE, "orders", True),
+    ([acl("orders", Op.ALTER_CONFIGS)], "User:alice", "h", Op.DESCRIBE_CONFIGS, "orders", True),
+    ([acl("orders", Op.DESCRIBE)], "User:alice", "h", Op.READ, "orders", False),
+    ([acl("orders", Op.READ), acl("orders", Op.READ, DENY)], "User:alice", "h", Op.DESCRIBE, "orders", True),
     # DENY wins, also through wildcards and prefixes
-    ([acl("orders", O.READ), acl("*", O.READ, DENY, principal="User:*")], "User:alice", "h", O.READ, "orders", False),
-    ([acl("orders", O.ALL), acl("ord", O.WRITE, DENY, pattern=PRE)], "User:alice", "h", O.WRITE, "orders", False),
-    ([acl("orders", O.ALL), acl("ord", O.WRITE, DENY, pattern=PRE)], "User:alice", "h", O.READ, "orders", True),
-    ([acl("orders", O.READ), acl("orders", O.ALL, DENY)], "User:alice", "h", O.READ, "orders", False),
+    ([acl("orders", Op.READ), acl("*", Op.READ, DENY, principal="User:*")], "User:alice", "h", Op.READ, "orders", False),
+    ([acl("orders", Op.ALL), acl("ord", Op.WRITE, DENY, pattern=PRE)], "User:alice", "h", Op.WRITE, "orders", False),
+    ([acl("orders", Op.ALL), acl("ord", Op.WRITE, DENY, pattern=PRE)], "User:alice", "h", Op.READ, "orders", True),
+    ([acl("orders", Op.READ), acl("orders", Op.ALL, DENY)], "User:alice", "h", Op.READ, "orders", False),
     # an ACL on the resource for someone else: no ALLOW for alice means denied
-    ([acl("orders", O.READ, principal="User:bob")], "User:alice", "h", O.READ, "orders", False),
-    ([], "User:alice", "h", O.READ, "orders", False),
+    ([acl("orders", Op.READ, principal="User:bob")], "User:alice", "h", Op.READ, "orders", False),
+    ([], "User:alice", "h", Op.READ, "orders", False),
 ])
 def test_decisions(acls, principal, host, op, name, allowed):
     assert Authorizer(tuple(acls)).authorize(principal, host, op, T, name) is allowed
 
 
 def test_super_users_and_no_acl_found():
-    assert Authorizer((), frozenset({"User:admin"})).authorize("User:admin", "h", O.ALTER, C, "kafka-cluster")
-    everyone = Authorizer((acl("orders", O.READ, principal="User:bob"),), allow_if_no_acl=True)
-    assert everyone.authorize("User:alice", "h", O.WRITE, T, "other")  # no ACL on "other"
-    assert not everyone.authorize("User:alice", "h", O.READ, T, "orders")  # ACLs exist on "orders"
+    assert Authorizer((), frozenset({"User:admin"})).authorize("User:admin", "h", Op.ALTER, C, "kafka-cluster")
+    everyone = Authorizer((acl("orders", Op.READ, principal="User:bob"),), allow_if_no_acl=True)
+    assert everyone.authorize("User:alice", "h", Op.WRITE, T, "other")  # no ACL on "other"
+    assert not everyone.authorize("User:alice", "h", Op.READ, T, "orders")  # ACLs exist on "orders"
 
 
 def test_authorized_any():
-    a = Authorizer((acl("orders", O.WRITE), acl("logs", O.WRITE, principal="User:bob")))
-    assert a.authorized_any("User:alice", "h", O.WRITE, T)
-    assert not a.authorized_any("User:carol", "h", O.WRITE, T)
-    denied = Authorizer((acl("orders", O.WRITE), acl("*", O.WRITE, DENY)))
-    assert not denied.authorized_any("User:alice", "h", O.WRITE, T)
+    a = Authorizer((acl("orders", Op.WRITE), acl("logs", Op.WRITE, principal="User:bob")))
+    assert a.authorized_any("User:alice", "h", Op.WRITE, T)
+    assert not a.authorized_any("User:carol", "h", Op.WRITE, T)
+    denied = Authorizer((acl("orders", Op.WRITE), acl("*", Op.WRITE, DENY)))
+    assert not denied.authorized_any("User:alice", "h", Op.WRITE, T)
 
 
 def test_filters():
-    bindings = [acl("orders", O.READ), acl("ord", O.WRITE, pattern=PRE), acl("*", O.READ, principal="User:*"),
-                acl("g1", O.READ, rtype=G)]
+    bindings = [acl("orders", Op.READ), acl("ord", Op.WRITE, pattern=PRE), acl("*", Op.READ, principal="User:*"),
+                acl("g1", Op.READ, rtype=G)]
     assert [b for b in bindings if AclFilter(T, "orders", PatternType.MATCH).matches(b)] == bindings[:3]
     assert [b for b in bindings if AclFilter(T, "orders", PatternType.LITERAL).matches(b)] == bindings[:1]
     assert [b for b in bindings if AclFilter(principal="User:*").matches(b)] == bindings[2:3]
@@ -81,12 +81,12 @@ def test_filters():
 
 
 @pytest.mark.parametrize(("binding", "why"), [
-    (acl("x", O.READ, principal="alice"), "Could not parse principal"),
-    (acl("other", O.ALTER, rtype=C), "kafka-cluster"),
-    (acl("*", O.READ, pattern=PRE), "wildcard"),
-    (acl("x", O.ANY), "Invalid operation"),
-    (acl("x", O.READ, rtype=ResourceType.ANY), "Invalid resource type"),
+    (acl("x", Op.READ, principal="alice"), "Could not parse principal"),
+    (acl("other", Op.ALTER, rtype=C), "kafka-cluster"),
+    (acl("*", Op.READ, pattern=PRE), "wildcard"),
+    (acl("x", Op.ANY), "Invalid operation"),
+    (acl("x", Op.READ, rtype=ResourceType.ANY), "Invalid resource type"),
 ])
 def test_invalid_bindings(binding, why):
     assert why in invalid_binding(binding)
-    assert invalid_binding(acl("x", O.READ)) is None
+    assert invalid_binding(acl("x", Op.READ)) is None
