@@ -43,8 +43,8 @@ def _console(stderr: bool = False) -> Any:
 
     console = PipeConsole(stderr=stderr, highlight=False, soft_wrap=False)
     if not console.is_terminal:
-        # Piped output: no colours, and wide enough that rows are not wrapped mid-cell.
-        console = PipeConsole(stderr=stderr, highlight=False, no_color=True, width=max(console.width, 200))
+        # Piped output: no colours, and never wrapped mid-cell (tables size to their content).
+        console = PipeConsole(stderr=stderr, highlight=False, no_color=True, width=max(console.width, 10_000))
     return console
 
 

@@ -1,5 +1,4 @@
-"""DescribeAcls (29), CreateAcls (30) and DeleteAcls (31), versions 0-3 (v0 has no pattern
-type: LITERAL). ACLs live in the metadata store; the decision is security.acl's. Without an
+"""DescribeAcls (29), CreateAcls (30) and DeleteAcls (31), versions 1-3 (as Kafka 4). ACLs live in the metadata store; the decision is security.acl's. Without an
 authorizer Kafka answers SECURITY_DISABLED; describing needs DESCRIBE on the cluster,
 creating and deleting ALTER."""
 
@@ -35,10 +34,10 @@ def _enum(kind: Any, value: int) -> Any:
         return kind(0)  # UNKNOWN
 
 
-def _filter(f: Any, version: int) -> AclFilter:
+def _filter(f: Any) -> AclFilter:
     return AclFilter(
         _enum(ResourceType, f.resource_type_filter), f.resource_name_filter,
-        _enum(PatternType, f.pattern_type_filter) if version >= 1 else PatternType.LITERAL,
+        _enum(PatternType, f.pattern_type_filter),
         f.principal_filter, f.host_filter, _enum(Operation, f.operation), _enum(Permission, f.permission_type),
     )
 
@@ -62,19 +61,14 @@ def _resources(bindings: Iterable[AclBinding]) -> list[dict[str, Any]]:
     return [{"resource_type": t, "resource_name": n, "pattern_type": p, "acls": acls} for (t, n, p), acls in grouped.items()]
 
 
-@handles(ApiKey.DESCRIBE_ACLS, 0, 3)
+@handles(ApiKey.DESCRIBE_ACLS, 1, 3)
 async def describe_acls(ctx: BrokerContext, request: Request) -> dict[str, Any]:
     response: dict[str, Any] = {"throttle_time": 0, "error_code": ErrorCode.NONE, "error_message": None, "resources": []}
     refusal = _refusal(ctx, request, Operation.DESCRIBE)
     if refusal is not None:
         response["error_code"], response["error_message"] = refusal
         return response
-    body = request.body
-    f = AclFilter(
-        _enum(ResourceType, body.resource_type_filter), body.resource_name_filter,
-        _enum(PatternType, body.pattern_type_filter) if request.version >= 1 else PatternType.LITERAL,
-        body.principal_filter, body.host_filter, _enum(Operation, body.operation), _enum(Permission, body.permission_type),
-    )
+    f = _filter(request.body)
     if (why := f.invalid()) is not None:
         response.update(error_code=ErrorCode.INVALID_REQUEST, error_message=why)
         return response
@@ -82,7 +76,7 @@ async def describe_acls(ctx: BrokerContext, request: Request) -> dict[str, Any]:
     return response
 
 
-@handles(ApiKey.CREATE_ACLS, 0, 3)
+@handles(ApiKey.CREATE_ACLS, 1, 3)
 async def create_acls(ctx: BrokerContext, request: Request) -> dict[str, Any]:
     creations = request.body.creations
     refusal = _refusal(ctx, request, Operation.ALTER)
@@ -93,7 +87,7 @@ async def create_acls(ctx: BrokerContext, request: Request) -> dict[str, Any]:
     for c in creations:
         binding = AclBinding(
             _enum(ResourceType, c.resource_type), c.resource_name,
-            _enum(PatternType, c.resource_pattern_type) if request.version >= 1 else PatternType.LITERAL,
+            _enum(PatternType, c.resource_pattern_type),
             c.principal, c.host, _enum(Operation, c.operation), _enum(Permission, c.permission_type),
         )
         why = invalid_binding(binding)
@@ -109,7 +103,7 @@ async def create_acls(ctx: BrokerContext, request: Request) -> dict[str, Any]:
     return {"throttle_time": 0, "results": results}
 
 
-@handles(ApiKey.DELETE_ACLS, 0, 3)
+@handles(ApiKey.DELETE_ACLS, 1, 3)
 async def delete_acls(ctx: BrokerContext, request: Request) -> dict[str, Any]:
     filters = request.body.filters
     refusal = _refusal(ctx, request, Operation.ALTER)
@@ -120,7 +114,7 @@ async def delete_acls(ctx: BrokerContext, request: Request) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
     doomed: set[AclBinding] = set()
     for raw in filters:
-        f = _filter(raw, request.version)
+        f = _filter(raw)
         if (why := f.invalid()) is not None:
             results.append({"error_code": ErrorCode.INVALID_REQUEST, "error_message": why, "matching_acls": []})
             continue

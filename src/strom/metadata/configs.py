@@ -759,9 +759,10 @@ def validate_broker_dynamic_configs(configs: Mapping[str, str | None], *, per_br
     Names Kafka does not define pass unchecked: Kafka keeps them for plugins. Kafka answers
     these failures with INVALID_REQUEST, not INVALID_CONFIG (see KAFKA-13609)."""
     defs = {name: broker_config_def(name) for name in configs}
-    _refuse([n for n, d in defs.items() if d is not None and d.read_only], "Cannot update these configs dynamically")
+    # Kafka checks the listener-prefix rule first (its keystores are updatable per listener)
     _refuse([n for n in configs if n in LISTENER_PREFIX_ONLY],
             "These security configs can be dynamically updated only per-listener using the listener prefix")
+    _refuse([n for n, d in defs.items() if d is not None and d.read_only], "Cannot update these configs dynamically")
     checked = {}
     for name, value in configs.items():
         if value is None:
