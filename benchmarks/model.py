@@ -52,6 +52,10 @@ class Sizes:
     machine_bytes: int = 1 << 30
     producers: int = 1
     # the cluster group (benchmarks/cluster.py): 3 brokers beside one, then leader kills
+    # the security group (benchmarks/security.py): plaintext beside SASL_SSL on one broker
+    security_records_100: int = 1_000_000
+    security_records_1k: int = 300_000
+    security_repeats: int = 3
     cluster_records_100: int = 2_000_000
     cluster_records_1k: int = 500_000
     cluster_repeats: int = 3
@@ -67,7 +71,8 @@ class Sizes:
         return cls(produce_100=200_000, produce_1k=50_000, repeats=1, latency_seconds=2.0,
                    many_partitions=1000, many_records=100_000, peer_records_100=50_000,
                    peer_records_1k=20_000, machine_bytes=128 << 20, cluster_records_100=50_000,
-                   cluster_records_1k=10_000, cluster_repeats=1, cluster_latency_seconds=1.0,
+                   cluster_records_1k=10_000, cluster_repeats=1, security_records_100=200_000,
+                   security_records_1k=50_000, security_repeats=1, cluster_latency_seconds=1.0,
                    cluster_latency_lingers=(1,), cluster_idle_seconds=1.0, cluster_kills_default=0,
                    cluster_kills_short=1)
 

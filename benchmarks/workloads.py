@@ -57,9 +57,10 @@ def measure(broker: KafkaBroker, body: Callable[[], object]) -> tuple[object, fl
 
 
 def produce(broker: KafkaBroker, client: KafkaClient, topic: str, size: int, acks: str,
-            partitions: int, records: int, producers: int) -> Row:
+            partitions: int, records: int, producers: int, extra: dict[str, str] | None = None) -> Row:
+    """``extra``: more client settings (security.protocol and the like)."""
     share = [records // producers + (1 if i < records % producers else 0) for i in range(producers)]
-    conf = {**PRODUCER_CONF, "acks": acks}
+    conf = {**PRODUCER_CONF, "acks": acks, **(extra or {})}
     commands = []
     for n in share:
         where = ["-P", str(partitions)] if partitions > 1 else ["-p", "0"]
@@ -76,10 +77,10 @@ def produce(broker: KafkaBroker, client: KafkaClient, topic: str, size: int, ack
 
 
 def consume(broker: KafkaBroker, client: KafkaClient, topic: str, size: int, partitions: int,
-            records: int) -> Row:
+            records: int, extra: dict[str, str] | None = None) -> Row:
     group = f"bench-{uuid.uuid4().hex[:10]}"
     command = client.command("consume", ["-b", broker.bootstrap, "-t", topic, "-n", str(records),
-                                         "-g", group, "-d", "240", *_x(CONSUMER_CONF)])
+                                         "-g", group, "-d", "240", *_x({**CONSUMER_CONF, **(extra or {})})])
     done, cpu, rss = measure(broker, lambda: run_parallel([command], CLIENT_TIMEOUT))
     d = done[0]  # type: ignore[index]
     r = d.json()

@@ -2,64 +2,48 @@
 that Metadata, DescribeCluster and DescribeGroups report for a resource when the request asks
 (``include_*_authorized_operations``).
 
-strom has no authorizer yet. Kafka without one allows every operation, so it reports all the
-operations the resource type supports (AclEntry.supportedOperations, via
-AuthHelper.authorizedOperations); so does strom. A request that does not ask gets the
-schema default, INT32_MIN. The security work will compute them from ACLs here.
+As Kafka's AuthHelper.authorizedOperations: each operation the resource type supports
+(AclEntry.supportedOperations) that the authorizer allows the request's principal on the
+named resource; without an authorizer, all of them. A request that does not ask gets the
+schema default, INT32_MIN.
 """
 
 from __future__ import annotations
 
-from enum import IntEnum
 from typing import Final
+
+from strom.handlers.auth import allowed
+from strom.handlers.context import BrokerContext
+from strom.handlers.registry import Request
+from strom.security.acl import CLUSTER_NAME, Operation, ResourceType
 
 AUTHORIZED_OPERATIONS_OMITTED: Final = -(2**31)  # not asked for (Kafka's name)
 
-
-class AclOperation(IntEnum):
-    """Kafka's AclOperation codes."""
-
-    UNKNOWN = 0
-    ANY = 1
-    ALL = 2
-    READ = 3
-    WRITE = 4
-    CREATE = 5
-    DELETE = 6
-    ALTER = 7
-    DESCRIBE = 8
-    CLUSTER_ACTION = 9
-    DESCRIBE_CONFIGS = 10
-    ALTER_CONFIGS = 11
-    IDEMPOTENT_WRITE = 12
-    CREATE_TOKENS = 13
-    DESCRIBE_TOKENS = 14
-
-
-class AclResourceType(IntEnum):
-    """Kafka's ResourceType codes (of ACLs, not of configs) that report operations."""
-
-    TOPIC = 2
-    GROUP = 3
-    CLUSTER = 4
-
-
-_op = AclOperation
-SUPPORTED: Final[dict[AclResourceType, frozenset[AclOperation]]] = {
-    AclResourceType.TOPIC: frozenset({
+_op = Operation
+SUPPORTED: Final[dict[ResourceType, tuple[Operation, ...]]] = {
+    ResourceType.TOPIC: (
         _op.READ, _op.WRITE, _op.CREATE, _op.DESCRIBE, _op.DELETE, _op.ALTER, _op.DESCRIBE_CONFIGS, _op.ALTER_CONFIGS,
-    }),
-    AclResourceType.GROUP: frozenset({_op.READ, _op.DESCRIBE, _op.DELETE, _op.DESCRIBE_CONFIGS, _op.ALTER_CONFIGS}),
-    AclResourceType.CLUSTER: frozenset({
+    ),
+    ResourceType.GROUP: (_op.READ, _op.DESCRIBE, _op.DELETE, _op.DESCRIBE_CONFIGS, _op.ALTER_CONFIGS),
+    ResourceType.CLUSTER: (
         _op.CREATE, _op.CLUSTER_ACTION, _op.DESCRIBE_CONFIGS, _op.ALTER_CONFIGS, _op.IDEMPOTENT_WRITE, _op.ALTER,
         _op.DESCRIBE,
-    }),
+    ),
 }
 
 
-def authorized_operations(resource_type: AclResourceType, requested: bool = True) -> int:
-    """The operations a client may perform on a resource of this type (all it supports, with
-    no authorizer), or AUTHORIZED_OPERATIONS_OMITTED."""
+def authorized_operations(
+    ctx: BrokerContext, request: Request, resource_type: ResourceType, name: str = CLUSTER_NAME
+) -> int:
+    """The operations the request's principal may perform on the resource, as a bitfield."""
+    return sum(1 << op for op in SUPPORTED[resource_type] if allowed(ctx, request, op, resource_type, name))
+
+
+def cluster_authorized_operations(ctx: BrokerContext, request: Request, requested: bool) -> int:
+    """Metadata v8-10 and DescribeCluster: Kafka reports none (0) to a principal that may not
+    DESCRIBE the cluster."""
     if not requested:
         return AUTHORIZED_OPERATIONS_OMITTED
-    return sum(1 << op for op in SUPPORTED[resource_type])
+    if not allowed(ctx, request, Operation.DESCRIBE, ResourceType.CLUSTER):
+        return 0
+    return authorized_operations(ctx, request, ResourceType.CLUSTER)

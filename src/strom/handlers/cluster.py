@@ -4,6 +4,9 @@ The controller is the broker holding the controller lease in etcd (a single node
 KIP-919) is for KRaft controllers, which strom does not have: UNSUPPORTED_ENDPOINT_TYPE.
 DescribeLogDirs reports the one data directory with each partition's size on disk; strom has
 no replica moves between directories, so offset_lag is 0 and is_future_key false.
+Authorization as Kafka's: DescribeCluster is open to every principal (its cluster authorized
+operations are 0 without DESCRIBE on the cluster); DescribeLogDirs needs DESCRIBE on the cluster
+(else CLUSTER_AUTHORIZATION_FAILED and no directories).
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from strom.handlers.authorized_operations import AclResourceType, authorized_operations
+from strom.handlers.auth import cluster_allowed
+from strom.handlers.authorized_operations import cluster_authorized_operations
 from strom.handlers.context import BrokerContext
 from strom.handlers.registry import Request, handles, listener_of
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
+from strom.security.acl import Operation
 
 BROKER_ENDPOINTS = 1
 
@@ -33,8 +38,8 @@ async def describe_cluster(ctx: BrokerContext, request: Request) -> dict[str, An
             {"broker_id": n.node_id, "host": n.host, "port": n.port, "rack": n.rack, "is_fenced": False}
             for n in ctx.nodes(listener_of(request))
         ],
-        "cluster_authorized_operations": authorized_operations(
-            AclResourceType.CLUSTER, request.body.include_cluster_authorized_operations
+        "cluster_authorized_operations": cluster_authorized_operations(
+            ctx, request, request.body.include_cluster_authorized_operations
         ),
     }
     if endpoint_type != BROKER_ENDPOINTS:
@@ -48,6 +53,8 @@ async def describe_cluster(ctx: BrokerContext, request: Request) -> dict[str, An
 
 @handles(ApiKey.DESCRIBE_LOG_DIRS, 1, 4)
 async def describe_log_dirs(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+    if not cluster_allowed(ctx, request, Operation.DESCRIBE):
+        return {"throttle_time": 0, "error_code": ErrorCode.CLUSTER_AUTHORIZATION_FAILED, "results": []}
     wanted = request.body.topics
     selected: dict[str, set[int] | None]
     if wanted is None:

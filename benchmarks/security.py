@@ -1,0 +1,122 @@
+"""TLS and SASL beside plaintext: one strom broker with a PLAINTEXT and a SASL_SSL listener
+(SCRAM-SHA-512 over TLS, certificates from trustme), the same produce and consume workloads
+on each, taking turns (``python -m benchmarks run --only security``).
+
+Plaintext fetches go out zero copy (os.sendfile); under TLS every byte passes through the
+SSL object, so the consume rows show what that costs. The SCRAM exchange happens once per
+connection and is not in the timed part."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.brokers import ServerProcess, StromBroker
+from benchmarks.clients import KafkaClient
+from benchmarks.model import Row, Sizes, median_row
+from benchmarks.procstat import ProcTree
+from benchmarks.workloads import consume, log, produce
+
+USER, PASSWORD = "bench", "bench-secret"
+
+
+@dataclass
+class Listener:
+    """What the workloads need of a broker: a name, a bootstrap address, the process, and
+    the client settings for this listener."""
+
+    name: str
+    bootstrap: str
+    server: ServerProcess
+    client_conf: dict[str, str]
+
+    @property
+    def proc(self) -> ProcTree:
+        return ProcTree(self.server.pid)
+
+
+class SecureStrom(StromBroker):
+    """strom with PLAINTEXT and SASL_SSL listeners on free ports."""
+
+    def start(self) -> SecureStrom:
+        import trustme
+
+        pki = Path(tempfile.mkdtemp(prefix="bench-pki-", dir=self.tmp))
+        ca = trustme.CA()
+        ca.cert_pem.write_to_path(str(pki / "ca.pem"))
+        ca.issue_cert("localhost", "127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(pki / "server.pem"))
+        self.ca = str(pki / "ca.pem")
+        data = self.tmp / "data"
+        subprocess.run([sys.executable, "-m", "strom", "user", "add", USER, "--password", PASSWORD,
+                        "--mechanism", "SCRAM-SHA-512", "--data-dir", str(data)], check=True, capture_output=True)
+        self.overrides = {**self.overrides, "listeners": "PLAINTEXT://127.0.0.1:0,SASL_SSL://127.0.0.1:0",
+                          "ssl.keystore.location": str(pki / "server.pem"), "sasl.enabled.mechanisms": "SCRAM-SHA-512"}
+        command = [sys.executable, "-m", "strom", "serve", "--data-dir", str(data)]
+        for key, value in self.overrides.items():
+            command += ["-o", f"{key}={value}"]
+        import os
+
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(self.src), env.get("PYTHONPATH", "")) if p)
+        self.server = ServerProcess(command, env=env)
+        m = self.server.wait_for(r"strom listening on (\S+):(\d+) \(also SASL_SSL on port (\d+)\)", 30)
+        self.port, self.tls_port = int(m.group(2)), int(m.group(3))
+        return self
+
+    def listeners(self) -> list[Listener]:
+        assert self.server is not None
+        sasl = {"security.protocol": "SASL_SSL", "ssl.ca.location": self.ca, "sasl.mechanism": "SCRAM-SHA-512",
+                "sasl.username": USER, "sasl.password": PASSWORD}
+        return [Listener("plaintext", self.bootstrap, self.server, {}),
+                Listener("SASL_SSL (SCRAM-SHA-512)", f"127.0.0.1:{self.tls_port}", self.server, sasl)]
+
+
+def run_security_suite(client: KafkaClient, sizes: Sizes) -> dict[str, Any]:
+    """Produce then consume 1 KiB records on each listener, ``sizes.security_repeats`` turns."""
+    pairs: list[dict[str, Any]] = []
+    with SecureStrom() as broker:
+        listeners = broker.listeners()
+        for size, records in ((100, sizes.security_records_100), (1024, sizes.security_records_1k)):
+            produced: dict[str, list[Row]] = {ls.name: [] for ls in listeners}
+            consumed: dict[str, list[Row]] = {ls.name: [] for ls in listeners}
+            for rep in range(sizes.security_repeats):
+                for ls in listeners:
+                    topic = f"sec-{size}-{rep}-{len(ls.name)}"
+                    broker.create_topic(topic, 1)
+                    produced[ls.name].append(produce(ls, client, topic, size, "all", 1, records, 1,  # type: ignore[arg-type]
+                                                     extra=ls.client_conf))
+                    consumed[ls.name].append(consume(ls, client, topic, size, 1, records,  # type: ignore[arg-type]
+                                                     extra=ls.client_conf))
+            for workload, rows in (("produce", produced), ("consume", consumed)):
+                chosen = {name: median_row(r) for name, r in rows.items()}
+                for name, row in chosen.items():
+                    log(f"{name}: {workload} {size} B: {row.records_per_s:,.0f} rec/s, "
+                        f"{row.cpu_per_million:.2f} broker CPU s per M records")
+                pairs.append({"workload": f"{workload} {size} B", "rows": {n: r.as_dict() for n, r in chosen.items()}})
+        with contextlib.suppress(Exception):
+            broker.delete_topic("unused")
+    return {"settings": {"repeats": sizes.security_repeats, "records_100": sizes.security_records_100,
+                         "records_1k": sizes.security_records_1k, "client": client.name,
+                         "listeners": [ls.name for ls in listeners]}, "pairs": pairs}
+
+
+def markdown(data: dict[str, Any]) -> str:
+    names = data["settings"]["listeners"]
+    plain, tls = names
+    lines = [f"| workload | {plain}: records/s | {tls}: records/s | {tls} / {plain} | "
+             f"broker CPU s per M records: {plain} | {tls} | ratio |", "|---|---|---|---|---|---|---|"]
+    def ratio(x: float, y: float) -> str:
+        return f"{x / y:.2f} x" if y and x == x and y == y else "-"
+
+    for pair in data["pairs"]:
+        a, b = pair["rows"][plain], pair["rows"][tls]
+        rate_a, rate_b = (r["records"] / r["seconds"] if r["seconds"] else float("nan") for r in (a, b))
+        cpu_a, cpu_b = (r["broker_cpu_s"] / r["records"] * 1e6 if r["records"] else float("nan") for r in (a, b))
+        lines.append(f"| {pair['workload']} | {rate_a:,.0f} | {rate_b:,.0f} | {ratio(rate_b, rate_a)} | "
+                     f"{cpu_a:.2f} | {cpu_b:.2f} | {ratio(cpu_b, cpu_a)} |")
+    return "\n".join(lines)
