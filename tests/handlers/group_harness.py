@@ -26,6 +26,8 @@ from strom.protocol.framing import RequestHeader
 from strom.server.broker import Broker
 from strom.server.coordinator_runtime import ShardState
 
+from .harness import session_of
+
 GROUP_SETTINGS = {
     "offsets_topic_num_partitions": 3,
     "group_initial_rebalance_delay_ms": 0,
@@ -47,11 +49,13 @@ async def running(data_dir: Path, **settings: Any) -> AsyncIterator[Broker]:
         await broker.stop()
 
 
-async def call(ctx: BrokerContext, key: int, version: int, body: dict[str, Any], client_id: str = "test") -> Any:
+async def call(
+    ctx: BrokerContext, key: int, version: int, body: dict[str, Any], client_id: str = "test", principal: str | None = None
+) -> Any:
     request = Request(
         RequestHeader(key, version, 7, client_id),
         decode_request(key, version, encode_request(key, version, body)),
-        "127.0.0.1",
+        "127.0.0.1", session_of(principal),
     )
     result = await registrations()[key].handler(ctx, request)
     if isinstance(result, Delayed):  # acks=all, flush.messages: answered once complete

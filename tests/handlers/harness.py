@@ -26,6 +26,8 @@ from strom.metadata.image import BrokerRegistration
 from strom.metadata.store import LocalMetadataStore, TopicMetadata
 from strom.protocol.codec import decode_request, decode_response, encode_request, encode_response
 from strom.protocol.framing import RequestHeader
+from strom.security.listeners import Listener
+from strom.security.session import ListenerSecurity, Session
 from strom.server.replicas import ReplicaManager
 
 # Producer ids reserved in the store per context (the server reserves blocks of 1000 as it goes).
@@ -78,10 +80,19 @@ async def handle(ctx: BrokerContext, request: Request) -> Any:
     return result
 
 
-def call(ctx: BrokerContext, key: int, version: int, body: dict[str, Any]) -> Any:
-    """Run the handler on an encoded-then-decoded request; return the decoded response."""
+def session_of(principal: str | None) -> Session | None:
+    """A PLAINTEXT connection's session authenticated as ``principal`` (None: no session)."""
+    if principal is None:
+        return None
+    return Session(ListenerSecurity(Listener("PLAINTEXT", "PLAINTEXT", "", 0)), principal=principal)
+
+
+def call(ctx: BrokerContext, key: int, version: int, body: dict[str, Any], principal: str | None = None) -> Any:
+    """Run the handler on an encoded-then-decoded request (from ``principal`` when given);
+    return the decoded response."""
     request = Request(
-        RequestHeader(key, version, 7, "test"), decode_request(key, version, encode_request(key, version, body))
+        RequestHeader(key, version, 7, "test"), decode_request(key, version, encode_request(key, version, body)),
+        "127.0.0.1", session_of(principal),
     )
     result = asyncio.run(handle(ctx, request))
     return decode_response(key, version, encode_response(key, version, result))

@@ -23,8 +23,14 @@ as Kafka keeps custom configs for plugins.
 validate_only checks everything and changes nothing. A change is pushed at once into the
 open logs it affects.
 
+Authorization as Kafka's ConfigHelper / ControllerApis: describing a topic needs
+DESCRIBE_CONFIGS on it (TOPIC_AUTHORIZATION_FAILED), a broker resource DESCRIBE_CONFIGS on the
+cluster (CLUSTER_AUTHORIZATION_FAILED), a group on the group (GROUP_AUTHORIZATION_FAILED);
+altering needs ALTER_CONFIGS likewise. A topic is authorized before it is looked up; a broker
+resource, as in Kafka, after its request-level checks and validation (duplicates, node id, values).
+
 Not done: BROKER_LOGGER (8; log4j levels), CLIENT_METRICS (16) and GROUP (32) resources are
-answered INVALID_REQUEST; there are no ACLs and no AlterConfigPolicy.
+answered INVALID_REQUEST; there is no AlterConfigPolicy.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
+from strom.handlers.auth import allowed
 from strom.handlers.context import BrokerContext
 from strom.handlers.registry import Request, handles
 from strom.metadata.configs import (
@@ -53,6 +60,7 @@ from strom.metadata.configs import (
 from strom.metadata.store import validate_topic_name
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
+from strom.security import acl
 
 
 class ResourceType(IntEnum):
@@ -93,6 +101,27 @@ def _type_name(resource_type: int) -> str:
         return ResourceType(resource_type).name
     except ValueError:
         return ResourceType.UNKNOWN.name
+
+
+# Which ACL resource guards a config resource type, and the error when the check fails.
+_GUARDS: dict[int, tuple[acl.ResourceType, int, str]] = {
+    ResourceType.TOPIC: (acl.ResourceType.TOPIC, ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Topic authorization failed."),
+    ResourceType.BROKER: (acl.ResourceType.CLUSTER, ErrorCode.CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed."),
+    ResourceType.BROKER_LOGGER: (acl.ResourceType.CLUSTER, ErrorCode.CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed."),
+    ResourceType.CLIENT_METRICS: (acl.ResourceType.CLUSTER, ErrorCode.CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed."),
+    ResourceType.GROUP: (acl.ResourceType.GROUP, ErrorCode.GROUP_AUTHORIZATION_FAILED, "Group authorization failed."),
+}
+
+
+def _authorize(ctx: BrokerContext, request: Request, operation: acl.Operation, resource_type: int, name: str) -> None:
+    """Raise the resource's authorization error unless the principal may operate on it
+    (unknown resource types are left to the other checks)."""
+    guard = _GUARDS.get(resource_type)
+    if guard is None:
+        return
+    acl_type, error, message = guard
+    if not allowed(ctx, request, operation, acl_type, name if acl_type != acl.ResourceType.CLUSTER else acl.CLUSTER_NAME):
+        raise ResourceError(error, message)
 
 
 _JAVA_INT = re.compile(r"[+-]?[0-9]+")
@@ -177,6 +206,7 @@ async def describe_configs(ctx: BrokerContext, request: Request) -> dict[str, An
             "configs": [],
         }
         try:
+            _authorize(ctx, request, acl.Operation.DESCRIBE_CONFIGS, resource.resource_type, resource.resource_name)
             entries = _describe_entries(ctx, resource.resource_type, resource.resource_name)
         except ResourceError as exc:
             result.update(error_code=exc.error_code, error_message=exc.message)
@@ -324,12 +354,17 @@ async def _alter(ctx: BrokerContext, request: Request, *, incremental: bool) -> 
             if keys.count((resource.resource_type, resource.resource_name)) > 1:
                 raise ResourceError(ErrorCode.INVALID_REQUEST, "Each resource must appear at most once.")
             _check_entries(resource.configs, incremental=incremental)
+            broker = resource.resource_type == ResourceType.BROKER
+            if not broker:  # Kafka validates a broker resource before authorizing it
+                _authorize(ctx, request, acl.Operation.ALTER_CONFIGS, resource.resource_type, resource.resource_name)
             target = _target(ctx, resource.resource_type, resource.resource_name, incremental=incremental)
             if incremental:
                 new = _incremental_configs(ctx, target, resource.configs)
             else:
                 new = {c.name: c.value for c in resource.configs}
             checked = _validate(ctx, target, new)
+            if broker:
+                _authorize(ctx, request, acl.Operation.ALTER_CONFIGS, resource.resource_type, resource.resource_name)
         except ResourceError as exc:
             response.update(error_code=exc.error_code, error_message=exc.message)
         else:

@@ -22,7 +22,8 @@ election_type (v1+; v0 is PREFERRED) follows KRaft's ReplicationControlManager.e
 the partitions whose election was not needed (as KRaft does). Unknown topics and partitions:
 UNKNOWN_TOPIC_OR_PARTITION. An unknown election type answers INVALID_REQUEST for every
 partition named (and at the top level, v1+). timeout_ms is not used: the writes are not
-parked.
+parked. Only a principal allowed ALTER on the cluster may elect (else CLUSTER_AUTHORIZATION_FAILED
+at the top level and for every partition named, as Kafka answers).
 """
 
 from __future__ import annotations
@@ -32,12 +33,14 @@ from dataclasses import replace
 from typing import Any
 
 from strom.cluster.controller import Controller
+from strom.handlers.auth import cluster_allowed
 from strom.handlers.context import BrokerContext
 from strom.handlers.registry import Request, handles
 from strom.metadata.configs import ConfigError
 from strom.metadata.image import NO_LEADER, RECOVERING, ClusterImage, PartitionState
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
+from strom.security.acl import Operation
 
 PREFERRED = 0
 UNCLEAN = 1
@@ -50,6 +53,8 @@ _MESSAGES = {  # Kafka's default messages for these errors
     ErrorCode.PREFERRED_LEADER_NOT_AVAILABLE: "The preferred leader was not available.",
     ErrorCode.ELIGIBLE_LEADERS_NOT_AVAILABLE: "Eligible topic partition leaders are not available.",
 }
+
+CLUSTER_REFUSED = "Cluster authorization failed."  # Kafka's message for the error
 
 Key = tuple[str, int]
 Decision = tuple[PartitionState | None, int, str | None]  # (state to write, error, message)
@@ -113,6 +118,13 @@ async def _elect(ctx: BrokerContext, key: Key, election_type: int) -> tuple[int,
 async def elect_leaders(ctx: BrokerContext, request: Request) -> dict[str, Any]:
     body = request.body
     election_type = body.election_type if request.version >= 1 else PREFERRED
+    if not cluster_allowed(ctx, request, Operation.ALTER):
+        refused = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+        return {"throttle_time": 0, "error_code": refused, "replica_election_results": [
+            {"topic": t.topic, "partition_result": [{"partition_id": p, "error_code": refused, "error_message": CLUSTER_REFUSED}
+                                                    for p in t.partitions]}
+            for t in body.topic_partitions or ()
+        ]}
     image = ctx.image
     everything = body.topic_partitions is None
     if everything:

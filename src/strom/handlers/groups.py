@@ -22,8 +22,13 @@ Per version:
 - Heartbeat answers NONE while the group's partition loads, as Kafka does.
 - DescribeGroups v6 answers GROUP_ID_NOT_FOUND for an unknown group (KIP-1043); before, Dead.
 - ListGroups v4+ filters by state (KIP-518), v5+ by type (only "classic" groups exist).
-Not done: authorized operations (no ACLs yet), KIP-848 groups (ConsumerGroupHeartbeat and
-ConsumerGroupDescribe are not advertised).
+Authorization as Kafka's KafkaApis, checked before anything else about the group (its id's
+validity included): FindCoordinator needs DESCRIBE on the group or transactional id
+(GROUP_ / TRANSACTIONAL_ID_AUTHORIZATION_FAILED); JoinGroup, SyncGroup, Heartbeat and
+LeaveGroup READ on the group, DescribeGroups DESCRIBE, DeleteGroups DELETE
+(GROUP_AUTHORIZATION_FAILED). ListGroups lists every group to a principal that may DESCRIBE
+the cluster, else only the groups it may DESCRIBE.
+Not done: KIP-848 groups (ConsumerGroupHeartbeat and ConsumerGroupDescribe are not advertised).
 """
 
 from __future__ import annotations
@@ -37,11 +42,16 @@ from strom.coordinator.member import Protocol
 from strom.coordinator.records import OFFSETS_TOPIC, partition_for
 from strom.coordinator.shard import CoordinatorError, join_response, sync_response
 from strom.coordinator.txn_records import TRANSACTION_STATE_TOPIC
-from strom.handlers.authorized_operations import AclResourceType, authorized_operations
+from strom.handlers.auth import allowed, cluster_allowed
+from strom.handlers.authorized_operations import (
+    AUTHORIZED_OPERATIONS_OMITTED,
+    authorized_operations,
+)
 from strom.handlers.context import BrokerContext, GroupOperation, GroupRuntime
 from strom.handlers.registry import Request, handles, listener_of
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
+from strom.security.acl import Operation, ResourceType
 
 GROUP_KEY = 0
 TRANSACTION_KEY = 1
@@ -63,6 +73,10 @@ async def call(ctx: BrokerContext, group_id: str, operation: GroupOperation) -> 
     return await runtime(ctx).call(group_id, operation)
 
 
+def group_allowed(ctx: BrokerContext, request: Request, operation: Operation, group_id: str) -> bool:
+    return allowed(ctx, request, operation, ResourceType.GROUP, group_id)
+
+
 def client_host(request: Request) -> str:
     # Kafka reports the client's InetAddress.toString(): "/127.0.0.1".
     return f"/{request.client_host}" if request.client_host else ""
@@ -71,10 +85,16 @@ def client_host(request: Request) -> str:
 # --- FindCoordinator --------------------------------------------------------------------------
 
 
-async def _coordinator_for(ctx: BrokerContext, key_type: int, key: str, listener: str | None) -> dict[str, Any]:
+async def _coordinator_for(ctx: BrokerContext, request: Request, key_type: int, key: str) -> dict[str, Any]:
     result: dict[str, Any] = {"key": key, "node_id": -1, "host": "", "port": -1, "error_code": ErrorCode.NONE, "error_message": None}
     if key_type not in (GROUP_KEY, TRANSACTION_KEY):
         result.update(error_code=ErrorCode.INVALID_REQUEST, error_message=f"unsupported coordinator key type {key_type}")
+        return result
+    if key_type == GROUP_KEY and not group_allowed(ctx, request, Operation.DESCRIBE, key):
+        result["error_code"] = ErrorCode.GROUP_AUTHORIZATION_FAILED
+        return result
+    if key_type == TRANSACTION_KEY and not allowed(ctx, request, Operation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, key):
+        result["error_code"] = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
         return result
     try:
         if key_type == GROUP_KEY:
@@ -90,7 +110,7 @@ async def _coordinator_for(ctx: BrokerContext, key_type: int, key: str, listener
     topic = OFFSETS_TOPIC if key_type == GROUP_KEY else TRANSACTION_STATE_TOPIC
     metadata = ctx.metadata.topic(topic)
     state = ctx.partition_state(topic, partition_for(key, metadata.partitions)) if metadata is not None else None
-    node = ctx.node_by_id(state.leader, listener) if state is not None else None
+    node = ctx.node_by_id(state.leader, listener_of(request)) if state is not None else None
     if node is None:
         result.update(error_code=ErrorCode.COORDINATOR_NOT_AVAILABLE, error_message="The coordinator is not available.")
         return result
@@ -103,8 +123,8 @@ async def find_coordinator(ctx: BrokerContext, request: Request) -> dict[str, An
     body = request.body
     key_type = getattr(body, "key_type", GROUP_KEY)
     if request.version >= 4:
-        return {"throttle_time": 0, "coordinators": [await _coordinator_for(ctx, key_type, key, listener_of(request)) for key in body.coordinator_keys]}
-    result = await _coordinator_for(ctx, key_type, body.key, listener_of(request))
+        return {"throttle_time": 0, "coordinators": [await _coordinator_for(ctx, request, key_type, key) for key in body.coordinator_keys]}
+    result = await _coordinator_for(ctx, request, key_type, body.key)
     result.pop("key")
     result["throttle_time"] = 0
     return result
@@ -138,6 +158,8 @@ async def join_group(ctx: BrokerContext, request: Request) -> dict[str, Any]:
         supports_skip_assignment=version >= 9,
         reason=getattr(body, "reason", None),
     )
+    if not group_allowed(ctx, request, Operation.READ, join.group_id):
+        return _join_for_version(join_response(ErrorCode.GROUP_AUTHORIZATION_FAILED, join.member_id), version)
     if not join.group_id:
         return _join_for_version(join_response(ErrorCode.INVALID_GROUP_ID, join.member_id), version)
     try:
@@ -162,6 +184,8 @@ async def sync_group(ctx: BrokerContext, request: Request) -> dict[str, Any]:
         protocol_name=getattr(body, "protocol_name", None),
         assignments=tuple((a.member_id, a.assignment) for a in body.assignments),
     )
+    if not group_allowed(ctx, request, Operation.READ, sync.group_id):
+        return sync_response(ErrorCode.GROUP_AUTHORIZATION_FAILED)
     if not sync.group_id:
         return sync_response(ErrorCode.INVALID_GROUP_ID)
     try:
@@ -182,6 +206,8 @@ async def heartbeat(ctx: BrokerContext, request: Request) -> dict[str, Any]:
         generation_id=body.generation_id,
         group_instance_id=getattr(body, "group_instance_id", None),
     )
+    if not group_allowed(ctx, request, Operation.READ, beat.group_id):
+        return {"throttle_time": 0, "error_code": ErrorCode.GROUP_AUTHORIZATION_FAILED}
     if not beat.group_id:
         return {"throttle_time": 0, "error_code": ErrorCode.INVALID_GROUP_ID}
     try:
@@ -205,8 +231,11 @@ async def leave_group(ctx: BrokerContext, request: Request) -> dict[str, Any]:
     else:
         members = [LeaveMember(body.member_id)]
     group_id = body.group_id
-    if not group_id:
-        response: dict[str, Any] = {"error_code": ErrorCode.INVALID_GROUP_ID, "members": []}
+    response: dict[str, Any]
+    if not group_allowed(ctx, request, Operation.READ, group_id):
+        response = {"error_code": ErrorCode.GROUP_AUTHORIZATION_FAILED, "members": []}
+    elif not group_id:
+        response = {"error_code": ErrorCode.INVALID_GROUP_ID, "members": []}
     else:
         try:
             response = await call(ctx, group_id, lambda c, now, _ticket: c.leave_group(group_id, members, now))
@@ -231,7 +260,10 @@ async def list_groups(ctx: BrokerContext, request: Request) -> dict[str, Any]:
         error, shards = runtime(ctx).read_all(lambda c: c.list_groups(states, types))
     except CoordinatorError as exc:
         return {"throttle_time": 0, "error_code": exc.error_code, "groups": []}
-    return {"throttle_time": 0, "error_code": error, "groups": [g for groups in shards for g in groups]}
+    groups = [g for shard in shards for g in shard]
+    if not cluster_allowed(ctx, request, Operation.DESCRIBE):
+        groups = [g for g in groups if group_allowed(ctx, request, Operation.DESCRIBE, g["group_id"])]
+    return {"throttle_time": 0, "error_code": error, "groups": groups}
 
 
 def _describe_one(ctx: BrokerContext, group_id: str, version: int) -> dict[str, Any]:
@@ -257,12 +289,16 @@ def _describe_one(ctx: BrokerContext, group_id: str, version: int) -> dict[str, 
 @handles(ApiKey.DESCRIBE_GROUPS, 0, 6)
 async def describe_groups(ctx: BrokerContext, request: Request) -> dict[str, Any]:
     groups = []
+    requested = request.version >= 3 and request.body.include_authorized_operations
     for group_id in request.body.groups:
-        described = _describe_one(ctx, group_id, request.version)
+        if not group_allowed(ctx, request, Operation.DESCRIBE, group_id):
+            described = {"error_code": ErrorCode.GROUP_AUTHORIZATION_FAILED, "group_id": group_id, "group_state": "", "members": []}
+        else:
+            described = _describe_one(ctx, group_id, request.version)
         # Kafka reports them only for groups described without an error.
-        requested = request.version >= 3 and request.body.include_authorized_operations
-        described["authorized_operations"] = authorized_operations(
-            AclResourceType.GROUP, requested and described["error_code"] == ErrorCode.NONE
+        described["authorized_operations"] = (
+            authorized_operations(ctx, request, ResourceType.GROUP, group_id)
+            if requested and described["error_code"] == ErrorCode.NONE else AUTHORIZED_OPERATIONS_OMITTED
         )
         groups.append(described)
     return {"throttle_time": 0, "groups": groups}
@@ -272,6 +308,9 @@ async def describe_groups(ctx: BrokerContext, request: Request) -> dict[str, Any
 async def delete_groups(ctx: BrokerContext, request: Request) -> dict[str, Any]:
     results = []
     for group_id in request.body.groups_names:
+        if not group_allowed(ctx, request, Operation.DELETE, group_id):
+            results.append({"group_id": group_id, "error_code": ErrorCode.GROUP_AUTHORIZATION_FAILED})
+            continue
         if not group_id:
             results.append({"group_id": group_id, "error_code": ErrorCode.INVALID_GROUP_ID})
             continue

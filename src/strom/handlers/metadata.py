@@ -12,8 +12,12 @@ Internal topics (__consumer_offsets, __transaction_state) are in "every topic" a
 is_internal=true, as in Kafka (admin tools list them; Java consumers' pattern subscriptions skip
 them by that flag, exclude.internal.topics); they are never auto-created (nor is any "__"
 name), and clients cannot produce to them (handlers.produce).
+Authorization as Kafka's: "every topic" lists only the topics the principal may DESCRIBE; a
+named topic it may not describe is TOPIC_AUTHORIZATION_FAILED whether it exists or not (asked
+by id: the id is answered, not the name), and auto-creation needs CREATE on the cluster or the
+topic (else TOPIC_AUTHORIZATION_FAILED).
 Authorized operations (KIP-430, v8+) come from handlers.authorized_operations; as in Kafka,
-an unknown topic id gets none.
+an unknown topic id or a refused topic gets none.
 """
 
 from __future__ import annotations
@@ -21,10 +25,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from strom.handlers.auth import allowed, cluster_allowed
 from strom.handlers.authorized_operations import (
     AUTHORIZED_OPERATIONS_OMITTED,
-    AclResourceType,
     authorized_operations,
+    cluster_authorized_operations,
 )
 from strom.handlers.context import BrokerContext
 from strom.handlers.registry import Request, handles, listener_of
@@ -32,6 +37,7 @@ from strom.metadata.configs import ConfigError
 from strom.metadata.store import TopicMetadata, validate_topic_name
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
+from strom.security.acl import Operation, ResourceType
 
 ZERO_UUID = uuid.UUID(int=0)
 
@@ -97,6 +103,10 @@ async def auto_create(ctx: BrokerContext, name: str) -> int:
     return ErrorCode.NONE
 
 
+def _may_create(ctx: BrokerContext, request: Request, name: str) -> bool:
+    return cluster_allowed(ctx, request, Operation.CREATE) or allowed(ctx, request, Operation.CREATE, ResourceType.TOPIC, name)
+
+
 @handles(ApiKey.METADATA, 0, 13)
 async def metadata(ctx: BrokerContext, request: Request) -> dict[str, Any]:
     body = request.body
@@ -104,8 +114,10 @@ async def metadata(ctx: BrokerContext, request: Request) -> dict[str, Any]:
         request.version < 4 or body.allow_auto_topic_creation
     )
     topics: list[dict[str, Any]] = []
+    described: list[dict[str, Any]] = []  # the entries Kafka reports authorized operations for
     if body.topics is None or (request.version == 0 and not body.topics):
-        topics = [topic_entry(ctx, t) for t in ctx.metadata.topics().values()]
+        described = topics = [topic_entry(ctx, t) for t in ctx.metadata.topics().values()
+                              if allowed(ctx, request, Operation.DESCRIBE, ResourceType.TOPIC, t.name)]
     else:
         for wanted in body.topics:
             name = wanted.name
@@ -115,26 +127,40 @@ async def metadata(ctx: BrokerContext, request: Request) -> dict[str, Any]:
                 if topic is None:
                     topics.append(_error_entry(None, topic_id, ErrorCode.UNKNOWN_TOPIC_ID))
                     continue
+                if not allowed(ctx, request, Operation.DESCRIBE, ResourceType.TOPIC, topic.name):
+                    # Topic ids are not secret (Kafka): the refusal names the id, never the topic.
+                    topics.append(_error_entry(None, topic_id, ErrorCode.TOPIC_AUTHORIZATION_FAILED))
+                    continue
             else:
+                # Authorization before existence: a refused name tells nothing about the topic.
+                if not allowed(ctx, request, Operation.DESCRIBE, ResourceType.TOPIC, name):
+                    topics.append(_error_entry(name, ZERO_UUID, ErrorCode.TOPIC_AUTHORIZATION_FAILED))
+                    continue
                 topic = ctx.metadata.topic(name)
                 if topic is None:
+                    if allow_create and not _may_create(ctx, request, name):
+                        topics.append(_error_entry(name, ZERO_UUID, ErrorCode.TOPIC_AUTHORIZATION_FAILED))
+                        continue
                     error = await auto_create(ctx, name) if allow_create else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                     topic = ctx.metadata.topic(name) if error == ErrorCode.NONE else None
                     if topic is None:
-                        topics.append(_error_entry(name, ZERO_UUID, error))
+                        entry = _error_entry(name, ZERO_UUID, error)
+                        topics.append(entry)
+                        described.append(entry)
                         continue
-            topics.append(topic_entry(ctx, topic))
+            entry = topic_entry(ctx, topic)
+            topics.append(entry)
+            described.append(entry)
     if request.version >= 8 and body.include_topic_authorized_operations:
-        for entry in topics:
-            if entry["name"] is not None:
-                entry["topic_authorized_operations"] = authorized_operations(AclResourceType.TOPIC)
+        for entry in described:
+            entry["topic_authorized_operations"] = authorized_operations(ctx, request, ResourceType.TOPIC, entry["name"])
     return {
         "throttle_time": 0,
         "brokers": [{"node_id": n.node_id, "host": n.host, "port": n.port, "rack": n.rack} for n in ctx.nodes(listener_of(request))],
         "cluster_id": ctx.cluster_id,
         "controller_id": ctx.image.controller_id,
         "topics": topics,
-        "cluster_authorized_operations": authorized_operations(
-            AclResourceType.CLUSTER, 8 <= request.version <= 10 and body.include_cluster_authorized_operations
+        "cluster_authorized_operations": cluster_authorized_operations(
+            ctx, request, 8 <= request.version <= 10 and body.include_cluster_authorized_operations
         ),
     }

@@ -27,7 +27,13 @@ Per version:
   transaction (AddOffsetsToTxn) under this epoch: a stale epoch answers INVALID_PRODUCER_EPOCH.
   v2+ carries leader epochs, v3+ the member, generation and instance id (KIP-447, checked as
   for OffsetCommit); v0-2 commit without them. v5 (TV2) is not advertised.
-Not done: authorization (TOPIC_/GROUP_AUTHORIZATION_FAILED).
+Authorization as Kafka's KafkaApis, before any other check of the group or its topics:
+OffsetCommit needs READ on the group (else every partition answers GROUP_AUTHORIZATION_FAILED)
+and READ on each topic (TOPIC_AUTHORIZATION_FAILED); OffsetFetch DESCRIBE on the group (v1: in
+each partition, v2-7: the top-level error, v8+: the group's) and DESCRIBE on the topics: named
+ones answer TOPIC_AUTHORIZATION_FAILED, "every topic" leaves them out; OffsetDelete DELETE on the
+group (top-level error) and READ on each topic; TxnOffsetCommit WRITE on the transactional id
+(TRANSACTIONAL_ID_AUTHORIZATION_FAILED), then READ on the group, then READ on each topic.
 """
 
 from __future__ import annotations
@@ -39,17 +45,23 @@ from typing import Any
 from strom.coordinator.offset_manager import CommitPartition, CommitRequest, TxnCommitRequest
 from strom.coordinator.records import OFFSETS_TOPIC, partition_for
 from strom.coordinator.shard import CoordinatorError
+from strom.handlers.auth import allowed
 from strom.handlers.context import BrokerContext
-from strom.handlers.groups import call, milliseconds
+from strom.handlers.groups import call, group_allowed, milliseconds
 from strom.handlers.registry import Request, handles
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
+from strom.security.acl import Operation, ResourceType
 
 
 def _partitions_exist(ctx: BrokerContext, topic: str | None, partitions: list[int]) -> list[bool]:
     metadata = ctx.metadata.topic(topic) if topic is not None else None
     count = metadata.partitions if metadata is not None else 0
     return [0 <= p < count for p in partitions]
+
+
+def _topic_allowed(ctx: BrokerContext, request: Request, operation: Operation, name: str) -> bool:
+    return allowed(ctx, request, operation, ResourceType.TOPIC, name)
 
 
 def _topic_id(ctx: BrokerContext, name: str) -> uuid.UUID | None:
@@ -79,6 +91,8 @@ async def offset_commit(ctx: BrokerContext, request: Request) -> dict[str, Any]:
     body = request.body
     version = request.version
     by_id = version >= 10
+    if not group_allowed(ctx, request, Operation.READ, body.group_id):
+        return _commit_error_response(body.topics, ErrorCode.GROUP_AUTHORIZATION_FAILED, by_id)
     if not body.group_id:
         return _commit_error_response(body.topics, ErrorCode.INVALID_GROUP_ID, by_id)
     # Partition results in request order: errors known here, or None for the coordinator's.
@@ -89,6 +103,9 @@ async def offset_commit(ctx: BrokerContext, request: Request) -> dict[str, Any]:
         indexes = [p.partition_index for p in topic.partitions]
         if name is None:
             answers.append((topic, name, [(i, ErrorCode.UNKNOWN_TOPIC_ID) for i in indexes]))
+            continue
+        if not _topic_allowed(ctx, request, Operation.READ, name):
+            answers.append((topic, name, [(i, ErrorCode.TOPIC_AUTHORIZATION_FAILED) for i in indexes]))
             continue
         exists = _partitions_exist(ctx, name, indexes)
         answers.append((topic, name, [(i, None if ok else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION) for i, ok in zip(indexes, exists, strict=True)]))
@@ -141,14 +158,25 @@ async def offset_commit(ctx: BrokerContext, request: Request) -> dict[str, Any]:
 # --- OffsetFetch ------------------------------------------------------------------------------
 
 
-async def _fetch_group(ctx: BrokerContext, version: int, group_id: str, topics: Any, require_stable: bool = False) -> dict[str, Any]:
-    """One group's answer in the v8+ shape (v10: topics named by id, in the request's order)."""
-    by_id = version >= 10
+def _unfetched(partitions: Any, error: int) -> list[dict[str, Any]]:
+    return [{"partition_index": p, "committed_offset": -1, "committed_leader_epoch": -1, "metadata": "", "error_code": error}
+            for p in partitions]
+
+
+async def _fetch_group(ctx: BrokerContext, request: Request, group_id: str, topics: Any, require_stable: bool = False) -> dict[str, Any]:
+    """One group's answer in the v8+ shape (v10: topics named by id), topics in the request's order."""
+    by_id = request.version >= 10
+    if not group_allowed(ctx, request, Operation.DESCRIBE, group_id):
+        return {"group_id": group_id, "error_code": ErrorCode.GROUP_AUTHORIZATION_FAILED, "topics": []}
     wanted: list[tuple[str, list[int]]] | None = None
     names: list[str | None] = []
+    denied: set[str] = set()
     if topics is not None:
         names = [ctx.topic_name(t.topic_id) if by_id else t.name for t in topics]
-        wanted = [(name, list(t.partition_indexes)) for name, t in zip(names, topics, strict=True) if name is not None]
+        # Topics the principal may not describe are answered here and never looked up.
+        denied = {n for n in names if n is not None and not _topic_allowed(ctx, request, Operation.DESCRIBE, n)}
+        wanted = [(name, list(t.partition_indexes)) for name, t in zip(names, topics, strict=True)
+                  if name is not None and name not in denied]
     if not group_id:
         return {"group_id": group_id, "error_code": ErrorCode.INVALID_GROUP_ID, "topics": []}
     try:
@@ -157,25 +185,26 @@ async def _fetch_group(ctx: BrokerContext, version: int, group_id: str, topics: 
         )
     except CoordinatorError as exc:
         return {"group_id": group_id, "error_code": exc.error_code, "topics": []}
-    if not by_id:
-        return response
     found = iter(response["topics"])
     resolved = []
     if topics is None:
-        for topic in found:  # every committed topic that still exists, by id
-            topic_id = _topic_id(ctx, topic["name"])
-            if topic_id is not None:
+        # Every committed topic the principal may describe (v10: that still exists, by id).
+        for topic in found:
+            if not _topic_allowed(ctx, request, Operation.DESCRIBE, topic["name"]):
+                continue
+            if not by_id:
+                resolved.append(topic)
+            elif (topic_id := _topic_id(ctx, topic["name"])) is not None:
                 resolved.append({**topic, "topic_id": topic_id})
     else:
         for name, topic in zip(names, topics, strict=True):
+            key = {"topic_id": topic.topic_id} if by_id else {"name": name}
             if name is None:
-                resolved.append({"topic_id": topic.topic_id, "partitions": [
-                    {"partition_index": p, "committed_offset": -1, "committed_leader_epoch": -1, "metadata": "",
-                     "error_code": ErrorCode.UNKNOWN_TOPIC_ID}
-                    for p in topic.partition_indexes
-                ]})
+                resolved.append({**key, "partitions": _unfetched(topic.partition_indexes, ErrorCode.UNKNOWN_TOPIC_ID)})
+            elif name in denied:
+                resolved.append({**key, "partitions": _unfetched(topic.partition_indexes, ErrorCode.TOPIC_AUTHORIZATION_FAILED)})
             else:
-                resolved.append({**next(found), "topic_id": topic.topic_id})
+                resolved.append({**next(found), **key})
     return {**response, "topics": resolved}
 
 
@@ -185,9 +214,9 @@ async def offset_fetch(ctx: BrokerContext, request: Request) -> dict[str, Any]:
     version = request.version
     require_stable = bool(getattr(body, "require_stable", False))
     if version >= 8:
-        groups = [await _fetch_group(ctx, version, g.group_id, g.topics, require_stable) for g in body.groups]
+        groups = [await _fetch_group(ctx, request, g.group_id, g.topics, require_stable) for g in body.groups]
         return {"throttle_time": 0, "groups": groups}
-    group = await _fetch_group(ctx, version, body.group_id, body.topics, require_stable)
+    group = await _fetch_group(ctx, request, body.group_id, body.topics, require_stable)
     error = group["error_code"]
     if error and version < 2:
         # v1 has no top-level error: each partition asked for carries it.
@@ -207,12 +236,17 @@ async def offset_fetch(ctx: BrokerContext, request: Request) -> dict[str, Any]:
 async def offset_delete(ctx: BrokerContext, request: Request) -> dict[str, Any]:
     body = request.body
     group_id = body.group_id
+    if not group_allowed(ctx, request, Operation.DELETE, group_id):
+        return {"throttle_time": 0, "error_code": ErrorCode.GROUP_AUTHORIZATION_FAILED, "topics": []}
     if not group_id:
         return {"throttle_time": 0, "error_code": ErrorCode.INVALID_GROUP_ID, "topics": []}
     answers: list[tuple[str, list[tuple[int, int | None]]]] = []
     valid: list[tuple[str, list[int]]] = []
     for topic in body.topics:
         indexes = [p.partition_index for p in topic.partitions]
+        if not _topic_allowed(ctx, request, Operation.READ, topic.name):
+            answers.append((topic.name, [(i, ErrorCode.TOPIC_AUTHORIZATION_FAILED) for i in indexes]))
+            continue
         exists = _partitions_exist(ctx, topic.name, indexes)
         answers.append((topic.name, [(i, None if ok else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION) for i, ok in zip(indexes, exists, strict=True)]))
         known = [i for i, ok in zip(indexes, exists, strict=True) if ok]
@@ -264,13 +298,27 @@ def _verify_txn_commit(ctx: BrokerContext, group_id: str, producer_id: int, prod
 async def txn_offset_commit(ctx: BrokerContext, request: Request) -> dict[str, Any]:
     body = request.body
     version = request.version
+    if not allowed(ctx, request, Operation.WRITE, ResourceType.TRANSACTIONAL_ID, body.transactional_id):
+        return _txn_commit_errors(body.topics, lambda _t, _p: ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+    if not group_allowed(ctx, request, Operation.READ, body.group_id):
+        return _txn_commit_errors(body.topics, lambda _t, _p: ErrorCode.GROUP_AUTHORIZATION_FAILED)
     if not body.group_id:
         return _txn_commit_errors(body.topics, lambda _t, _p: ErrorCode.INVALID_GROUP_ID)
+    denied = {t.name for t in body.topics if not _topic_allowed(ctx, request, Operation.READ, t.name)}
+
+    def answer(error_for: Callable[[str, int], int]) -> dict[str, Any]:
+        # Refused topics answer so whatever happens to the others (Kafka merges them in).
+        return _txn_commit_errors(
+            body.topics, lambda t, p: ErrorCode.TOPIC_AUTHORIZATION_FAILED if t in denied else error_for(t, p)
+        )
+
     error = _verify_txn_commit(ctx, body.group_id, body.producer_id, body.producer_epoch)
     if error:
-        return _txn_commit_errors(body.topics, lambda _t, _p: error)
+        return answer(lambda _t, _p: error)
     known: list[tuple[str, tuple[CommitPartition, ...]]] = []
     for topic in body.topics:
+        if topic.name in denied:
+            continue
         exists = _partitions_exist(ctx, topic.name, [p.partition_index for p in topic.partitions])
         committed = tuple(
             CommitPartition(p.partition_index, p.committed_offset, getattr(p, "committed_leader_epoch", -1), p.committed_metadata)
@@ -297,4 +345,4 @@ async def txn_offset_commit(ctx: BrokerContext, request: Request) -> dict[str, A
                     results[(topic_result["name"], p["partition_index"])] = p["error_code"]
         except CoordinatorError as exc:
             results = {(name, p.partition): exc.error_code for name, partitions in known for p in partitions}
-    return _txn_commit_errors(body.topics, lambda t, p: results.get((t, p), ErrorCode.UNKNOWN_TOPIC_OR_PARTITION))
+    return answer(lambda t, p: results.get((t, p), ErrorCode.UNKNOWN_TOPIC_OR_PARTITION))

@@ -14,6 +14,11 @@ INVALID_PRODUCER_EPOCH); v5's TRANSACTION_ABORTABLE is never returned (no TV2).
 DescribeProducers (KIP-664): the active producers of each partition from its producer state:
 epoch, last sequence, last timestamp, coordinator epoch and the first offset of the open
 transaction (-1: none).
+
+Authorization as Kafka's: a transactional InitProducerId needs WRITE on its transactional id
+(TRANSACTIONAL_ID_AUTHORIZATION_FAILED); an idempotent one IDEMPOTENT_WRITE on the cluster or,
+since KIP-679, WRITE on some topic (CLUSTER_AUTHORIZATION_FAILED). DescribeProducers needs
+READ on each topic (TOPIC_AUTHORIZATION_FAILED), checked before the topic's existence.
 """
 
 from __future__ import annotations
@@ -22,11 +27,13 @@ from typing import Any
 
 from strom.coordinator.shard import CoordinatorError
 from strom.coordinator.transactions import init_response
+from strom.handlers.auth import allowed, allowed_any, cluster_allowed
 from strom.handlers.context import BrokerContext
 from strom.handlers.groups import milliseconds
 from strom.handlers.registry import Request, handles
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
+from strom.security.acl import Operation, ResourceType
 
 
 @handles(ApiKey.INIT_PRODUCER_ID, 0, 5)
@@ -35,12 +42,17 @@ async def init_producer_id(ctx: BrokerContext, request: Request) -> dict[str, An
     version = request.version
     txn_id = body.transactional_id
     if txn_id is None:
+        if not (cluster_allowed(ctx, request, Operation.IDEMPOTENT_WRITE)
+                or allowed_any(ctx, request, Operation.WRITE, ResourceType.TOPIC)):
+            return {"throttle_time": 0, **init_response(ErrorCode.CLUSTER_AUTHORIZATION_FAILED)}
         if ctx.next_producer_id is None:
             return {"throttle_time": 0, **init_response(ErrorCode.COORDINATOR_NOT_AVAILABLE)}
         try:
             return {"throttle_time": 0, **init_response(ErrorCode.NONE, ctx.next_producer_id(), 0)}
         except CoordinatorError as exc:
             return {"throttle_time": 0, **init_response(exc.error_code)}
+    if not allowed(ctx, request, Operation.WRITE, ResourceType.TRANSACTIONAL_ID, txn_id):
+        return {"throttle_time": 0, **init_response(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)}
     timeout_ms = milliseconds(body.transaction_timeout)
     producer_id = body.producer_id if version >= 3 else -1
     producer_epoch = body.producer_epoch if version >= 3 else -1
@@ -58,11 +70,11 @@ async def init_producer_id(ctx: BrokerContext, request: Request) -> dict[str, An
     return {"throttle_time": 0, **response}
 
 
-def _producers(ctx: BrokerContext, topic: str, index: int) -> dict[str, Any]:
-    log = ctx.partition_log(topic, index)
+def _producers(ctx: BrokerContext, topic: str, index: int, refused: bool) -> dict[str, Any]:
+    log = None if refused else ctx.partition_log(topic, index)
     if log is None:
-        return {"partition_index": index, "error_code": ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-                "error_message": None, "active_producers": []}
+        error = ErrorCode.TOPIC_AUTHORIZATION_FAILED if refused else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        return {"partition_index": index, "error_code": error, "error_message": None, "active_producers": []}
     active = [
         {
             "producer_id": entry.producer_id,
@@ -79,8 +91,8 @@ def _producers(ctx: BrokerContext, topic: str, index: int) -> dict[str, Any]:
 
 @handles(ApiKey.DESCRIBE_PRODUCERS, 0, 0)
 async def describe_producers(ctx: BrokerContext, request: Request) -> dict[str, Any]:
-    topics = [
-        {"name": t.name, "partitions": [_producers(ctx, t.name, p) for p in t.partition_indexes]}
-        for t in request.body.topics
-    ]
+    topics = []
+    for t in request.body.topics:
+        refused = not allowed(ctx, request, Operation.READ, ResourceType.TOPIC, t.name)
+        topics.append({"name": t.name, "partitions": [_producers(ctx, t.name, p, refused) for p in t.partition_indexes]})
     return {"throttle_time": 0, "topics": topics}

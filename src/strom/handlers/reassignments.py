@@ -25,6 +25,8 @@ ListPartitionReassignments answers the running reassignments (replicas, adding, 
 all of them when ``topics`` is null, else those among the partitions named; unknown topics
 and partitions, and partitions not being reassigned, are left out (as KRaft does).
 timeout_ms is not used by either: nothing is parked.
+Authorization as Kafka's: altering needs ALTER on the cluster, listing DESCRIBE (else
+CLUSTER_AUTHORIZATION_FAILED at the top level, and for every partition named).
 """
 
 from __future__ import annotations
@@ -35,17 +37,20 @@ from typing import Any
 
 from strom.cluster.controller import cancel_reassignment, start_reassignment
 from strom.cluster.placement import validate_assignment
+from strom.handlers.auth import cluster_allowed
 from strom.handlers.context import BrokerContext
 from strom.handlers.registry import Request, handles
 from strom.metadata.configs import ConfigError
 from strom.metadata.image import ClusterImage, PartitionState
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
+from strom.security.acl import Operation
 
 # A lost compare-and-set is decided again on the fresh image this many times in all.
 _ATTEMPTS = 2
 
 NO_REASSIGNMENT_MESSAGE = "No partition reassignment is in progress."
+CLUSTER_REFUSED = "Cluster authorization failed."  # Kafka's message for the error
 
 # The next state of a partition, or None when nothing is to be written; raises ConfigError.
 Step = Callable[[ClusterImage, PartitionState], PartitionState | None]
@@ -94,6 +99,15 @@ async def _alter_one(ctx: BrokerContext, topic: str, partition: int, step: Step)
 async def alter_partition_reassignments(ctx: BrokerContext, request: Request) -> dict[str, Any]:
     body = request.body
     allow_rf_change = body.allow_replication_factor_change if request.version >= 1 else True
+    if not cluster_allowed(ctx, request, Operation.ALTER):
+        refused = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+        return {
+            "throttle_time": 0, "allow_replication_factor_change": allow_rf_change,
+            "error_code": refused, "error_message": CLUSTER_REFUSED,
+            "responses": [{"name": t.name, "partitions": [
+                {"partition_index": p.partition_index, "error_code": refused, "error_message": CLUSTER_REFUSED}
+                for p in t.partitions]} for t in body.topics],
+        }
     outcomes = iter(await asyncio.gather(*(
         _alter_one(
             ctx, topic.name, p.partition_index,
@@ -133,6 +147,11 @@ def _ongoing(image: ClusterImage, topic: str, partitions: list[int]) -> dict[str
 
 @handles(ApiKey.LIST_PARTITION_REASSIGNMENTS, 0, 0)
 async def list_partition_reassignments(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+    if not cluster_allowed(ctx, request, Operation.DESCRIBE):
+        return {"throttle_time": 0, "error_code": ErrorCode.CLUSTER_AUTHORIZATION_FAILED, "error_message": CLUSTER_REFUSED,
+                "topics": [{"name": t.name, "partitions": [
+                    {"partition_index": p, "replicas": [], "adding_replicas": [], "removing_replicas": []}
+                    for p in t.partition_indexes]} for t in request.body.topics or ()]}
     image = ctx.image
     if request.body.topics is None:
         wanted = [(name, list(range(t.partitions))) for name, t in sorted(image.topics.items())]

@@ -2,18 +2,21 @@
 
 Moves a partition's log start offset (offset -1 means the high watermark); whole segments
 below it are deleted, and consumers reading from "earliest" start there. An offset above
-the high watermark is OFFSET_OUT_OF_RANGE, as in Kafka.
+the high watermark is OFFSET_OUT_OF_RANGE, as in Kafka. Needs DELETE on the topic (else
+TOPIC_AUTHORIZATION_FAILED, before the partition is looked up).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from strom.handlers.auth import allowed
 from strom.handlers.context import BrokerContext
 from strom.handlers.registry import Request, handles
 from strom.log.partition import OffsetOutOfRange
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
+from strom.security.acl import Operation, ResourceType
 
 
 def _delete(ctx: BrokerContext, topic: str, partition: Any) -> dict[str, Any]:
@@ -33,6 +36,9 @@ def _delete(ctx: BrokerContext, topic: str, partition: Any) -> dict[str, Any]:
 async def delete_records(ctx: BrokerContext, request: Request) -> dict[str, Any]:
     topics = [
         {"name": t.name, "partitions": [_delete(ctx, t.name, p) for p in t.partitions]}
+        if allowed(ctx, request, Operation.DELETE, ResourceType.TOPIC, t.name) else
+        {"name": t.name, "partitions": [{"partition_index": p.partition_index, "low_watermark": -1,
+                                         "error_code": ErrorCode.TOPIC_AUTHORIZATION_FAILED} for p in t.partitions]}
         for t in request.body.topics
     ]
     return {"throttle_time": 0, "topics": topics}

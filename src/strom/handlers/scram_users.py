@@ -1,19 +1,22 @@
 """DescribeUserScramCredentials (key 50) and AlterUserScramCredentials (key 51), version 0
 (KIP-554): SCRAM users kept salted in the metadata store. The client salts and hashes the
 password itself; the broker stores the derived keys, never the password. Errors per user as
-Kafka's ControllerApis / ScramControlManager give them."""
+Kafka's ControllerApis / ScramControlManager give them. Describing needs DESCRIBE on the
+cluster, altering ALTER (else CLUSTER_AUTHORIZATION_FAILED, for every user named)."""
 
 from __future__ import annotations
 
 from collections import Counter
 from typing import Any
 
+from strom.handlers.auth import cluster_allowed
 from strom.handlers.context import BrokerContext
 from strom.handlers.registry import Request, handles
 from strom.metadata.configs import ConfigError
 from strom.metadata.image import ScramCredential
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
+from strom.security.acl import Operation
 from strom.security.scram import (
     CODE_OF,
     MAX_ITERATIONS,
@@ -22,9 +25,15 @@ from strom.security.scram import (
     credential_from_salted_password,
 )
 
+CLUSTER_REFUSED = "Cluster authorization failed."  # Kafka's message for the error
+
 
 @handles(ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS, 0, 0)
 async def describe_user_scram_credentials(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+    if not cluster_allowed(ctx, request, Operation.DESCRIBE):
+        refused = {"error_code": ErrorCode.CLUSTER_AUTHORIZATION_FAILED, "error_message": CLUSTER_REFUSED}
+        return {"throttle_time": 0, **refused,
+                "results": [{"user": u.name, **refused, "credential_infos": []} for u in request.body.users or ()]}
     scram = ctx.image.scram
     asked = [u.name for u in request.body.users or ()] or None  # null or empty: every user
     results = []
@@ -45,6 +54,10 @@ async def describe_user_scram_credentials(ctx: BrokerContext, request: Request) 
 @handles(ApiKey.ALTER_USER_SCRAM_CREDENTIALS, 0, 0)
 async def alter_user_scram_credentials(ctx: BrokerContext, request: Request) -> dict[str, Any]:
     body = request.body
+    if not cluster_allowed(ctx, request, Operation.ALTER):
+        names = sorted({d.name for d in body.deletions} | {u.name for u in body.upsertions})
+        return {"throttle_time": 0, "results": [
+            {"user": n, "error_code": ErrorCode.CLUSTER_AUTHORIZATION_FAILED, "error_message": CLUSTER_REFUSED} for n in names]}
     errors: dict[str, tuple[int, str]] = {}
     touched = Counter((d.name, d.mechanism) for d in body.deletions)
     touched.update((u.name, u.mechanism) for u in body.upsertions)

@@ -20,7 +20,13 @@ Per version:
 - DescribeTransactions answers each id from its shard (TRANSACTIONAL_ID_NOT_FOUND when
   unknown); ListTransactions filters by state names (unknown names are echoed back), producer
   ids, and from v1 by duration (KIP-994). v2's transactional id pattern is not advertised.
-Not done: authorization (TRANSACTIONAL_ID_AUTHORIZATION_FAILED, TOPIC_AUTHORIZATION_FAILED).
+Authorization as Kafka's KafkaApis, before the coordinator sees the request: AddPartitionsToTxn,
+AddOffsetsToTxn and EndTxn need WRITE on the transactional id
+(TRANSACTIONAL_ID_AUTHORIZATION_FAILED); AddPartitionsToTxn WRITE on each topic (refused topics
+TOPIC_AUTHORIZATION_FAILED, the others OPERATION_NOT_ATTEMPTED; internal topics are always
+refused, as Kafka never lets a client add them), AddOffsetsToTxn READ on the group
+(GROUP_AUTHORIZATION_FAILED). DescribeTransactions needs DESCRIBE on each id and shows only the
+topics the principal may DESCRIBE; ListTransactions lists only the ids it may DESCRIBE.
 """
 
 from __future__ import annotations
@@ -32,10 +38,14 @@ from strom.coordinator.records import OFFSETS_TOPIC, partition_for
 from strom.coordinator.shard import CoordinatorError
 from strom.coordinator.transactions import TransactionCoordinator, describe_error
 from strom.coordinator.txn_records import TransactionState
+from strom.handlers.auth import allowed
 from strom.handlers.context import BrokerContext, TransactionRuntime, TxnOperation
+from strom.handlers.groups import group_allowed
 from strom.handlers.registry import Request, handles
+from strom.metadata.store import INTERNAL_TOPICS
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
+from strom.security.acl import Operation, ResourceType
 
 
 def _runtime(ctx: BrokerContext) -> TransactionRuntime:
@@ -53,6 +63,10 @@ async def _call(ctx: BrokerContext, transactional_id: str, operation: TxnOperati
     return response["error_code"]
 
 
+def _txn_allowed(ctx: BrokerContext, request: Request, operation: Operation, txn_id: str) -> bool:
+    return allowed(ctx, request, operation, ResourceType.TRANSACTIONAL_ID, txn_id)
+
+
 def _for_version(error: int, version: int) -> int:
     if error == ErrorCode.PRODUCER_FENCED and version < 2:
         return ErrorCode.INVALID_PRODUCER_EPOCH
@@ -68,15 +82,21 @@ async def add_partitions_to_txn(ctx: BrokerContext, request: Request) -> dict[st
     txn_id = body.v3_and_below_transactional_id
     producer_id, producer_epoch = body.v3_and_below_producer_id, body.v3_and_below_producer_epoch
     requested: list[tuple[str, list[int]]] = [(t.name, list(t.partitions)) for t in body.v3_and_below_topics]
-    unknown = set()
+    refused: dict[tuple[str, int], int] = {}
     for topic, partitions in requested:
         metadata = ctx.metadata.topic(topic)
+        denied = topic in INTERNAL_TOPICS or not allowed(ctx, request, Operation.WRITE, ResourceType.TOPIC, topic)
         for p in partitions:
-            if metadata is None or not 0 <= p < metadata.partitions:
-                unknown.add((topic, p))
-    if unknown:
+            if denied:
+                refused[(topic, p)] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+            elif metadata is None or not 0 <= p < metadata.partitions:
+                refused[(topic, p)] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    if not _txn_allowed(ctx, request, Operation.WRITE, txn_id):
         def error_for(topic: str, p: int) -> int:
-            return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION if (topic, p) in unknown else ErrorCode.OPERATION_NOT_ATTEMPTED
+            return ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    elif refused:
+        def error_for(topic: str, p: int) -> int:
+            return refused.get((topic, p), ErrorCode.OPERATION_NOT_ATTEMPTED)
     else:
         partitions = [(topic, p) for topic, ps in requested for p in ps]
         operation: TxnOperation = lambda c, now, _ticket: c.add_partitions(txn_id, producer_id, producer_epoch, partitions, now)  # noqa: E731
@@ -101,6 +121,10 @@ async def add_partitions_to_txn(ctx: BrokerContext, request: Request) -> dict[st
 async def add_offsets_to_txn(ctx: BrokerContext, request: Request) -> dict[str, Any]:
     body = request.body
     txn_id, group_id = body.transactional_id, body.group_id
+    if not _txn_allowed(ctx, request, Operation.WRITE, txn_id):
+        return {"throttle_time": 0, "error_code": ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED}
+    if not group_allowed(ctx, request, Operation.READ, group_id):
+        return {"throttle_time": 0, "error_code": ErrorCode.GROUP_AUTHORIZATION_FAILED}
     if ctx.groups is None:
         return {"throttle_time": 0, "error_code": ErrorCode.COORDINATOR_NOT_AVAILABLE}
     try:
@@ -124,6 +148,8 @@ async def add_offsets_to_txn(ctx: BrokerContext, request: Request) -> dict[str, 
 async def end_txn(ctx: BrokerContext, request: Request) -> dict[str, Any]:
     body = request.body
     txn_id = body.transactional_id
+    if not _txn_allowed(ctx, request, Operation.WRITE, txn_id):
+        return {"throttle_time": 0, "error_code": ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED}
     operation: TxnOperation = lambda c, now, ticket: c.end_txn(  # noqa: E731
         txn_id, body.producer_id, body.producer_epoch, body.committed, ticket, now
     )
@@ -134,19 +160,24 @@ async def end_txn(ctx: BrokerContext, request: Request) -> dict[str, Any]:
 # --- DescribeTransactions, ListTransactions ---------------------------------------------------
 
 
-def _describe_one(ctx: BrokerContext, txn_id: str) -> dict[str, Any]:
+def _describe_one(ctx: BrokerContext, request: Request, txn_id: str) -> dict[str, Any]:
+    if not _txn_allowed(ctx, request, Operation.DESCRIBE, txn_id):
+        return describe_error(txn_id, ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
     try:
         if not txn_id:
             raise CoordinatorError(ErrorCode.INVALID_REQUEST)
         read: Callable[[TransactionCoordinator], dict[str, Any]] = lambda c: c.describe(txn_id)  # noqa: E731
-        return _runtime(ctx).read(txn_id, read)
+        described = _runtime(ctx).read(txn_id, read)
     except CoordinatorError as exc:
         return describe_error(txn_id, exc.error_code)
+    # Only the partitions of topics the principal may describe (Kafka's filter).
+    topics = [t for t in described["topics"] if allowed(ctx, request, Operation.DESCRIBE, ResourceType.TOPIC, t["topic"])]
+    return {**described, "topics": topics}
 
 
 @handles(ApiKey.DESCRIBE_TRANSACTIONS, 0, 0)
 async def describe_transactions(ctx: BrokerContext, request: Request) -> dict[str, Any]:
-    return {"throttle_time": 0, "transaction_states": [_describe_one(ctx, t) for t in request.body.transactional_ids]}
+    return {"throttle_time": 0, "transaction_states": [_describe_one(ctx, request, t) for t in request.body.transactional_ids]}
 
 
 @handles(ApiKey.LIST_TRANSACTIONS, 0, 1)
@@ -172,4 +203,5 @@ async def list_transactions(ctx: BrokerContext, request: Request) -> dict[str, A
         return {**response, "error_code": exc.error_code}
     if error:
         return {**response, "error_code": error}  # a partition is loading: Kafka lists nothing
-    return {**response, "transaction_states": [t for shard in shards for t in shard]}
+    listed = [t for shard in shards for t in shard if _txn_allowed(ctx, request, Operation.DESCRIBE, t["transactional_id"])]
+    return {**response, "transaction_states": listed}

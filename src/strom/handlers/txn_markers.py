@@ -11,6 +11,9 @@ commits in the group coordinator. Per partition: NOT_LEADER_OR_FOLLOWER elsewher
 UNKNOWN_TOPIC_OR_PARTITION for a deleted partition (the coordinator then drops it),
 INVALID_PRODUCER_EPOCH when the producer has moved on and TRANSACTION_COORDINATOR_FENCED when a
 newer coordinator already wrote one (both dropped too), KAFKA_STORAGE_ERROR.
+Only a principal allowed ALTER or CLUSTER_ACTION on the cluster may send it (Kafka's check;
+else CLUSTER_AUTHORIZATION_FAILED for every partition): with an authorizer, the inter-broker
+principal must be a super user (strom.server.broker refuses to start otherwise).
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ import logging
 from typing import Any
 
 from strom.coordinator.records import OFFSETS_TOPIC
+from strom.handlers.auth import cluster_allowed
 from strom.handlers.context import BrokerContext, Commit
 from strom.handlers.registry import Request, handles
 from strom.log.producer_state import ProducerStateError
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
+from strom.security.acl import Operation
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +76,15 @@ async def _write(ctx: BrokerContext, marker: Any, topic: str, partition: int) ->
 
 @handles(ApiKey.WRITE_TXN_MARKERS, 1, 1)
 async def write_txn_markers(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+    refused = not (cluster_allowed(ctx, request, Operation.ALTER) or cluster_allowed(ctx, request, Operation.CLUSTER_ACTION))
     markers = []
     for marker in request.body.markers:
         topics = []
         for topic in marker.topics:
-            errors = await asyncio.gather(*(_write(ctx, marker, topic.name, p) for p in topic.partition_indexes))
+            if refused:
+                errors = [ErrorCode.CLUSTER_AUTHORIZATION_FAILED] * len(topic.partition_indexes)
+            else:
+                errors = await asyncio.gather(*(_write(ctx, marker, topic.name, p) for p in topic.partition_indexes))
             topics.append({
                 "name": topic.name,
                 "partitions": [{"partition_index": p, "error_code": e} for p, e in zip(topic.partition_indexes, errors, strict=True)],

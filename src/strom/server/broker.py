@@ -33,6 +33,7 @@ from strom.log.manager import LogManager
 from strom.metadata.broker_config import BrokerConfig, BrokerConfigError
 from strom.metadata.image import BrokerRegistration
 from strom.metadata.store import LocalMetadataStore, MetadataStore
+from strom.security.acl import parse_super_users
 from strom.security.session import ListenerSecurity
 from strom.security.tls import listener_setting, parse_mapping_rules, server_context
 from strom.server.connection import CloseReason, KafkaConnection
@@ -45,11 +46,22 @@ from strom.server.txn_runtime import TransactionCoordinatorRuntime, transaction_
 log = logging.getLogger(__name__)
 
 FLUSH_CHECK_INTERVAL_S = 1.0  # flush.ms and post-roll flushes are checked this often
+INTER_BROKER_PRINCIPAL = "User:ANONYMOUS"  # who brokers are to each other (PLAINTEXT, no SASL yet)
 
 
 def listener_securities(config: BrokerConfig, cluster: bool) -> list[ListenerSecurity]:
     """Each listener's security settings (its TLS context built: a bad key store fails the
     start with a sentence)."""
+    if cluster and config.values.get("authorizer.class.name") and INTER_BROKER_PRINCIPAL not in parse_super_users(
+        config.values.get("super.users")
+    ):
+        # Followers' fetches and WriteTxnMarkers come over the PLAINTEXT inter-broker listener
+        # as User:ANONYMOUS; without this the authorizer would refuse replication.
+        raise BrokerConfigError(
+            f"With authorizer.class.name set in a cluster, super.users must include {INTER_BROKER_PRINCIPAL}: "
+            "brokers replicate and write transaction markers over the PLAINTEXT inter-broker listener as that "
+            "principal (e.g. super.users=User:admin;User:ANONYMOUS), so keep that listener on a private network."
+        )
     out = []
     for listener in config.listeners():
         setting = listener_setting(config.values, listener.name)
