@@ -41,6 +41,23 @@ if ! command -v etcd >/dev/null 2>&1; then
     fi
 fi
 
+# Node.js and kafkajs: the Node client of tests/e2e/test_kafkajs.py, pinned in tests/js/package.json
+# (Debian's nodejs and npm, only when missing; kafkajs from npm, reinstalled only when the lock changes)
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1; then
+        node_pkgs=()
+        command -v node >/dev/null 2>&1 || node_pkgs+=(nodejs)
+        command -v npm >/dev/null 2>&1 || node_pkgs+=(npm)
+        apt_install "${node_pkgs[@]}"
+    else
+        echo "test.sh: node or npm is missing and apt-get is not available; kafkajs tests will be skipped" >&2
+    fi
+fi
+if command -v npm >/dev/null 2>&1 && ! cmp -s tests/js/package-lock.json tests/js/node_modules/.strom-lock.json; then
+    npm ci --prefix tests/js --no-audit --no-fund --no-update-notifier --loglevel=error >/dev/null
+    cp tests/js/package-lock.json tests/js/node_modules/.strom-lock.json
+fi
+
 PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
     # Debian's python3 needs python3-venv for ensurepip
