@@ -69,6 +69,10 @@ fi
 
 .venv/bin/python -m pip install -q -e '.[test]'
 
+# Types first (strict, all of src/strom; the config is [tool.mypy] in pyproject.toml): a type
+# error fails the command before the tests run.
+.venv/bin/python -m mypy
+
 # Measured on 2 cores: -n 2 spreads the modules (each starts its own broker) over two workers.
 # --dist loadfile keeps a module's tests on one worker so they share one broker.
 set +e

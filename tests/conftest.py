@@ -45,6 +45,12 @@ def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
         return False
 
 
+# What strom.server.connection logs when a handler's response cannot be encoded (e.g. a field
+# no version of the response has) before it closes the connection: clients retry past that,
+# so a test may pass regardless; stopping the broker fails it.
+UNENCODABLE_RESPONSE = "cannot be encoded"
+
+
 class BrokerError(AssertionError):
     pass
 
@@ -152,10 +158,20 @@ class Broker:
                 )
             time.sleep(0.02)
 
+    def check_responses(self) -> None:
+        """Fail if the broker could not encode a response (every start so far)."""
+        logs = self.all_logs(tail=0)
+        if UNENCODABLE_RESPONSE in logs:
+            at = logs.index(UNENCODABLE_RESPONSE)
+            raise BrokerError(f"the broker could not encode a response:\n{logs[max(0, at - 200):at + 3000]}")
+
     def stop(self, timeout: float = STOP_TIMEOUT, *, check: bool = True) -> int | None:
-        """SIGTERM, wait; SIGKILL after `timeout`. With check, a non-zero exit is an error."""
+        """SIGTERM, wait; SIGKILL after `timeout`. With check, a non-zero exit is an error, and
+        so is a response the broker could not encode."""
         if self.proc is None:
             return None
+        if check:
+            self.check_responses()
         proc = self.proc
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -220,6 +236,7 @@ def _finish(broker: Broker) -> None:
     if broker.proc is None:
         return
     if broker.proc.poll() is not None and broker.proc.returncode in (-signal.SIGKILL,):
+        broker.check_responses()
         return  # killed on purpose (kill9) and not started again
     broker.stop(check=True)
 

@@ -18,6 +18,7 @@ import logging
 import re
 import shutil
 import subprocess
+import subprocess as _subprocess
 import sys
 import tempfile
 import threading
@@ -75,7 +76,7 @@ class Broker:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
-        self._process: subprocess.Popen[str] | None = None
+        self._process: _subprocess.Popen[str] | None = None  # (``subprocess`` is the flag here)
         self._output: deque[str] = deque(maxlen=200)
 
     @property
@@ -143,6 +144,7 @@ class Broker:
         failure: list[BaseException] = []
 
         def run() -> None:
+            loop: asyncio.AbstractEventLoop
             try:
                 import uvloop
 

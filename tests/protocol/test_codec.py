@@ -508,9 +508,10 @@ def test_flexible_versions() -> None:
     assert codec.request_is_flexible(ApiKey.DESCRIBE_CLUSTER, 0)
 
 
-def test_encode_takes_defaults_and_ignores_foreign_keys() -> None:
-    body = {"throttle_time": 5, "field_of_another_version": 1, "brokers": None}
+def test_encode_takes_defaults_and_ignores_other_versions_keys() -> None:
+    body = {"throttle_time": 5, "cluster_id": "c", "brokers": None}
     # MetadataResponse v0: no throttle_time, no cluster_id; null brokers means empty.
+    # (A key that no version has is refused: tests/protocol/test_unknown_fields.py.)
     wire = codec.encode_response(3, 0, body)
     decoded = codec.decode_response(3, 0, wire)
     assert decoded.brokers == () and decoded.topics == ()

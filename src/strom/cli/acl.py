@@ -62,6 +62,7 @@ def add_acl(client: Client, principal: str, operations: tuple[str, ...], deny: b
     from confluent_kafka.admin import AclBinding
 
     rtype, name = _resource(topic, group, transactional_id, cluster, required=True)
+    assert name is not None  # required
     pattern = "PREFIXED" if prefixed else "LITERAL"
     bindings = [AclBinding(rtype, name, pattern, principal, host, _snake(op), "DENY" if deny else "ALLOW")
                 for op in operations]
@@ -76,7 +77,9 @@ def _filter(principal: str | None, operations: tuple[str, ...], topic: str | Non
 
     rtype, name = _resource(topic, group, transactional_id, cluster, required=False)
     pattern = "PREFIXED" if prefixed else ("LITERAL" if name is not None else "ANY")
-    return [AclBindingFilter(rtype, name, pattern, principal, None, _snake(op) if op != "ANY" else "ANY", "ANY")
+    # None matches any name, principal and host (the stubs of confluent-kafka say str)
+    return [AclBindingFilter(rtype, name, pattern, principal, None,  # type: ignore[arg-type]
+                             _snake(op) if op != "ANY" else "ANY", "ANY")
             for op in (operations or ("ANY",))]
 
 

@@ -78,7 +78,7 @@ def parse_start(text: str) -> StartAt:
     )
 
 
-class StartParam(click.ParamType):
+class StartParam(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
     name = "START"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> StartAt:

@@ -162,7 +162,7 @@ class TopicSelection:
     partitions: tuple[int, ...] | None  # None: every partition
 
 
-class TopicSelectionParam(click.ParamType):
+class TopicSelectionParam(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
     """``TOPIC`` or ``TOPIC:0,1,2`` (Kafka's tool writes it the same way)."""
 
     name = "TOPIC[:PARTITIONS]"
@@ -256,7 +256,7 @@ def reset_offsets(client: Client, group_id: str, topics: tuple[TopicSelection, .
     earliest = client.list_offsets(targets, OffsetSpec.earliest())
     latest = client.list_offsets(targets, OffsetSpec.latest())
     by_time = client.list_offsets(targets, OffsetSpec.for_timestamp(timestamp)) if timestamp is not None else {}
-    plan = []
+    plan: list[dict[str, Any]] = []
     for key in targets:
         low, high = earliest.get(key), latest.get(key)
         if low is None or high is None:

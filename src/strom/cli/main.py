@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -22,8 +22,11 @@ from strom.cli.produce import produce
 from strom.cli.topic import topic
 from strom.cli.user import user
 
+if TYPE_CHECKING:
+    from strom.metadata.broker_config import BrokerConfig
 
-def _run(config) -> None:  # noqa: ANN001 - BrokerConfig
+
+def _run(config: BrokerConfig) -> None:
     import asyncio
     import gc
     import signal
@@ -33,7 +36,7 @@ def _run(config) -> None:  # noqa: ANN001 - BrokerConfig
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
-        uvloop = None
+        uvloop = None  # type: ignore[assignment]
 
     async def main() -> None:
         broker = Broker(config)
@@ -146,7 +149,11 @@ def cli() -> None:
 @click.option("--log-level", default="INFO", show_default=True, type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
 @click.option("--print-config", is_flag=True, help="Print the effective config (value and source of each setting) and exit.")
 @output_option
-def serve(data_dir, listen, advertise, node_id, etcd, cluster_id, rack, config_file, settings, log_level, print_config, output) -> None:  # noqa: ANN001
+def serve(
+    data_dir: Path | None, listen: str | None, advertise: str | None, node_id: int | None, etcd: str | None,
+    cluster_id: str | None, rack: str | None, config_file: Path | None, settings: tuple[str, ...], log_level: str,
+    print_config: bool, output: str,
+) -> None:
     """Run a broker (single node by default: node 0, data in ./data, port 9092).
 
     Settings come from --config (a TOML file of Kafka names), then STROM_<NAME>
@@ -186,7 +193,7 @@ def serve(data_dir, listen, advertise, node_id, etcd, cluster_id, rack, config_f
             print_json({r["name"]: {"value": r["value"], "source": r["source"], "origin": r["origin"]} for r in rows})
         else:
             print_table(["NAME", "VALUE", "SOURCE"],
-                        [(r["name"], r["value"], r["source"] + (f" ({r['origin']})" if r["origin"] else ""))
+                        [(r["name"], r["value"], f"{r['source']}" + (f" ({r['origin']})" if r["origin"] else ""))
                          for r in rows])
         return
     try:

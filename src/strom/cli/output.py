@@ -12,7 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import click
 
@@ -22,7 +22,18 @@ TABLE = "table"
 JSON = "json"
 
 
-def output_option(f: F | None = None, *, help: str = "Print a table for people or JSON for scripts.") -> Any:
+_OUTPUT_HELP = "Print a table for people or JSON for scripts."
+
+
+@overload
+def output_option(f: F, *, help: str = _OUTPUT_HELP) -> F: ...
+
+
+@overload
+def output_option(f: None = None, *, help: str = _OUTPUT_HELP) -> Callable[[F], F]: ...
+
+
+def output_option(f: F | None = None, *, help: str = _OUTPUT_HELP) -> F | Callable[[F], F]:
     """``--output table|json`` (default table); ``@output_option`` or ``@output_option(help=...)``."""
 
     def decorate(func: F) -> F:

@@ -18,6 +18,7 @@ changes, going offline included, which fences the old leader (KIP-320).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
@@ -90,9 +91,9 @@ class Controller:
             # unfenced member: the never-empty rule keeps the last members of an offline
             # partition in the ISR, and they may lead again (they hold the data).
             others_live = {r for r in state.isr if r in image.brokers and r not in stale}
-            stale = {b for b in stale if b == state.leader or others_live}
-            if stale:
-                fencing[key] = frozenset(stale)
+            seated = frozenset(b for b in stale if b == state.leader or others_live)
+            if seated:
+                fencing[key] = seated
         self._fencing = fencing
 
     # -- reconcile -------------------------------------------------------------------------
@@ -117,11 +118,7 @@ class Controller:
         for key in sorted(image.partitions):
             state = image.partitions[key]
             topic = key[0]
-            nxt = _next_state(
-                state,
-                lambda node_id, key=key: self._live(image, key, node_id),
-                lambda topic=topic: unclean(topic),
-            )
+            nxt = _next_state(state, functools.partial(self._live, image, key), functools.partial(unclean, topic))
             if nxt == state:
                 self._proposed.pop(key, None)
                 continue

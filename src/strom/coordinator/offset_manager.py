@@ -178,8 +178,8 @@ class OffsetManager(Shard):
 
         if topics is None:
             if known:
-                for topic, partitions in self.offsets.group(group_id).items():
-                    out.append({"name": topic, "partitions": [fetched(topic, p, o) for p, o in partitions.items()]})
+                for topic, committed in self.offsets.group(group_id).items():
+                    out.append({"name": topic, "partitions": [fetched(topic, p, o) for p, o in committed.items()]})
         else:
             for topic, partitions in topics:
                 stored = self.offsets.group(group_id).get(topic, {}) if known else {}

@@ -231,6 +231,8 @@ def serialize_value(value: RecordValue, version: int) -> bytes:
 def deserialize(key: bytes | None, value: bytes | None) -> CoordinatorRecord | None:
     """Decode a record read back from the log; None for record types strom does not keep
     (KIP-848 and share/streams group records). RecordFormatError when it is malformed."""
+    if key is None:
+        raise RecordFormatError("record without a versioned key")
     version = key_version(key)
     if version in (LEGACY_OFFSET_COMMIT_KEY_VERSION, OFFSET_COMMIT_KEY_VERSION):
         # Both key versions share one layout; the key's own version field is not a schema version.

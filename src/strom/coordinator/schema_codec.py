@@ -211,4 +211,5 @@ def key_version(key: bytes | None) -> int:
     """The int16 version a record key starts with (it names the record type)."""
     if key is None or len(key) < 2:
         raise RecordFormatError("record without a versioned key")
-    return _INT16.unpack_from(key, 0)[0]
+    version: int = _INT16.unpack_from(key, 0)[0]
+    return version

@@ -13,6 +13,15 @@ from strom.handlers.registry import Request, handles
 from strom.metadata.configs import ConfigError
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
+from strom.protocol.responses import (
+    CreateAclsResponse,
+    CreateAclsResponseAclCreationResult,
+    DeleteAclsFilterResult,
+    DeleteAclsResponse,
+    DescribeAclsResource,
+    DescribeAclsResponse,
+    DescribeAclsResponseAclDescription,
+)
 from strom.security.acl import (
     AclBinding,
     AclFilter,
@@ -50,39 +59,39 @@ def _refusal(ctx: BrokerContext, request: Request, operation: Operation) -> tupl
     return None
 
 
-def _binding_fields(b: AclBinding) -> dict[str, Any]:
+def _binding_fields(b: AclBinding) -> DescribeAclsResponseAclDescription:
     return {"principal": b.principal, "host": b.host, "operation": int(b.operation), "permission_type": int(b.permission)}
 
 
-def _resources(bindings: Iterable[AclBinding]) -> list[dict[str, Any]]:
-    grouped: dict[tuple[int, str, int], list[dict[str, Any]]] = {}
+def _resources(bindings: Iterable[AclBinding]) -> list[DescribeAclsResource]:
+    grouped: dict[tuple[int, str, int], list[DescribeAclsResponseAclDescription]] = {}
     for b in sorted_bindings(bindings):
         grouped.setdefault((int(b.resource_type), b.name, int(b.pattern)), []).append(_binding_fields(b))
     return [{"resource_type": t, "resource_name": n, "pattern_type": p, "acls": acls} for (t, n, p), acls in grouped.items()]
 
 
 @handles(ApiKey.DESCRIBE_ACLS, 1, 3)
-async def describe_acls(ctx: BrokerContext, request: Request) -> dict[str, Any]:
-    response: dict[str, Any] = {"throttle_time": 0, "error_code": ErrorCode.NONE, "error_message": None, "resources": []}
+async def describe_acls(ctx: BrokerContext, request: Request) -> DescribeAclsResponse:
+    response: DescribeAclsResponse = {"throttle_time": 0, "error_code": ErrorCode.NONE, "error_message": None, "resources": []}
     refusal = _refusal(ctx, request, Operation.DESCRIBE)
     if refusal is not None:
         response["error_code"], response["error_message"] = refusal
         return response
     f = _filter(request.body)
     if (why := f.invalid()) is not None:
-        response.update(error_code=ErrorCode.INVALID_REQUEST, error_message=why)
+        response.update({"error_code": ErrorCode.INVALID_REQUEST, "error_message": why})
         return response
     response["resources"] = _resources(b for b in ctx.image.acls if f.matches(b))
     return response
 
 
 @handles(ApiKey.CREATE_ACLS, 1, 3)
-async def create_acls(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+async def create_acls(ctx: BrokerContext, request: Request) -> CreateAclsResponse:
     creations = request.body.creations
     refusal = _refusal(ctx, request, Operation.ALTER)
     if refusal is not None:
         return {"throttle_time": 0, "results": [{"error_code": refusal[0], "error_message": refusal[1]} for _ in creations]}
-    results: list[dict[str, Any]] = []
+    results: list[CreateAclsResponseAclCreationResult] = []
     valid: list[AclBinding] = []
     for c in creations:
         binding = AclBinding(
@@ -104,14 +113,14 @@ async def create_acls(ctx: BrokerContext, request: Request) -> dict[str, Any]:
 
 
 @handles(ApiKey.DELETE_ACLS, 1, 3)
-async def delete_acls(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+async def delete_acls(ctx: BrokerContext, request: Request) -> DeleteAclsResponse:
     filters = request.body.filters
     refusal = _refusal(ctx, request, Operation.ALTER)
     if refusal is not None:
         return {"throttle_time": 0, "filter_results": [
             {"error_code": refusal[0], "error_message": refusal[1], "matching_acls": []} for _ in filters]}
     acls = ctx.image.acls
-    results: list[dict[str, Any]] = []
+    results: list[DeleteAclsFilterResult] = []
     doomed: set[AclBinding] = set()
     for raw in filters:
         f = _filter(raw)
@@ -129,5 +138,5 @@ async def delete_acls(ctx: BrokerContext, request: Request) -> dict[str, Any]:
         except ConfigError as exc:
             for r in results:
                 if r["error_code"] == ErrorCode.NONE:
-                    r.update(error_code=exc.error_code, error_message=exc.message, matching_acls=[])
+                    r.update({"error_code": exc.error_code, "error_message": exc.message, "matching_acls": []})
     return {"throttle_time": 0, "filter_results": results}

@@ -10,24 +10,24 @@ UNSUPPORTED_VERSION and our own range, as KIP-511 requires.
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from strom.handlers.context import BrokerContext
 from strom.handlers.registry import Request, handles, registrations
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
+from strom.protocol.responses import ApiVersionsResponse, ApiVersionsResponseApiVersion
 
 _SOFTWARE_PATTERN = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])?")
 
 
-def api_keys() -> list[dict[str, int]]:
+def api_keys() -> list[ApiVersionsResponseApiVersion]:
     return [
         {"api_key": r.api_key, "min_version": r.min_version, "max_version": r.max_version}
         for r in sorted(registrations().values(), key=lambda r: r.api_key)
     ]
 
 
-def unsupported_version_response() -> dict[str, Any]:
+def unsupported_version_response() -> ApiVersionsResponse:
     """The v0 answer to an ApiVersions request newer than we know (KIP-511)."""
     own = registrations()[ApiKey.API_VERSIONS]
     return {
@@ -39,7 +39,7 @@ def unsupported_version_response() -> dict[str, Any]:
 
 
 @handles(ApiKey.API_VERSIONS, 0, 4)
-async def api_versions(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+async def api_versions(ctx: BrokerContext, request: Request) -> ApiVersionsResponse:
     error = ErrorCode.NONE
     if request.version >= 3:
         name = request.body.client_software_name

@@ -12,7 +12,6 @@ operations are 0 without DESCRIBE on the cluster); DescribeLogDirs needs DESCRIB
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from strom.handlers.auth import cluster_allowed
 from strom.handlers.authorized_operations import cluster_authorized_operations
@@ -20,15 +19,21 @@ from strom.handlers.context import BrokerContext
 from strom.handlers.registry import Request, handles, listener_of
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
+from strom.protocol.responses import (
+    DescribeClusterResponse,
+    DescribeLogDirsPartition,
+    DescribeLogDirsResponse,
+    DescribeLogDirsTopic,
+)
 from strom.security.acl import Operation
 
 BROKER_ENDPOINTS = 1
 
 
 @handles(ApiKey.DESCRIBE_CLUSTER, 0, 2)
-async def describe_cluster(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+async def describe_cluster(ctx: BrokerContext, request: Request) -> DescribeClusterResponse:
     endpoint_type = request.body.endpoint_type if request.version >= 1 else BROKER_ENDPOINTS
-    response: dict[str, Any] = {
+    response: DescribeClusterResponse = {
         "throttle_time": 0,
         "error_code": ErrorCode.NONE,
         "endpoint_type": endpoint_type,
@@ -43,16 +48,16 @@ async def describe_cluster(ctx: BrokerContext, request: Request) -> dict[str, An
         ),
     }
     if endpoint_type != BROKER_ENDPOINTS:
-        response.update(
-            error_code=ErrorCode.UNSUPPORTED_ENDPOINT_TYPE,
-            error_message="strom has no KRaft controllers; ask for broker endpoints",
-            brokers=[],
-        )
+        response.update({
+            "error_code": ErrorCode.UNSUPPORTED_ENDPOINT_TYPE,
+            "error_message": "strom has no KRaft controllers; ask for broker endpoints",
+            "brokers": [],
+        })
     return response
 
 
 @handles(ApiKey.DESCRIBE_LOG_DIRS, 1, 4)
-async def describe_log_dirs(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+async def describe_log_dirs(ctx: BrokerContext, request: Request) -> DescribeLogDirsResponse:
     if not cluster_allowed(ctx, request, Operation.DESCRIBE):
         return {"throttle_time": 0, "error_code": ErrorCode.CLUSTER_AUTHORIZATION_FAILED, "results": []}
     wanted = request.body.topics
@@ -61,12 +66,12 @@ async def describe_log_dirs(ctx: BrokerContext, request: Request) -> dict[str, A
         selected = {name: None for name in ctx.metadata.topics()}
     else:
         selected = {t.topic: set(t.partitions) for t in wanted}
-    topics = []
+    topics: list[DescribeLogDirsTopic] = []
     for name, partitions in selected.items():
         topic = ctx.metadata.topic(name)
         if topic is None:
             continue
-        entries = []
+        entries: list[DescribeLogDirsPartition] = []
         for p in range(topic.partitions):
             log = ctx.partition_log(name, p)
             if log is None or (partitions is not None and p not in partitions):

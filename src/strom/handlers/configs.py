@@ -60,6 +60,14 @@ from strom.metadata.configs import (
 from strom.metadata.store import validate_topic_name
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
+from strom.protocol.responses import (
+    AlterConfigsResourceResponse,
+    AlterConfigsResponse,
+    DescribeConfigsResourceResult,
+    DescribeConfigsResponse,
+    DescribeConfigsResult,
+    IncrementalAlterConfigsResponse,
+)
 from strom.security import acl
 
 
@@ -176,7 +184,7 @@ def _describe_entries(ctx: BrokerContext, resource_type: int, name: str) -> list
     raise ResourceError(ErrorCode.INVALID_REQUEST, f"Unsupported resource type: {_type_name(resource_type)}")
 
 
-def _config_result(entry: ConfigEntry, synonyms: bool, documentation: bool) -> dict[str, Any]:
+def _config_result(entry: ConfigEntry, synonyms: bool, documentation: bool) -> DescribeConfigsResourceResult:
     return {
         "name": entry.name,
         "value": entry.value,
@@ -192,13 +200,13 @@ def _config_result(entry: ConfigEntry, synonyms: bool, documentation: bool) -> d
 
 
 @handles(ApiKey.DESCRIBE_CONFIGS, 1, 4)
-async def describe_configs(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+async def describe_configs(ctx: BrokerContext, request: Request) -> DescribeConfigsResponse:
     body = request.body
     synonyms = body.include_synonyms
     documentation = request.version >= 3 and body.include_documentation
-    results = []
+    results: list[DescribeConfigsResult] = []
     for resource in body.resources:
-        result: dict[str, Any] = {
+        result: DescribeConfigsResult = {
             "error_code": ErrorCode.NONE,
             "error_message": None,
             "resource_type": resource.resource_type,
@@ -209,7 +217,7 @@ async def describe_configs(ctx: BrokerContext, request: Request) -> dict[str, An
             _authorize(ctx, request, acl.Operation.DESCRIBE_CONFIGS, resource.resource_type, resource.resource_name)
             entries = _describe_entries(ctx, resource.resource_type, resource.resource_name)
         except ResourceError as exc:
-            result.update(error_code=exc.error_code, error_message=exc.message)
+            result.update({"error_code": exc.error_code, "error_message": exc.message})
         else:
             if resource.configuration_keys:  # null or empty: every config
                 wanted = set(resource.configuration_keys)
@@ -269,6 +277,7 @@ def _check_entries(configs: Any, *, incremental: bool) -> None:
 def _current_value(ctx: BrokerContext, target: _Target, name: str) -> str | None:
     """The effective value APPEND and SUBTRACT start from."""
     broker_dynamic = ctx.metadata.broker_configs()
+    node_dynamic: Mapping[str, str] | None
     if target.resource_type == ResourceType.TOPIC:
         node_dynamic = ctx.metadata.node_configs(ctx.node.node_id)
         return effective_topic_configs(target.current, ctx.config, broker_dynamic, node_dynamic)[name]
@@ -339,12 +348,13 @@ async def _apply(ctx: BrokerContext, target: _Target, configs: dict[str, str]) -
         await ctx.metadata.set_broker_configs(target.node_id, configs)
 
 
-async def _alter(ctx: BrokerContext, request: Request, *, incremental: bool) -> dict[str, Any]:
+async def _alter(ctx: BrokerContext, request: Request, *, incremental: bool) -> AlterConfigsResponse:
+    """AlterConfigs and IncrementalAlterConfigs (their responses have the same fields)."""
     body = request.body
     keys = [(r.resource_type, r.resource_name) for r in body.resources]
-    responses = []
+    responses: list[AlterConfigsResourceResponse] = []
     for resource in body.resources:
-        response: dict[str, Any] = {
+        response: AlterConfigsResourceResponse = {
             "error_code": ErrorCode.NONE,
             "error_message": None,
             "resource_type": resource.resource_type,
@@ -366,22 +376,22 @@ async def _alter(ctx: BrokerContext, request: Request, *, incremental: bool) -> 
             if broker:
                 _authorize(ctx, request, acl.Operation.ALTER_CONFIGS, resource.resource_type, resource.resource_name)
         except ResourceError as exc:
-            response.update(error_code=exc.error_code, error_message=exc.message)
+            response.update({"error_code": exc.error_code, "error_message": exc.message})
         else:
             if not body.validate_only:
                 try:
                     await _apply(ctx, target, checked)
                 except ConfigError as exc:
-                    response.update(error_code=exc.error_code, error_message=str(exc))
+                    response.update({"error_code": exc.error_code, "error_message": str(exc)})
         responses.append(response)
     return {"throttle_time": 0, "responses": responses}
 
 
 @handles(ApiKey.ALTER_CONFIGS, 0, 2)
-async def alter_configs(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+async def alter_configs(ctx: BrokerContext, request: Request) -> AlterConfigsResponse:
     return await _alter(ctx, request, incremental=False)
 
 
 @handles(ApiKey.INCREMENTAL_ALTER_CONFIGS, 0, 1)
-async def incremental_alter_configs(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+async def incremental_alter_configs(ctx: BrokerContext, request: Request) -> IncrementalAlterConfigsResponse:
     return await _alter(ctx, request, incremental=True)

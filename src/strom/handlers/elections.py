@@ -29,8 +29,8 @@ at the top level and for every partition named, as Kafka answers).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
 
 from strom.cluster.controller import Controller
 from strom.handlers.auth import cluster_allowed
@@ -40,6 +40,11 @@ from strom.metadata.configs import ConfigError
 from strom.metadata.image import NO_LEADER, RECOVERING, ClusterImage, PartitionState
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
+from strom.protocol.responses import (
+    ElectLeadersResponse,
+    ElectLeadersResponsePartitionResult,
+    ElectLeadersResponseReplicaElectionResult,
+)
 from strom.security.acl import Operation
 
 PREFERRED = 0
@@ -48,7 +53,7 @@ UNCLEAN = 1
 # A lost compare-and-set is decided again on the fresh image this many times in all.
 _ATTEMPTS = 2
 
-_MESSAGES = {  # Kafka's default messages for these errors
+_MESSAGES: dict[int, str] = {  # Kafka's default messages for these errors
     ErrorCode.ELECTION_NOT_NEEDED: "Leader election not needed for topic partition.",
     ErrorCode.PREFERRED_LEADER_NOT_AVAILABLE: "The preferred leader was not available.",
     ErrorCode.ELIGIBLE_LEADERS_NOT_AVAILABLE: "Eligible topic partition leaders are not available.",
@@ -115,7 +120,7 @@ async def _elect(ctx: BrokerContext, key: Key, election_type: int) -> tuple[int,
 
 
 @handles(ApiKey.ELECT_LEADERS, 0, 2)
-async def elect_leaders(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+async def elect_leaders(ctx: BrokerContext, request: Request) -> ElectLeadersResponse:
     body = request.body
     election_type = body.election_type if request.version >= 1 else PREFERRED
     if not cluster_allowed(ctx, request, Operation.ALTER):
@@ -132,6 +137,7 @@ async def elect_leaders(ctx: BrokerContext, request: Request) -> dict[str, Any]:
     else:
         wanted = [(t.topic, list(t.partitions)) for t in body.topic_partitions]
     top_error = ErrorCode.NONE
+    outcomes: Sequence[tuple[int, str | None]]
     if election_type not in (PREFERRED, UNCLEAN):
         top_error = ErrorCode.INVALID_REQUEST
         invalid = (ErrorCode.INVALID_REQUEST, f"Unknown election type {election_type}.")
@@ -140,10 +146,10 @@ async def elect_leaders(ctx: BrokerContext, request: Request) -> dict[str, Any]:
         outcomes = await asyncio.gather(
             *(_elect(ctx, (topic, p), election_type) for topic, partitions in wanted for p in partitions)
         )
-    results = []
+    results: list[ElectLeadersResponseReplicaElectionResult] = []
     it = iter(outcomes)
     for topic, partitions in wanted:
-        partition_results = []
+        partition_results: list[ElectLeadersResponsePartitionResult] = []
         for p in partitions:
             error, message = next(it)
             if everything and error == ErrorCode.ELECTION_NOT_NEEDED:

@@ -21,6 +21,7 @@ Not done: preferred read replicas (KIP-392), rack awareness.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from strom.handlers.auth import allowed, cluster_allowed
@@ -45,7 +46,7 @@ from strom.security.acl import Operation, ResourceType
 READ_COMMITTED = 1
 
 
-def _key(ctx: BrokerContext, version: int, topic: Any) -> tuple[str | None, Any]:
+def _key(ctx: BrokerContext, version: int, topic: Any) -> tuple[str | None, uuid.UUID | None]:
     if version >= 13:
         return ctx.topic_name(topic.topic_id), topic.topic_id
     return topic.topic, None
@@ -62,7 +63,7 @@ def _start(ctx: BrokerContext, request: Request) -> SessionStart:
             requested.append((PartitionKey(name, topic_id, p.partition), position))
     if version < 7:
         return ctx.fetch_sessions.begin(0, -1, requested, [])
-    forgotten = []
+    forgotten: list[PartitionKey] = []
     for topic in body.forgotten_topics_data:
         name, topic_id = _key(ctx, version, topic)
         forgotten.extend(PartitionKey(name, topic_id, p) for p in topic.partitions)
@@ -74,13 +75,15 @@ def replica_id_of(request: Request) -> int:
     body = request.body
     if request.version >= 15:
         state = getattr(body, "replica_state", None)
-        return state.replica_id if state is not None else -1
-    return body.replica_id
+        replica_id: int = state.replica_id if state is not None else -1
+    else:
+        replica_id = body.replica_id
+    return replica_id
 
 
 def _read(
     ctx: BrokerContext, start: SessionStart, max_bytes: int, isolation: int, replica_id: int = -1,
-    last_fetched: dict[tuple[str, int], int] | None = None, denied: frozenset[str] = frozenset(),
+    last_fetched: dict[tuple[str | None, int], int] | None = None, denied: frozenset[str] = frozenset(),
 ) -> tuple[list[FetchTopicResult], int, bool]:
     """Read every partition once; returns topics, total record bytes, and whether any
     partition has an error (errors are answered at once, without waiting)."""

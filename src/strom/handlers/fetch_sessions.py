@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -22,7 +23,7 @@ FINAL_EPOCH = -1
 
 class PartitionKey(NamedTuple):
     topic: str | None  # None when a topic id is unknown
-    topic_id: object  # uuid.UUID on v13+, None before
+    topic_id: uuid.UUID | None  # on v13+, None before
     partition: int
 
 

@@ -51,6 +51,7 @@ from strom.handlers.context import BrokerContext, GroupOperation, GroupRuntime
 from strom.handlers.registry import Request, handles, listener_of
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
+from strom.protocol.responses import HeartbeatResponse
 from strom.security.acl import Operation, ResourceType
 
 GROUP_KEY = 0
@@ -189,16 +190,17 @@ async def sync_group(ctx: BrokerContext, request: Request) -> dict[str, Any]:
     if not sync.group_id:
         return sync_response(ErrorCode.INVALID_GROUP_ID)
     try:
-        return await call(ctx, sync.group_id, lambda c, now, ticket: c.sync_group(sync, ticket, now))
+        response: dict[str, Any] = await call(ctx, sync.group_id, lambda c, now, ticket: c.sync_group(sync, ticket, now))
     except CoordinatorError as exc:
         return sync_response(exc.error_code)
+    return response
 
 
 # --- Heartbeat --------------------------------------------------------------------------------
 
 
 @handles(ApiKey.HEARTBEAT, 0, 4)
-async def heartbeat(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+async def heartbeat(ctx: BrokerContext, request: Request) -> HeartbeatResponse:
     body = request.body
     beat = HeartbeatRequest(
         group_id=body.group_id,
@@ -210,6 +212,7 @@ async def heartbeat(ctx: BrokerContext, request: Request) -> dict[str, Any]:
         return {"throttle_time": 0, "error_code": ErrorCode.GROUP_AUTHORIZATION_FAILED}
     if not beat.group_id:
         return {"throttle_time": 0, "error_code": ErrorCode.INVALID_GROUP_ID}
+    response: HeartbeatResponse
     try:
         response = await call(ctx, beat.group_id, lambda c, now, _ticket: c.heartbeat(beat, now))
     except CoordinatorError as exc:

@@ -18,6 +18,11 @@ from strom.handlers.registry import Request, handles
 from strom.log.partition import PartitionLog
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
+from strom.protocol.responses import (
+    OffsetForLeaderEpochResponse,
+    OffsetForLeaderEpochResponseEpochEndOffset,
+    OffsetForLeaderEpochResponseOffsetForLeaderTopicResult,
+)
 from strom.security.acl import Operation, ResourceType
 
 NO_EPOCH_CHECK = -1
@@ -32,8 +37,8 @@ def check_leader_epoch(log: PartitionLog, current_leader_epoch: int) -> int:
     return ErrorCode.UNKNOWN_LEADER_EPOCH
 
 
-def _end_offset(ctx: BrokerContext, topic: str, partition: Any) -> dict[str, Any]:
-    result = {"error_code": ErrorCode.NONE, "partition": partition.partition, "leader_epoch": -1, "end_offset": -1}
+def _end_offset(ctx: BrokerContext, topic: str, partition: Any) -> OffsetForLeaderEpochResponseEpochEndOffset:
+    result: OffsetForLeaderEpochResponseEpochEndOffset = {"error_code": ErrorCode.NONE, "partition": partition.partition, "leader_epoch": -1, "end_offset": -1}
     log, error = ctx.leader_log(topic, partition.partition)
     if log is None:
         result["error_code"] = error
@@ -47,12 +52,16 @@ def _end_offset(ctx: BrokerContext, topic: str, partition: Any) -> dict[str, Any
 
 
 @handles(ApiKey.OFFSET_FOR_LEADER_EPOCH, 2, 4)
-async def offset_for_leader_epoch(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+async def offset_for_leader_epoch(ctx: BrokerContext, request: Request) -> OffsetForLeaderEpochResponse:
     body = request.body
     follower = getattr(body, "replica_id", -1) >= 0
-    may = (lambda topic: cluster_allowed(ctx, request, Operation.CLUSTER_ACTION)) if follower else (  # noqa: E731
-        lambda topic: allowed(ctx, request, Operation.DESCRIBE, ResourceType.TOPIC, topic))
-    topics = [
+
+    def may(topic: str) -> bool:
+        if follower:
+            return cluster_allowed(ctx, request, Operation.CLUSTER_ACTION)
+        return allowed(ctx, request, Operation.DESCRIBE, ResourceType.TOPIC, topic)
+
+    topics: list[OffsetForLeaderEpochResponseOffsetForLeaderTopicResult] = [
         {"topic": t.topic, "partitions": [_end_offset(ctx, t.topic, p) if may(t.topic) else
                                           {"error_code": ErrorCode.TOPIC_AUTHORIZATION_FAILED, "partition": p.partition,
                                            "leader_epoch": -1, "end_offset": -1} for p in t.partitions]}

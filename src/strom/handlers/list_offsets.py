@@ -18,14 +18,19 @@ from strom.handlers.leader_epoch import check_leader_epoch
 from strom.handlers.registry import Request, handles
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
+from strom.protocol.responses import (
+    ListOffsetsPartitionResponse,
+    ListOffsetsResponse,
+    ListOffsetsTopicResponse,
+)
 from strom.security.acl import Operation, ResourceType
 
 LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL, EARLIEST_PENDING_UPLOAD = -1, -2, -3, -4, -5
 READ_COMMITTED = 1
 
 
-def _lookup(ctx: BrokerContext, topic: str, partition: Any, isolation: int) -> dict[str, Any]:
-    result: dict[str, Any] = {
+def _lookup(ctx: BrokerContext, topic: str, partition: Any, isolation: int) -> ListOffsetsPartitionResponse:
+    result: ListOffsetsPartitionResponse = {
         "partition_index": partition.partition_index,
         "error_code": ErrorCode.NONE,
         "timestamp": -1,
@@ -60,10 +65,10 @@ def _lookup(ctx: BrokerContext, topic: str, partition: Any, isolation: int) -> d
 
 
 @handles(ApiKey.LIST_OFFSETS, 1, 11)
-async def list_offsets(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+async def list_offsets(ctx: BrokerContext, request: Request) -> ListOffsetsResponse:
     body = request.body
     isolation = body.isolation_level if request.version >= 2 else 0
-    topics = [
+    topics: list[ListOffsetsTopicResponse] = [
         {"name": t.name, "partitions": [_lookup(ctx, t.name, p, isolation) for p in t.partitions]}
         if allowed(ctx, request, Operation.DESCRIBE, ResourceType.TOPIC, t.name) else
         {"name": t.name, "partitions": [{"partition_index": p.partition_index, "error_code": ErrorCode.TOPIC_AUTHORIZATION_FAILED,

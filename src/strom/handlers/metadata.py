@@ -23,7 +23,6 @@ an unknown topic id or a refused topic gets none.
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from strom.handlers.auth import allowed, cluster_allowed
 from strom.handlers.authorized_operations import (
@@ -37,14 +36,19 @@ from strom.metadata.configs import ConfigError
 from strom.metadata.store import TopicMetadata, validate_topic_name
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
+from strom.protocol.responses import (
+    MetadataResponse,
+    MetadataResponsePartition,
+    MetadataResponseTopic,
+)
 from strom.security.acl import Operation, ResourceType
 
 ZERO_UUID = uuid.UUID(int=0)
 
 
-def topic_entry(ctx: BrokerContext, topic: TopicMetadata) -> dict[str, Any]:
+def topic_entry(ctx: BrokerContext, topic: TopicMetadata) -> MetadataResponseTopic:
     image = ctx.image
-    partitions = []
+    partitions: list[MetadataResponsePartition] = []
     for p in range(topic.partitions):
         state = image.partition(topic.name, p)
         if state is None:
@@ -71,7 +75,7 @@ def topic_entry(ctx: BrokerContext, topic: TopicMetadata) -> dict[str, Any]:
     }
 
 
-def _error_entry(name: str | None, topic_id: uuid.UUID, error: int) -> dict[str, Any]:
+def _error_entry(name: str | None, topic_id: uuid.UUID, error: int) -> MetadataResponseTopic:
     return {
         "error_code": error,
         "name": name,
@@ -108,13 +112,13 @@ def _may_create(ctx: BrokerContext, request: Request, name: str) -> bool:
 
 
 @handles(ApiKey.METADATA, 0, 13)
-async def metadata(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+async def metadata(ctx: BrokerContext, request: Request) -> MetadataResponse:
     body = request.body
     allow_create = ctx.config.auto_create_topics_enable and (
         request.version < 4 or body.allow_auto_topic_creation
     )
-    topics: list[dict[str, Any]] = []
-    described: list[dict[str, Any]] = []  # the entries Kafka reports authorized operations for
+    topics: list[MetadataResponseTopic] = []
+    described: list[MetadataResponseTopic] = []  # the entries Kafka reports authorized operations for
     if body.topics is None or (request.version == 0 and not body.topics):
         described = topics = [topic_entry(ctx, t) for t in ctx.metadata.topics().values()
                               if allowed(ctx, request, Operation.DESCRIBE, ResourceType.TOPIC, t.name)]
@@ -153,7 +157,9 @@ async def metadata(ctx: BrokerContext, request: Request) -> dict[str, Any]:
             described.append(entry)
     if request.version >= 8 and body.include_topic_authorized_operations:
         for entry in described:
-            entry["topic_authorized_operations"] = authorized_operations(ctx, request, ResourceType.TOPIC, entry["name"])
+            name = entry["name"]
+            assert name is not None  # described entries are asked for by name, or listed
+            entry["topic_authorized_operations"] = authorized_operations(ctx, request, ResourceType.TOPIC, name)
     return {
         "throttle_time": 0,
         "brokers": [{"node_id": n.node_id, "host": n.host, "port": n.port, "rack": n.rack} for n in ctx.nodes(listener_of(request))],

@@ -51,6 +51,7 @@ from strom.handlers.groups import call, group_allowed, milliseconds
 from strom.handlers.registry import Request, handles
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
+from strom.protocol.responses import OffsetDeleteResponse
 from strom.security.acl import Operation, ResourceType
 
 
@@ -233,7 +234,7 @@ async def offset_fetch(ctx: BrokerContext, request: Request) -> dict[str, Any]:
 
 
 @handles(ApiKey.OFFSET_DELETE, 0, 0)
-async def offset_delete(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+async def offset_delete(ctx: BrokerContext, request: Request) -> OffsetDeleteResponse:
     body = request.body
     group_id = body.group_id
     if not group_allowed(ctx, request, Operation.DELETE, group_id):

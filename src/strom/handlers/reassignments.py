@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
 
 from strom.cluster.controller import cancel_reassignment, start_reassignment
 from strom.cluster.placement import validate_assignment
@@ -44,6 +43,14 @@ from strom.metadata.configs import ConfigError
 from strom.metadata.image import ClusterImage, PartitionState
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
+from strom.protocol.responses import (
+    AlterPartitionReassignmentsResponse,
+    AlterPartitionReassignmentsResponseReassignablePartitionResponse,
+    AlterPartitionReassignmentsResponseReassignableTopicResponse,
+    ListPartitionReassignmentsResponse,
+    ListPartitionReassignmentsResponseOngoingPartitionReassignment,
+    ListPartitionReassignmentsResponseOngoingTopicReassignment,
+)
 from strom.security.acl import Operation
 
 # A lost compare-and-set is decided again on the fresh image this many times in all.
@@ -96,7 +103,7 @@ async def _alter_one(ctx: BrokerContext, topic: str, partition: int, step: Step)
 
 
 @handles(ApiKey.ALTER_PARTITION_REASSIGNMENTS, 0, 1)
-async def alter_partition_reassignments(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+async def alter_partition_reassignments(ctx: BrokerContext, request: Request) -> AlterPartitionReassignmentsResponse:
     body = request.body
     allow_rf_change = body.allow_replication_factor_change if request.version >= 1 else True
     if not cluster_allowed(ctx, request, Operation.ALTER):
@@ -115,9 +122,9 @@ async def alter_partition_reassignments(ctx: BrokerContext, request: Request) ->
         )
         for topic in body.topics for p in topic.partitions
     )))
-    responses = []
+    responses: list[AlterPartitionReassignmentsResponseReassignableTopicResponse] = []
     for topic in body.topics:
-        partitions = []
+        partitions: list[AlterPartitionReassignmentsResponseReassignablePartitionResponse] = []
         for p in topic.partitions:
             error, message = next(outcomes)
             partitions.append({"partition_index": p.partition_index, "error_code": error, "error_message": message})
@@ -131,8 +138,10 @@ async def alter_partition_reassignments(ctx: BrokerContext, request: Request) ->
     }
 
 
-def _ongoing(image: ClusterImage, topic: str, partitions: list[int]) -> dict[str, Any] | None:
-    ongoing = []
+def _ongoing(
+    image: ClusterImage, topic: str, partitions: list[int]
+) -> ListPartitionReassignmentsResponseOngoingTopicReassignment | None:
+    ongoing: list[ListPartitionReassignmentsResponseOngoingPartitionReassignment] = []
     for p in partitions:
         state = image.partition(topic, p)
         if state is not None and state.reassigning:
@@ -146,7 +155,7 @@ def _ongoing(image: ClusterImage, topic: str, partitions: list[int]) -> dict[str
 
 
 @handles(ApiKey.LIST_PARTITION_REASSIGNMENTS, 0, 0)
-async def list_partition_reassignments(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+async def list_partition_reassignments(ctx: BrokerContext, request: Request) -> ListPartitionReassignmentsResponse:
     if not cluster_allowed(ctx, request, Operation.DESCRIBE):
         return {"throttle_time": 0, "error_code": ErrorCode.CLUSTER_AUTHORIZATION_FAILED, "error_message": CLUSTER_REFUSED,
                 "topics": [{"name": t.name, "partitions": [

@@ -16,11 +16,16 @@ from strom.handlers.registry import Request, handles
 from strom.log.partition import OffsetOutOfRange
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
+from strom.protocol.responses import (
+    DeleteRecordsPartitionResult,
+    DeleteRecordsResponse,
+    DeleteRecordsTopicResult,
+)
 from strom.security.acl import Operation, ResourceType
 
 
-def _delete(ctx: BrokerContext, topic: str, partition: Any) -> dict[str, Any]:
-    result = {"partition_index": partition.partition_index, "low_watermark": -1, "error_code": ErrorCode.NONE}
+def _delete(ctx: BrokerContext, topic: str, partition: Any) -> DeleteRecordsPartitionResult:
+    result: DeleteRecordsPartitionResult = {"partition_index": partition.partition_index, "low_watermark": -1, "error_code": ErrorCode.NONE}
     log, error = ctx.leader_log(topic, partition.partition_index)
     if log is None:
         result["error_code"] = error
@@ -33,8 +38,8 @@ def _delete(ctx: BrokerContext, topic: str, partition: Any) -> dict[str, Any]:
 
 
 @handles(ApiKey.DELETE_RECORDS, 0, 2)
-async def delete_records(ctx: BrokerContext, request: Request) -> dict[str, Any]:
-    topics = [
+async def delete_records(ctx: BrokerContext, request: Request) -> DeleteRecordsResponse:
+    topics: list[DeleteRecordsTopicResult] = [
         {"name": t.name, "partitions": [_delete(ctx, t.name, p) for p in t.partitions]}
         if allowed(ctx, request, Operation.DELETE, ResourceType.TOPIC, t.name) else
         {"name": t.name, "partitions": [{"partition_index": p.partition_index, "low_watermark": -1,

@@ -7,13 +7,14 @@ exactly when a handler for it exists (API-SCOPE.md: never advertise what is not 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from strom.protocol.framing import RequestHeader
 
 if TYPE_CHECKING:
+    from strom.handlers.context import BrokerContext
     from strom.security.session import Session
 
 
@@ -52,9 +53,11 @@ class Delayed:
 
 
 # A handler returns the response body as a plain dict tree (encoded by protocol.codec at the
-# request's version), a RawResponse it encoded itself, a Delayed one, or None when no response
-# is sent (Produce with acks=0).
-Handler = Callable[[Any, Request], Awaitable[Any]]
+# request's version; protocol.responses has a TypedDict for each API's, which mypy checks the
+# keys of), a RawResponse it encoded itself, a Delayed one, or None when no response is sent
+# (Produce with acks=0).
+Response = Mapping[str, object] | RawResponse | Delayed | None
+Handler = Callable[["BrokerContext", Request], Awaitable[Response]]
 
 
 @dataclass(frozen=True, slots=True)

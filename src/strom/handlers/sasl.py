@@ -17,12 +17,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
 
 from strom.handlers.context import BrokerContext
 from strom.handlers.registry import Delayed, Request, handles
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
+from strom.protocol.responses import SaslAuthenticateResponse, SaslHandshakeResponse
 from strom.security.sasl import AuthenticationFailed, SaslServer
 from strom.security.session import Session
 
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 
 @handles(ApiKey.SASL_HANDSHAKE, 0, 1)
-async def sasl_handshake(ctx: BrokerContext, request: Request) -> Any:
+async def sasl_handshake(ctx: BrokerContext, request: Request) -> SaslHandshakeResponse | Delayed:
     session = request.session
     if session is None or not session.security.listener.sasl:
         return {"error_code": ErrorCode.ILLEGAL_SASL_STATE, "mechanisms": []}
@@ -50,27 +50,27 @@ async def sasl_handshake(ctx: BrokerContext, request: Request) -> Any:
 
 
 @handles(ApiKey.SASL_AUTHENTICATE, 0, 2)
-async def sasl_authenticate(ctx: BrokerContext, request: Request) -> Any:
+async def sasl_authenticate(ctx: BrokerContext, request: Request) -> SaslAuthenticateResponse | Delayed:
     session = request.session
-    response: dict[str, Any] = {"error_code": ErrorCode.NONE, "error_message": None, "auth_bytes": b"",
-                                "session_lifetime": 0}
+    response: SaslAuthenticateResponse = {"error_code": ErrorCode.NONE, "error_message": None, "auth_bytes": b"",
+                                          "session_lifetime": 0}
     if session is None or session.sasl is None:
-        response.update(error_code=ErrorCode.ILLEGAL_SASL_STATE,
-                        error_message="SaslAuthenticate before a successful SaslHandshake")
+        response.update({"error_code": ErrorCode.ILLEGAL_SASL_STATE,
+                         "error_message": "SaslAuthenticate before a successful SaslHandshake"})
         return response if session is None else _fail(session, request, response, "SaslAuthenticate out of order")
     try:
         step = session.sasl.step(bytes(request.body.auth_bytes))
     except AuthenticationFailed as exc:
         log.debug("SASL %s failed: %r", session.mechanism, exc.__cause__)
-        response.update(error_code=ErrorCode.SASL_AUTHENTICATION_FAILED, error_message=str(exc))
+        response.update({"error_code": ErrorCode.SASL_AUTHENTICATION_FAILED, "error_message": str(exc)})
         return _fail(session, request, response, f"{session.mechanism}: {exc}")
     response["auth_bytes"] = step.challenge
     if step.user is None:
         return response  # more rounds (SCRAM's client-final comes next)
     principal = f"User:{step.user}"
     if session.reauthenticating and principal != session.principal:
-        response.update(error_code=ErrorCode.SASL_AUTHENTICATION_FAILED,
-                        error_message=f"Cannot change principals during re-authentication from {session.principal}: {principal}")
+        response.update({"error_code": ErrorCode.SASL_AUTHENTICATION_FAILED,
+                         "error_message": f"Cannot change principals during re-authentication from {session.principal}: {principal}"})
         return _fail(session, request, response, "re-authentication as another principal")
     session.principal, session.authenticated, session.reauthenticating = principal, True, False
     session.mechanism = session.sasl = None
@@ -82,7 +82,8 @@ async def sasl_authenticate(ctx: BrokerContext, request: Request) -> Any:
     return response
 
 
-def _fail(session: Session, request: Request, response: dict[str, Any], reason: str) -> Delayed:
+def _fail(session: Session, request: Request, response: SaslHandshakeResponse | SaslAuthenticateResponse,
+          reason: str) -> Delayed:
     """Kafka's answer to a failed authentication: logged with the peer, answered late (to
     slow down password guessing), then the connection is closed."""
     log.warning("failed authentication from %s on listener %s: %s", request.client_host or "?",
@@ -90,7 +91,7 @@ def _fail(session: Session, request: Request, response: dict[str, Any], reason: 
     session.failed = True
     session.mechanism = session.sasl = None
 
-    async def later() -> dict[str, Any]:
+    async def later() -> SaslHandshakeResponse | SaslAuthenticateResponse:
         await asyncio.sleep(session.security.failed_auth_delay_ms / 1000)
         return response
 

@@ -7,7 +7,6 @@ cluster, altering ALTER (else CLUSTER_AUTHORIZATION_FAILED, for every user named
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
 
 from strom.handlers.auth import cluster_allowed
 from strom.handlers.context import BrokerContext
@@ -16,6 +15,12 @@ from strom.metadata.configs import ConfigError
 from strom.metadata.image import ScramCredential
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
+from strom.protocol.responses import (
+    AlterUserScramCredentialsResponse,
+    AlterUserScramCredentialsResult,
+    DescribeUserScramCredentialsResponse,
+    DescribeUserScramCredentialsResult,
+)
 from strom.security.acl import Operation
 from strom.security.scram import (
     CODE_OF,
@@ -29,21 +34,22 @@ CLUSTER_REFUSED = "Cluster authorization failed."  # Kafka's message for the err
 
 
 @handles(ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS, 0, 0)
-async def describe_user_scram_credentials(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+async def describe_user_scram_credentials(ctx: BrokerContext, request: Request) -> DescribeUserScramCredentialsResponse:
     if not cluster_allowed(ctx, request, Operation.DESCRIBE):
-        refused = {"error_code": ErrorCode.CLUSTER_AUTHORIZATION_FAILED, "error_message": CLUSTER_REFUSED}
-        return {"throttle_time": 0, **refused,
-                "results": [{"user": u.name, **refused, "credential_infos": []} for u in request.body.users or ()]}
+        error, message = ErrorCode.CLUSTER_AUTHORIZATION_FAILED, CLUSTER_REFUSED
+        return {"throttle_time": 0, "error_code": error, "error_message": message,
+                "results": [{"user": u.name, "error_code": error, "error_message": message, "credential_infos": []}
+                            for u in request.body.users or ()]}
     scram = ctx.image.scram
     asked = [u.name for u in request.body.users or ()] or None  # null or empty: every user
-    results = []
+    results: list[DescribeUserScramCredentialsResult] = []
     counts = Counter(asked or ())
     for user in sorted(scram) if asked is None else list(dict.fromkeys(asked)):
-        result: dict[str, Any] = {"user": user, "error_code": ErrorCode.NONE, "error_message": None, "credential_infos": []}
+        result: DescribeUserScramCredentialsResult = {"user": user, "error_code": ErrorCode.NONE, "error_message": None, "credential_infos": []}
         if counts[user] > 1:
-            result.update(error_code=ErrorCode.DUPLICATE_RESOURCE, error_message=f"Cannot describe SCRAM credentials for the same user twice in a single request: {user}")
+            result.update({"error_code": ErrorCode.DUPLICATE_RESOURCE, "error_message": f"Cannot describe SCRAM credentials for the same user twice in a single request: {user}"})
         elif user not in scram:
-            result.update(error_code=ErrorCode.RESOURCE_NOT_FOUND, error_message=f"Attempt to describe a user credential that does not exist: {user}")
+            result.update({"error_code": ErrorCode.RESOURCE_NOT_FOUND, "error_message": f"Attempt to describe a user credential that does not exist: {user}"})
         else:
             result["credential_infos"] = [{"mechanism": CODE_OF[c.mechanism], "iterations": c.iterations}
                                           for _, c in sorted(scram[user].items())]
@@ -52,7 +58,7 @@ async def describe_user_scram_credentials(ctx: BrokerContext, request: Request) 
 
 
 @handles(ApiKey.ALTER_USER_SCRAM_CREDENTIALS, 0, 0)
-async def alter_user_scram_credentials(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+async def alter_user_scram_credentials(ctx: BrokerContext, request: Request) -> AlterUserScramCredentialsResponse:
     body = request.body
     if not cluster_allowed(ctx, request, Operation.ALTER):
         names = sorted({d.name for d in body.deletions} | {u.name for u in body.upsertions})
@@ -101,6 +107,7 @@ async def alter_user_scram_credentials(ctx: BrokerContext, request: Request) -> 
         except ConfigError as exc:
             for name in {d[0] for d in deletions} | {u[0] for u in upserts}:
                 errors[name] = (exc.error_code, exc.message)
-    results = [{"user": name, "error_code": errors.get(name, (ErrorCode.NONE, None))[0],
-                "error_message": errors.get(name, (ErrorCode.NONE, None))[1]} for name in users]
+    results: list[AlterUserScramCredentialsResult] = [
+        {"user": name, "error_code": errors.get(name, (ErrorCode.NONE, None))[0],
+         "error_message": errors.get(name, (ErrorCode.NONE, None))[1]} for name in users]
     return {"throttle_time": 0, "results": results}

@@ -21,6 +21,14 @@ from strom.metadata.configs import ConfigError, describe_topic_configs, validate
 from strom.metadata.store import validate_topic_name
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
+from strom.protocol.responses import (
+    CreatePartitionsResponse,
+    CreatePartitionsTopicResult,
+    CreateTopicsResponse,
+    CreateTopicsResponseCreatableTopicResult,
+    DeleteTopicsResponse,
+    DeleteTopicsResponseDeletableTopicResult,
+)
 from strom.security.acl import Operation, ResourceType
 
 
@@ -60,8 +68,8 @@ def _validate_configs(entries: Any) -> dict[str, str]:
     return configs
 
 
-async def _create_one(ctx: BrokerContext, topic: Any, validate_only: bool) -> dict[str, Any]:
-    result: dict[str, Any] = {"name": topic.name, "error_code": ErrorCode.NONE, "num_partitions": -1, "replication_factor": -1}
+async def _create_one(ctx: BrokerContext, topic: Any, validate_only: bool) -> CreateTopicsResponseCreatableTopicResult:
+    result: CreateTopicsResponseCreatableTopicResult = {"name": topic.name, "error_code": ErrorCode.NONE, "num_partitions": -1, "replication_factor": -1}
     try:
         try:
             validate_topic_name(topic.name)
@@ -91,16 +99,13 @@ async def _create_one(ctx: BrokerContext, topic: Any, validate_only: bool) -> di
                 topic.name, partitions, configs, replication_factor=replication_factor, assignments=assignments or None
             )
             result["topic_id"] = created.topic_id
-    except ConfigError as exc:
-        result.update(error_code=exc.error_code, error_message=str(exc))
+    except (ConfigError, TopicError) as exc:
+        result.update({"error_code": exc.error_code, "error_message": str(exc)})
         return result
-    except TopicError as exc:
-        result.update(error_code=exc.error_code, error_message=str(exc))
-        return result
-    result.update(
-        num_partitions=partitions,
-        replication_factor=replication_factor,
-        configs=[
+    result.update({
+        "num_partitions": partitions,
+        "replication_factor": replication_factor,
+        "configs": [
             {
                 "name": e.name,
                 "value": e.value,
@@ -110,15 +115,15 @@ async def _create_one(ctx: BrokerContext, topic: Any, validate_only: bool) -> di
             }
             for e in describe_topic_configs(configs, ctx.config, ctx.metadata.broker_configs())
         ],
-    )
+    })
     return result
 
 
 @handles(ApiKey.CREATE_TOPICS, 2, 7)
-async def create_topics(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+async def create_topics(ctx: BrokerContext, request: Request) -> CreateTopicsResponse:
     body = request.body
     names = [t.name for t in body.topics]
-    results = []
+    results: list[CreateTopicsResponseCreatableTopicResult] = []
     cluster_create = cluster_allowed(ctx, request, Operation.CREATE)
     for topic in body.topics:
         if not cluster_create and not allowed(ctx, request, Operation.CREATE, ResourceType.TOPIC, topic.name):
@@ -135,12 +140,12 @@ async def create_topics(ctx: BrokerContext, request: Request) -> dict[str, Any]:
 
 
 @handles(ApiKey.DELETE_TOPICS, 1, 6)
-async def delete_topics(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+async def delete_topics(ctx: BrokerContext, request: Request) -> DeleteTopicsResponse:
     body = request.body
     wanted: list[tuple[str | None, Any]] = (
         [(t.name, t.topic_id) for t in body.topics] if request.version >= 6 else [(n, None) for n in body.topic_names]
     )
-    responses = []
+    responses: list[DeleteTopicsResponseDeletableTopicResult] = []
     for name, topic_id in wanted:
         if name is None and topic_id is not None:
             name = ctx.topic_name(topic_id)
@@ -157,6 +162,7 @@ async def delete_topics(ctx: BrokerContext, request: Request) -> dict[str, Any]:
         if not ctx.config.delete_topic_enable:
             responses.append({"name": name, "topic_id": topic.topic_id, "error_code": ErrorCode.TOPIC_DELETION_DISABLED})
             continue
+        assert name is not None  # the topic was found by it
         try:
             await ctx.metadata.delete_topic(name)
         except ConfigError as exc:
@@ -167,11 +173,11 @@ async def delete_topics(ctx: BrokerContext, request: Request) -> dict[str, Any]:
 
 
 @handles(ApiKey.CREATE_PARTITIONS, 0, 3)
-async def create_partitions(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+async def create_partitions(ctx: BrokerContext, request: Request) -> CreatePartitionsResponse:
     body = request.body
-    results = []
+    results: list[CreatePartitionsTopicResult] = []
     for topic in body.topics:
-        result: dict[str, Any] = {"name": topic.name, "error_code": ErrorCode.NONE, "error_message": None}
+        result: CreatePartitionsTopicResult = {"name": topic.name, "error_code": ErrorCode.NONE, "error_message": None}
         current = ctx.metadata.topic(topic.name)
         try:
             if not allowed(ctx, request, Operation.ALTER, ResourceType.TOPIC, topic.name):
@@ -197,6 +203,6 @@ async def create_partitions(ctx: BrokerContext, request: Request) -> dict[str, A
             if not body.validate_only:
                 await ctx.add_partitions(topic.name, topic.count, assignments or None)
         except (TopicError, ConfigError) as exc:
-            result.update(error_code=exc.error_code, error_message=str(exc))
+            result.update({"error_code": exc.error_code, "error_message": str(exc)})
         results.append(result)
     return {"throttle_time": 0, "results": results}

@@ -45,6 +45,11 @@ from strom.handlers.registry import Request, handles
 from strom.metadata.store import INTERNAL_TOPICS
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
+from strom.protocol.responses import (
+    AddOffsetsToTxnResponse,
+    AddPartitionsToTxnResponse,
+    EndTxnResponse,
+)
 from strom.security.acl import Operation, ResourceType
 
 
@@ -60,7 +65,8 @@ async def _call(ctx: BrokerContext, transactional_id: str, operation: TxnOperati
         response = await _runtime(ctx).call(transactional_id, operation)
     except CoordinatorError as exc:
         return exc.error_code
-    return response["error_code"]
+    error: int = response["error_code"]
+    return error
 
 
 def _txn_allowed(ctx: BrokerContext, request: Request, operation: Operation, txn_id: str) -> bool:
@@ -77,7 +83,7 @@ def _for_version(error: int, version: int) -> int:
 
 
 @handles(ApiKey.ADD_PARTITIONS_TO_TXN, 0, 3)
-async def add_partitions_to_txn(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+async def add_partitions_to_txn(ctx: BrokerContext, request: Request) -> AddPartitionsToTxnResponse:
     body = request.body
     txn_id = body.v3_and_below_transactional_id
     producer_id, producer_epoch = body.v3_and_below_producer_id, body.v3_and_below_producer_epoch
@@ -98,8 +104,8 @@ async def add_partitions_to_txn(ctx: BrokerContext, request: Request) -> dict[st
         def error_for(topic: str, p: int) -> int:
             return refused.get((topic, p), ErrorCode.OPERATION_NOT_ATTEMPTED)
     else:
-        partitions = [(topic, p) for topic, ps in requested for p in ps]
-        operation: TxnOperation = lambda c, now, _ticket: c.add_partitions(txn_id, producer_id, producer_epoch, partitions, now)  # noqa: E731
+        added = [(topic, p) for topic, ps in requested for p in ps]
+        operation: TxnOperation = lambda c, now, _ticket: c.add_partitions(txn_id, producer_id, producer_epoch, added, now)  # noqa: E731
         error = _for_version(await _call(ctx, txn_id, operation), request.version)
 
         def error_for(topic: str, p: int) -> int:
@@ -118,7 +124,7 @@ async def add_partitions_to_txn(ctx: BrokerContext, request: Request) -> dict[st
 
 
 @handles(ApiKey.ADD_OFFSETS_TO_TXN, 0, 4)
-async def add_offsets_to_txn(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+async def add_offsets_to_txn(ctx: BrokerContext, request: Request) -> AddOffsetsToTxnResponse:
     body = request.body
     txn_id, group_id = body.transactional_id, body.group_id
     if not _txn_allowed(ctx, request, Operation.WRITE, txn_id):
@@ -145,7 +151,7 @@ async def add_offsets_to_txn(ctx: BrokerContext, request: Request) -> dict[str, 
 
 
 @handles(ApiKey.END_TXN, 0, 4)
-async def end_txn(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+async def end_txn(ctx: BrokerContext, request: Request) -> EndTxnResponse:
     body = request.body
     txn_id = body.transactional_id
     if not _txn_allowed(ctx, request, Operation.WRITE, txn_id):

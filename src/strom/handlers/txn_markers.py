@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from strom.coordinator.records import OFFSETS_TOPIC
@@ -29,6 +30,11 @@ from strom.handlers.registry import Request, handles
 from strom.log.producer_state import ProducerStateError
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
+from strom.protocol.responses import (
+    WriteTxnMarkersResponse,
+    WriteTxnMarkersResponseWritableTxnMarkerResult,
+    WriteTxnMarkersResponseWritableTxnMarkerTopicResult,
+)
 from strom.security.acl import Operation
 
 log = logging.getLogger(__name__)
@@ -75,12 +81,13 @@ async def _write(ctx: BrokerContext, marker: Any, topic: str, partition: int) ->
 
 
 @handles(ApiKey.WRITE_TXN_MARKERS, 1, 1)
-async def write_txn_markers(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+async def write_txn_markers(ctx: BrokerContext, request: Request) -> WriteTxnMarkersResponse:
     refused = not (cluster_allowed(ctx, request, Operation.ALTER) or cluster_allowed(ctx, request, Operation.CLUSTER_ACTION))
-    markers = []
+    markers: list[WriteTxnMarkersResponseWritableTxnMarkerResult] = []
     for marker in request.body.markers:
-        topics = []
+        topics: list[WriteTxnMarkersResponseWritableTxnMarkerTopicResult] = []
         for topic in marker.topics:
+            errors: Sequence[int]
             if refused:
                 errors = [ErrorCode.CLUSTER_AUTHORIZATION_FAILED] * len(topic.partition_indexes)
             else:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import os
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 VERSION = 0
@@ -56,7 +57,7 @@ def write_atomic(path: Path, data: bytes, *, sync: bool = True) -> None:
         fsync_dir(path.parent)
 
 
-def write_entries(path: Path, entries: list[tuple[object, ...]], *, sync: bool = True) -> None:
+def write_entries(path: Path, entries: Sequence[tuple[object, ...]], *, sync: bool = True) -> None:
     lines = [str(VERSION), str(len(entries))]
     lines.extend(" ".join(str(field) for field in entry) for entry in entries)
     write_atomic(path, ("\n".join(lines) + "\n").encode(), sync=sync)

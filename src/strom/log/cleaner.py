@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,7 +139,7 @@ def plan(log: PartitionLog, first_dirty_offset: int, now_ms: int, *, force: bool
     )
 
 
-def _read_batches(path: Path, size: int):  # noqa: ANN202 - yields (header, bytes)
+def _read_batches(path: Path, size: int) -> Iterator[tuple[BatchHeader, bytes]]:
     fd = os.open(path, os.O_RDONLY)
     try:
         position = 0
@@ -291,7 +292,7 @@ def install(result: CleanResult) -> int:
             continue
         index = next((i for i, s in enumerate(log_.segments) if s.base_offset == ref.base_offset), None)
         current = log_.segments[index] if index is not None else None
-        if current is None or current is log_.active or (current.size, current.next_offset) != (ref.size, ref.next_offset):
+        if index is None or current is None or current is log_.active or (current.size, current.next_offset) != (ref.size, ref.next_offset):
             _discard_cleaned(plan.directory, ref.base_offset)
             continue
         log_.replace_segment(index, _swap_in(log_, current, result.txn_entries.get(ref.base_offset, [])))

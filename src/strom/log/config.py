@@ -7,7 +7,9 @@ dotted names, string values, as DescribeConfigs shows them) onto the fields.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 _LONG_MAX = 2**63 - 1
 _DAY_MS = 24 * 60 * 60 * 1000
@@ -78,7 +80,7 @@ class LogConfig:
     def cleanup_policy_set(self) -> frozenset[str]:
         return frozenset(p.strip() for p in self.cleanup_policy.split(",") if p.strip())
 
-    def replace(self, **changes: object) -> LogConfig:
+    def replace(self, **changes: Any) -> LogConfig:
         return dataclasses.replace(self, **changes)
 
     @classmethod
@@ -87,14 +89,14 @@ class LogConfig:
 
         Missing names keep the value of ``base`` (default: Kafka's defaults).
         """
-        changes: dict[str, object] = {}
+        changes: dict[str, Any] = {}
         for name, raw in configs.items():
             mapped = KAFKA_NAMES.get(name)
             if mapped is None or raw is None:
                 continue
             field_name, kind = mapped
             try:
-                changes[field_name] = kind(raw.strip()) if kind is not str else raw.strip()  # type: ignore[operator]
+                changes[field_name] = kind(raw.strip())
             except ValueError as exc:
                 raise ValueError(f"invalid value {raw!r} for {name}") from exc
         if "cleanup_policy" in changes:
@@ -110,7 +112,7 @@ def _bool(raw: str) -> bool:
 
 
 # Kafka config name -> (field, parser).
-KAFKA_NAMES: dict[str, tuple[str, type]] = {
+KAFKA_NAMES: dict[str, tuple[str, Callable[[str], object]]] = {
     "segment.bytes": ("segment_bytes", int),
     "segment.ms": ("segment_ms", int),
     "index.interval.bytes": ("index_interval_bytes", int),

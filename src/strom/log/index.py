@@ -42,7 +42,7 @@ def _read_file(path: Path) -> bytes | None:
         return None
 
 
-def _strictly_increasing(values: array) -> bool:
+def _strictly_increasing(values: array[int]) -> bool:
     # C-speed check: sorted() of an already sorted array is linear.
     as_list = values.tolist()
     return as_list == sorted(set(as_list))

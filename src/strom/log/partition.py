@@ -411,7 +411,7 @@ class PartitionLog:
         self.leader_epoch = leader_epoch
         self.epochs.assign(leader_epoch, self.log_end_offset)
 
-    def _update_producers(self, data: bytes | bytearray, headers: list[BatchHeader]) -> None:
+    def _update_producers(self, data: bytes | bytearray | memoryview, headers: list[BatchHeader]) -> None:
         """Producer state after a write; an abort marker goes into the active segment's
         transaction index (``data`` holds the batches of ``headers``, in order)."""
         position = 0

@@ -29,6 +29,7 @@ from strom.protocol.records import (
     MAGIC_V2,
     MIN_BATCH_LENGTH,
     BatchHeader,
+    Record,
     crc_ok,
     decode_records,
     read_header,
@@ -330,7 +331,7 @@ class LogSegment:
                         return record.offset, record.timestamp
         return None
 
-    def records(self, batch: BatchPosition) -> list:
+    def records(self, batch: BatchPosition) -> list[Record]:
         return decode_records(_pread_exact(self.fd, batch.header.size, batch.position))
 
     def last_modified_ms(self) -> int:

@@ -61,7 +61,7 @@ class TransactionIndex:
             return True
         if len(data) % ENTRY_SIZE:
             return False
-        entries = []
+        entries: list[AbortedTxn] = []
         for pos in range(0, len(data), ENTRY_SIZE):
             version, producer_id, first, last, lso = _ENTRY.unpack_from(data, pos)
             if version != _VERSION or first > last or (entries and last <= entries[-1].last_offset):

@@ -260,13 +260,13 @@ def load_broker_config(
     for var, value in sorted(env.items()):
         if not var.startswith(ENV_PREFIX) or var in ENV_IGNORED or var.startswith(ENV_IGNORED_PREFIXES):
             continue
-        name = ENV_NAMES.get(var)
-        if name is None:
+        env_name = ENV_NAMES.get(var)
+        if env_name is None:
             raise BrokerConfigError(
                 f"The environment variable {var} names no broker config strom knows "
                 f"(STROM_<NAME> maps to the Kafka config name, e.g. STROM_NUM_PARTITIONS)."
             )
-        raw[name] = (value, f"from the environment variable {var}")
+        raw[env_name] = (value, f"from the environment variable {var}")
     for name, value in overrides.items():
         raw[name] = (value, "from the command line")
 

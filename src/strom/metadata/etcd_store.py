@@ -320,7 +320,8 @@ class EtcdMetadataStore(ImageHolder):
         client is closed once its other in-flight calls have had their time."""
         if len(self.endpoints) < 2 or self._client is not failed:
             return  # a single endpoint, or another caller moved on already
-        client, self._client = failed, None
+        client: aetcd.Client = failed
+        self._client = None
         self._endpoint = (self._endpoint + 1) % len(self.endpoints)
 
         async def retire() -> None:
@@ -383,8 +384,17 @@ class EtcdMetadataStore(ImageHolder):
             deadline,
         )
 
+    async def _time_to_live(self, lease: int, deadline: float) -> rpc.LeaseTimeToLiveResponse:
+        request = rpc.LeaseTimeToLiveRequest(ID=lease)
+        return await self._call(
+            lambda client, timeout: client.leasestub.LeaseTimeToLive(request, timeout=timeout),
+            deadline,
+        )
+
     async def _range(self, key: bytes, deadline: float) -> rpc.RangeResponse:
-        request = rpc.RangeRequest(key=key)
+        return await self._range_request(rpc.RangeRequest(key=key), deadline)
+
+    async def _range_request(self, request: rpc.RangeRequest, deadline: float) -> rpc.RangeResponse:
         return await self._call(
             lambda client, timeout: client.kvstub.Range(
                 request, timeout=timeout, metadata=client.metadata
@@ -497,13 +507,7 @@ class EtcdMetadataStore(ImageHolder):
                     f"node id {self.node_id} is already registered by a live broker at {where} "
                     f"in cluster '{self.cluster_name}'"
                 )
-            request = rpc.LeaseTimeToLiveRequest(ID=holder.lease)
-            info = await self._call(
-                lambda client, timeout, r=request: client.leasestub.LeaseTimeToLive(
-                    r, timeout=timeout
-                ),
-                self._deadline(),
-            )
+            info = await self._time_to_live(holder.lease, self._deadline())
             # TTL is in whole seconds (rounded down), and etcd revokes expired leases in a
             # sweep every 500 ms: the key is gone by TTL + 1.5 s unless someone refreshes it.
             delay = max(int(info.TTL), 0) + 1.5
@@ -626,12 +630,7 @@ class EtcdMetadataStore(ImageHolder):
             request = rpc.RangeRequest(
                 key=start, range_end=end, limit=_LIST_PAGE, revision=revision
             )
-            response = await self._call(
-                lambda client, timeout, r=request: client.kvstub.Range(
-                    r, timeout=timeout, metadata=client.metadata
-                ),
-                deadline,
-            )
+            response = await self._range_request(request, deadline)
             revision = revision or response.header.revision
             for kv in response.kvs:
                 projection.apply(kv.key[len(self._prefix) :].decode(), kv, deleted=False)
@@ -766,6 +765,7 @@ class EtcdMetadataStore(ImageHolder):
                     with contextlib.suppress(ConfigError):
                         await self._wait_applied(holder.mod_revision, deadline)
                 raise ConfigError(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
+            assert holder is not None  # ours
             revision = holder.mod_revision  # a retry after an unanswered attempt that won
         else:
             revision = response.header.revision
@@ -898,7 +898,9 @@ class EtcdMetadataStore(ImageHolder):
         self, upserts: Sequence[tuple[str, ScramCredential]], deletions: Sequence[tuple[str, str]]
     ) -> None:
         deadline = self._deadline()
-        key = (lambda user, mechanism: self._key(f"scram/{urllib.parse.quote(user, safe='')}/{mechanism}"))  # noqa: E731
+        def key(user: str, mechanism: str) -> bytes:
+            return self._key(f"scram/{urllib.parse.quote(user, safe='')}/{mechanism}")
+
         ops = [_delete(key(u, m)) for u, m in deletions] + [_put(key(u, c.mechanism), c.to_json()) for u, c in upserts]
         for chunk in _chunks(ops, 100):
             response = await self._txn([], list(chunk), deadline=deadline)

@@ -19,6 +19,7 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from strom.metadata.configs import ConfigError
 from strom.protocol.errors import ErrorCode
@@ -100,7 +101,9 @@ class ScramCredential:
     iterations: int
 
     def to_json(self) -> dict[str, object]:
-        b64 = (lambda b: base64.b64encode(b).decode())  # noqa: E731
+        def b64(b: bytes) -> str:
+            return base64.b64encode(b).decode()
+
         return {"mechanism": self.mechanism, "salt": b64(self.salt), "stored_key": b64(self.stored_key),
                 "server_key": b64(self.server_key), "iterations": self.iterations}
 
@@ -143,17 +146,17 @@ class PartitionState:
         return doc
 
     @classmethod
-    def from_json(cls, doc: Mapping[str, object], partition_epoch: int) -> PartitionState:
+    def from_json(cls, doc: Mapping[str, Any], partition_epoch: int) -> PartitionState:
         def ints(name: str) -> tuple[int, ...]:
-            return tuple(int(x) for x in doc.get(name, ()))  # type: ignore[union-attr]
+            return tuple(int(x) for x in doc.get(name, ()))
 
         return cls(
             replicas=ints("replicas"),
-            leader=int(doc["leader"]),  # type: ignore[arg-type]
-            leader_epoch=int(doc["leader_epoch"]),  # type: ignore[arg-type]
+            leader=int(doc["leader"]),
+            leader_epoch=int(doc["leader_epoch"]),
             isr=ints("isr"),
             partition_epoch=partition_epoch,
-            leader_recovery=int(doc.get("leader_recovery", RECOVERED)),  # type: ignore[arg-type]
+            leader_recovery=int(doc.get("leader_recovery", RECOVERED)),
             adding=ints("adding"),
             removing=ints("removing"),
         )

@@ -364,7 +364,7 @@ class LocalMetadataStore(ImageHolder):
             "node_configs": {str(k): dict(v) for k, v in image.node_configs.items()},
             "producer_id_block_end": self._producer_id_block_end,
             "scram": {u: {m: c.to_json() for m, c in creds.items()} for u, creds in image.scram.items()},
-            "acls": sorted(b.to_json() for b in image.acls),  # type: ignore[type-var]
+            "acls": sorted(b.to_json() for b in image.acls),
         }
         return json.dumps(doc, indent=1, sort_keys=True).encode()
 

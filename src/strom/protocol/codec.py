@@ -21,9 +21,10 @@ from ._kio import (
     load_response_schema,
     schema_name_map,
 )
+from .api import ApiKey
 from .decoder import ArrayCountGuard, FallbackDecoder
-from .encoder import encode_struct
-from .errors import RemoteProtocolError, UnsupportedVersion
+from .encoder import encode_struct, set_versions_provider
+from .errors import RemoteProtocolError, UnknownFieldError, UnsupportedVersion
 from .legacy_produce import decode_produce_topics_v0_2, encode_produce_error_response_v0_2
 from .produce_response import encode_produce_response
 from .schema import is_flexible
@@ -72,8 +73,30 @@ def _message_class(api_key: int, api_version: int, kind: EntityType) -> type:
     return cls
 
 
+def _all_versions(cls: type) -> list[type]:
+    """Every version of the request or response ``cls`` is one version of (for the encoder's
+    unknown-field check: a dict may carry the fields of any version)."""
+    api_key, kind = getattr(cls, "__api_key__", None), getattr(cls, "__type__", None)
+    if not isinstance(api_key, int) or kind not in (_REQUEST, _RESPONSE):
+        return [cls]
+    return [_message_class(api_key, version, kind) for version in _versions(api_key, kind)]
+
+
+set_versions_provider(_all_versions)
+
+
+def _encode(api_key: int, api_version: int, kind: EntityType, body: Mapping[str, Any]) -> bytes:
+    try:
+        return encode_struct(_message_class(api_key, api_version, kind), body)
+    except UnknownFieldError as exc:
+        api = ApiKey(api_key).name if api_key in ApiKey._value2member_map_ else f"api_key={api_key}"
+        raise UnknownFieldError(
+            f"{api} {kind.name} v{api_version}: {exc}", struct=exc.struct, fields=exc.fields
+        ) from None
+
+
 def _make_decoder(cls: type) -> _Decode:
-    native = entity_reader(cls)
+    native: Callable[[Body, int], tuple[Any, int]] = entity_reader(cls)
     check_array_counts = _guard.check
 
     def decode(body: Body, offset: int) -> Any:
@@ -116,19 +139,20 @@ def decode_response(api_key: int, api_version: int, body: Body, offset: int = 0)
 def encode_response(api_key: int, api_version: int, body: Mapping[str, Any]) -> bytes:
     """Encode a dict tree (kio field names) as the response body of that version.
 
-    Missing fields take their default; keys unknown to this version are ignored.
+    Missing fields take their default; keys of other versions of the message are ignored (one
+    dict can serve every version), a key that no version has raises UnknownFieldError.
     Raises UnsupportedVersion, or LocalProtocolError for values that cannot be encoded.
     """
     if api_key == 0 and type(body) is dict:  # the hot path: one per produce request
         fast = encode_produce_response(api_version, body)
         if fast is not None:
             return fast
-    return encode_struct(_message_class(api_key, api_version, _RESPONSE), body)
+    return _encode(api_key, api_version, _RESPONSE, body)
 
 
 def encode_request(api_key: int, api_version: int, body: Mapping[str, Any]) -> bytes:
     """Encode a dict tree as a request body (client side; see encode_response)."""
-    return encode_struct(_message_class(api_key, api_version, _REQUEST), body)
+    return _encode(api_key, api_version, _REQUEST, body)
 
 
 def request_versions(api_key: int) -> tuple[int, int]:

@@ -24,7 +24,7 @@ from .errors import RemoteProtocolError
 from .primitives import INT8, INT16, INT32, read_uvarint
 from .schema import EPOCH, STRUCT, FieldSpec, is_flexible, struct_fields
 
-Buf = memoryview
+Buf = bytes | bytearray | memoryview
 Reader = Callable[[Buf, int], tuple[Any, int]]
 
 _ZERO_UUID: Final = bytes(16)
@@ -327,11 +327,11 @@ class ArrayCountGuard:
                 for _ in range(count):
                     tag, pos = read_uvarint(buf, pos)
                     _size, pos = read_uvarint(buf, pos)
-                    skip = tagged.get(tag)
-                    if skip is None:
+                    skip_tag = tagged.get(tag)
+                    if skip_tag is None:
                         raise _Stop  # the native reader raises KeyError on unknown tags
                     # The native reader reads a known tag by its type, as Kafka's does.
-                    pos = skip(buf, pos)
+                    pos = skip_tag(buf, pos)
             return pos
 
         return skip_struct

@@ -3,20 +3,28 @@
 Each struct class is compiled once into a tuple of small writer closures
 ``w(out: bytearray, d: Mapping)``; consecutive fixed-width fields share one
 precompiled Struct. Values are looked up by field name, so one dict can serve every
-version of a message: keys a version lacks are ignored, fields a dict lacks take
+version of a message: keys of other versions are ignored, fields a dict lacks take
 their default (dataclass default, else null if nullable, else the zero value).
+
+A key that no version of the message has at that place is a mistake (a misspelled field
+would otherwise go out as its default, e.g. error NONE): it raises UnknownFieldError. The
+check is one set comparison per struct written, against the struct's own fields and, once a
+dict carries a key of another version, against every version's fields at the same path
+(``set_versions_provider`` says which classes are versions of one message).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import difflib
 import functools
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 from uuid import UUID
 
-from .errors import LocalProtocolError
+from .errors import LocalProtocolError, UnknownFieldError
 from .primitives import INT16, INT32, write_uvarint
 from .schema import EPOCH, STRUCT, FieldSpec, is_flexible, struct_fields
 
@@ -76,14 +84,92 @@ _CONVERTED: Final[dict[str, tuple[str, Callable[[Any], Any]]]] = {
 }
 
 
+@functools.cache
+def _entity_fields(cls: type) -> tuple[str, ...] | None:
+    if not dataclasses.is_dataclass(cls):
+        return None
+    return tuple(f.name for f in dataclasses.fields(cls))  # without the ClassVars
+
+
 def _as_mapping(value: Any, struct_name: str) -> Mapping[str, Any]:
     if isinstance(value, Mapping):
         return value
-    names = getattr(type(value), "__dataclass_fields__", None)
+    cls: type = type(value)
+    names = _entity_fields(cls)
     if names is None:
         raise LocalProtocolError(f"{struct_name}: expected a mapping, got {type(value).__name__}")
     # Entities (e.g. dataclass defaults of struct fields) are encoded like dicts.
     return {name: getattr(value, name) for name in names}
+
+
+# -- unknown keys ----------------------------------------------------------------------
+
+# Every version of the message a top-level class belongs to (the codec sets this; by default a
+# class is its only version).
+VersionsProvider = Callable[[type], Sequence[type]]
+
+
+def _only_itself(cls: type) -> Sequence[type]:
+    return (cls,)
+
+
+_versions_of: VersionsProvider = _only_itself
+# Where each compiled struct class is used: (parent class, field name) pairs.
+_parents: dict[type, set[tuple[type, str]]] = {}
+
+
+def set_versions_provider(provider: VersionsProvider) -> None:
+    """Say which top-level classes are versions of one message: a dict may carry the fields
+    of any of them (at the same path) without being refused."""
+    global _versions_of
+    _versions_of = provider
+
+
+def _paths(cls: type) -> list[tuple[type, tuple[str, ...]]]:
+    """(top-level class, field path) of each place ``cls`` is used in a compiled message."""
+    parents = _parents.get(cls)
+    if not parents:
+        return [(cls, ())]
+    return [(root, path + (name,)) for parent, name in sorted(parents, key=repr) for root, path in _paths(parent)]
+
+
+def _follow(cls: type, path: Iterable[str]) -> type | None:
+    for name in path:
+        spec = next((s for s in struct_fields(cls) if s.name == name), None)
+        if spec is None or spec.struct is None:
+            return None
+        cls = spec.struct
+    return cls
+
+
+def allowed_fields(cls: type) -> frozenset[str]:
+    """The keys a dict for ``cls`` may carry: the fields of this struct in every version of
+    its message, at the same place."""
+    names = {s.name for s in struct_fields(cls)}
+    for root, path in _paths(cls):
+        for version in _versions_of(root):
+            found = _follow(version, path)
+            if found is not None:
+                names.update(s.name for s in struct_fields(found))
+    return frozenset(names)
+
+
+def _unknown_fields(cls: type, d: Mapping[str, Any], allowed: frozenset[str]) -> UnknownFieldError:
+    unknown = sorted(str(key) for key in d if key not in allowed)
+    hints = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
+        hints.append(f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key))
+    root, path = _paths(cls)[0]
+    where = ".".join((root.__name__, *path)) if path else cls.__name__
+    if path:
+        where += f" ({cls.__name__})"
+    return UnknownFieldError(
+        f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(hints)} in {where}: no version of "
+        f"this struct has {'them' if len(unknown) > 1 else 'it'}",
+        struct=where,
+        fields=tuple(unknown),
+    )
 
 
 # -- value writers: w(out, value) ------------------------------------------------------
@@ -243,6 +329,7 @@ def _write_no_tags(out: bytearray, d: Mapping[str, Any]) -> None:
 def _tag_section_writer(tagged: list[FieldSpec]) -> Writer:
     entries = []
     for spec in sorted(tagged, key=lambda s: s.tag or 0):
+        assert spec.tag is not None
         # Tagged scalars may carry null (compact encoding); a tagged struct never has
         # a KIP-893 null marker.
         nullable = spec.nullable or spec.kafka_type != STRUCT
@@ -278,6 +365,9 @@ def struct_writer(cls: type) -> Writer:
     """Compile (once per class) a writer that encodes a mapping or entity of ``cls``."""
     flexible = is_flexible(cls)
     specs = struct_fields(cls)
+    for spec in specs:
+        if spec.struct is not None:
+            _parents.setdefault(spec.struct, set()).add((cls, spec.name))
     writers: list[Writer] = []
     group: list[FieldSpec] = []
     for spec in specs:
@@ -299,10 +389,19 @@ def struct_writer(cls: type) -> Writer:
         writers.append(_tag_section_writer(tagged) if tagged else _write_no_tags)
     steps = tuple(writers)
     name = cls.__name__
+    # Whether a dict's keys are all fields: of this version, then of every version once a dict
+    # carries a key of another one (a bound method: one call per struct written).
+    known = frozenset(s.name for s in specs).issuperset
 
     def write_struct(out: bytearray, d: Any) -> None:
+        nonlocal known
         if type(d) is not dict:
             d = _as_mapping(d, name)
+        if not known(d):
+            allowed = allowed_fields(cls)
+            known = allowed.issuperset
+            if not known(d):
+                raise _unknown_fields(cls, d, allowed)
         for step in steps:
             step(out, d)
 

@@ -153,5 +153,15 @@ class LocalProtocolError(Exception):
     """We misused the protocol API (e.g. a value that cannot be encoded)."""
 
 
+class UnknownFieldError(LocalProtocolError):
+    """A dict to encode has a key that no version of its struct has (a misspelled field, which
+    would otherwise go out as the field's default)."""
+
+    def __init__(self, message: str, *, struct: str, fields: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.struct = struct
+        self.fields = fields
+
+
 class UnsupportedVersion(LocalProtocolError):
     """No schema exists for the requested (api_key, api_version)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import struct
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,7 +78,7 @@ def encode_fetch_response(
     throttle_time_ms: int = 0,
 ) -> tuple[list[Any], int]:
     flexible = version >= 12
-    count = (lambda n: uvarint(n + 1)) if flexible else _I32.pack  # an array's length prefix
+    count: Callable[[int], bytes] = (lambda n: uvarint(n + 1)) if flexible else _I32.pack  # an array's length prefix
     out: list[Any] = []
     total = 0  # body bytes
     buf = bytearray(_I32.pack(throttle_time_ms))

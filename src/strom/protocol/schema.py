@@ -69,7 +69,7 @@ def _spec(field: dataclasses.Field[Any]) -> FieldSpec:
     array = get_origin(tp) is tuple
     if array:
         tp, _ = _strip_optional(get_args(tp)[0])
-    struct = tp if dataclasses.is_dataclass(tp) else None
+    struct = tp if isinstance(tp, type) and dataclasses.is_dataclass(tp) else None
     kafka_type = STRUCT if struct is not None else field.metadata["kafka_type"]
     if field.default is not dataclasses.MISSING:
         default = field.default

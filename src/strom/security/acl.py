@@ -216,4 +216,4 @@ def parse_super_users(value: str | None) -> frozenset[str]:
 
 
 def sorted_bindings(bindings: Iterable[AclBinding]) -> list[AclBinding]:
-    return sorted(bindings, key=lambda b: b.to_json())  # type: ignore[arg-type, return-value]
+    return sorted(bindings, key=lambda b: b.to_json())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from scramp import ScramException, ScramMechanism
 
@@ -42,7 +43,7 @@ class SaslServer:
             raise ValueError(f"unsupported SASL mechanism {mechanism}")
         self.mechanism = mechanism
         self._credentials = credentials
-        self._scram = None
+        self._scram: Any = None  # scramp's ScramServer (scramp has no type hints)
         self._user: str | None = None
 
     def step(self, token: bytes) -> Step:

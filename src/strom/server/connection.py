@@ -25,13 +25,17 @@ from strom.handlers.context import BrokerContext
 from strom.handlers.registry import Delayed, RawResponse, Registration, Request
 from strom.protocol.api import ApiKey
 from strom.protocol.codec import (
-    UnsupportedVersion,
     decode_produce_topics_v0_2,
     decode_request,
     encode_produce_error_response_v0_2,
     encode_response,
 )
-from strom.protocol.errors import ErrorCode, RemoteProtocolError
+from strom.protocol.errors import (
+    ErrorCode,
+    LocalProtocolError,
+    RemoteProtocolError,
+    UnsupportedVersion,
+)
 from strom.protocol.framing import (
     FrameDecoder,
     encode_response_frame,
@@ -258,8 +262,8 @@ class KafkaConnection(asyncio.Protocol):
             self._owed.popleft()
         if isinstance(result, Delayed) or self._owed:
             previous = self._owed[-1] if self._owed else None
-            if len(self._owed) >= MAX_QUEUED_REQUESTS:
-                await asyncio.wait([previous])  # type: ignore[list-item]
+            if previous is not None and len(self._owed) >= MAX_QUEUED_REQUESTS:
+                await asyncio.wait([previous])
             self._owed.append(self._loop.create_task(self._respond_later(previous, header, result)))
             return
         if session.authenticated and self.decoder.max_frame_size < self._max_frame_size:
@@ -292,7 +296,15 @@ class KafkaConnection(asyncio.Protocol):
         if isinstance(result, RawResponse):
             self._write_raw(response_header(key, version, header.correlation_id, result.size), result)
         else:
-            self._write(encode_response_frame(key, version, header.correlation_id, encode_response(key, version, result)))
+            try:
+                body = encode_response(key, version, result)
+            except LocalProtocolError:
+                # A response the schema cannot carry (e.g. a misspelled field): never send a
+                # part of it; the client sees a closed connection and retries.
+                log.exception("response for api_key=%d version=%d cannot be encoded", key, version)
+                self.close(CloseReason.HANDLER_FAILED)
+                return
+            self._write(encode_response_frame(key, version, header.correlation_id, body))
         if self.session.failed:
             self.close(CloseReason.AUTHENTICATION_FAILED)
 
@@ -305,12 +317,12 @@ class KafkaConnection(asyncio.Protocol):
         write: a send costs more than copying a few KiB. A large one goes out zero copy: the
         bytes between regions are joined into one write, each region sent with os.sendfile."""
         if result.size <= COPY_BELOW or not self._zero_copy:
-            parts = [head]
+            parts: list[bytes | bytearray | memoryview] = [head]
             for chunk in result.chunks:
                 parts.append(chunk if isinstance(chunk, bytes | bytearray | memoryview) else _pread(chunk))
             self._write(b"".join(parts))
             return
-        pending: list[Any] = [head]
+        pending: list[bytes | bytearray | memoryview] = [head]
         for chunk in result.chunks:
             if isinstance(chunk, bytes | bytearray | memoryview):
                 pending.append(chunk)

@@ -153,6 +153,8 @@ class LeaderFetcher:
             return True
         now_ms = self.ctx.now_ms()
         for topic in topics:
+            if topic.name is None:
+                continue  # (v12 names every topic)
             for data in topic.partitions:
                 key = (topic.name, data.partition_index)
                 replica = self.partitions.get(key)

@@ -131,9 +131,9 @@ class ReplicaManager:
         if old is not None:
             self._forget_restarted(old, new, now_ms)
         mine = {key: state for key, state in new.partitions.items() if self.node_id in state.replicas}
-        for key, replica in list(self.replicas.items()):
+        for key, held in list(self.replicas.items()):
             topic = new.topics.get(key[0])
-            if topic is None or topic.topic_id != replica.topic_id:  # deleted (maybe created again)
+            if topic is None or topic.topic_id != held.topic_id:  # deleted (maybe created again)
                 self._remove(self.replicas.pop(key), deleted=True)
             elif key not in mine:
                 self._remove(self.replicas.pop(key), deleted=False)

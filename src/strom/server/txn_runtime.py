@@ -188,7 +188,7 @@ class TransactionCoordinatorRuntime(CoordinatorRuntime[TransactionCoordinator]):
         except Exception as exc:  # unreachable, timed out, or a reply that did not decode
             log.info("transaction %s: markers to broker %d not sent: %s", marker.transactional_id, leader, exc)
             return partitions
-        retry = []
+        retry: list[tuple[str, int]] = []
         for answered in response.markers:
             for topic in answered.topics:
                 retry.extend((topic.name, p.partition_index) for p in topic.partitions if p.error_code and not _dropped(p.error_code))
@@ -212,8 +212,8 @@ class TransactionCoordinatorRuntime(CoordinatorRuntime[TransactionCoordinator]):
             return ErrorCode.INVALID_PRODUCER_EPOCH if error == ErrorCode.PRODUCER_FENCED else error
         if loading:
             return ErrorCode.NOT_ENOUGH_REPLICAS
-        topic = self.ctx.metadata.topic(self.topic)
-        if topic is not None and len(self._shards) < topic.partitions:
+        state_topic = self.ctx.metadata.topic(self.topic)
+        if state_topic is not None and len(self._shards) < state_topic.partitions:
             # The producer's coordinator may be another broker (cluster mode), which this one
             # cannot ask yet (AddPartitionsToTxn v4 verification): the write is let through, as
             # before KIP-890.

@@ -338,7 +338,7 @@ class Cluster:
         """A confluent-kafka AdminClient for the cluster."""
         from confluent_kafka.admin import AdminClient
 
-        return AdminClient({"bootstrap.servers": self.bootstrap_servers, "logger": _QUIET, **conf})
+        return AdminClient({"bootstrap.servers": self.bootstrap_servers, "logger": _QUIET, **conf})  # type: ignore[dict-item]  # a logger is a valid value
 
     def create_topic(
         self,
@@ -524,7 +524,7 @@ class Cluster:
             return None
         admin = AdminClient({
             "bootstrap.servers": ",".join(n.address for n in nodes),
-            "logger": _QUIET,
+            "logger": _QUIET,  # type: ignore[dict-item]  # a logger is a valid value
             "socket.connection.setup.timeout.ms": 1000,
             "allow.auto.create.topics": False,
         })

@@ -78,7 +78,8 @@ def strom_broker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 @pytest.fixture
 def strom_topic(strom_broker: Any) -> Callable[..., str]:
     def make(name: str | None = None, partitions: int = 1, config: dict[str, Any] | None = None) -> str:
-        return strom_broker.create_topic(name, partitions, config)
+        created: str = strom_broker.create_topic(name, partitions, config)
+        return created
 
     return make
 
