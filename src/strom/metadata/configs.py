@@ -364,6 +364,8 @@ _BROKER_DEFS = (
        "How often recovery points are checkpointed.", at_least(0)),
     # Security (docs/security.md). Every ssl.* and sasl.* name may also be set for one listener
     # as listener.name.<listener>.<name>.
+    _b("quota.window.num", "int", "11", "Windows over which client quota rates are measured.", at_least(1)),
+    _b("quota.window.size.seconds", "int", "1", "Length of one client quota window.", at_least(1)),
     _b("authorizer.class.name", "string", "",
        "Set to Kafka's org.apache.kafka.metadata.authorizer.StandardAuthorizer (or AclAuthorizer) to enforce ACLs; empty: none."),
     _b("super.users", "string", None, "Principals allowed everything, separated by ';' (User:admin;User:ops)."),

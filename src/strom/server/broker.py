@@ -34,6 +34,7 @@ from strom.metadata.broker_config import BrokerConfig, BrokerConfigError
 from strom.metadata.image import BrokerRegistration
 from strom.metadata.store import LocalMetadataStore, MetadataStore
 from strom.security.acl import parse_super_users
+from strom.security.quotas import QuotaManager
 from strom.security.session import ListenerSecurity
 from strom.security.tls import listener_setting, parse_mapping_rules, server_context
 from strom.server.connection import CloseReason, KafkaConnection
@@ -178,6 +179,8 @@ class Broker:
         advertised = config.advertised(self.ports)
         node = Node(config.node_id, *advertised[config.inter_broker_listener()], config.broker_rack)
         self.ctx = ctx = BrokerContext(config=config, metadata=metadata, logs=logs, node=node)
+        ctx.quotas = QuotaManager(int(config.values.get("quota.window.size.seconds", 1)) * 1000,
+                                  int(config.values.get("quota.window.num", 11)))
         # Register (cluster: on an etcd lease) and load the image before the logs, whose
         # topics it names.
         registered = tuple((name, host, port) for name, (host, port) in advertised.items())
