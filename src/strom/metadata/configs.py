@@ -376,6 +376,13 @@ _BROKER_DEFS = (
        "Each listener name's security protocol, as NAME:PROTOCOL pairs."),
     _b("inter.broker.listener.name", "string", None,
        "The listener brokers use to reach each other (cluster mode); default: the PLAINTEXT one."),
+    _b("sasl.mechanism.inter.broker.protocol", "string", None,
+       "The SASL mechanism brokers authenticate with (default: the inter-broker listener's first enabled one)."),
+    ConfigDef("sasl.jaas.config", "password", None,
+              "A broker's own SASL credentials for the inter-broker listener, as Kafka's JAAS line "
+              "(ScramLoginModule/PlainLoginModule required username=... password=...;); usually set per listener and "
+              "mechanism: listener.name.<listener>.<mechanism>.sasl.jaas.config.",
+              None, ("sasl.jaas.config",), read_only=True, sensitive=True),
     _b("sasl.enabled.mechanisms", "list", "SCRAM-SHA-256,SCRAM-SHA-512",
        "SASL mechanisms served on SASL listeners (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512).",
        each_of("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")),
