@@ -56,6 +56,7 @@ class Sizes:
     security_records_100: int = 1_000_000
     security_records_1k: int = 300_000
     security_repeats: int = 3
+    quota_seconds: int = 40  # how long the throttled producer would run at its quota
     cluster_records_100: int = 2_000_000
     cluster_records_1k: int = 500_000
     cluster_repeats: int = 3
@@ -72,7 +73,7 @@ class Sizes:
                    many_partitions=1000, many_records=100_000, peer_records_100=50_000,
                    peer_records_1k=20_000, machine_bytes=128 << 20, cluster_records_100=50_000,
                    cluster_records_1k=10_000, cluster_repeats=1, security_records_100=200_000,
-                   security_records_1k=50_000, security_repeats=1, cluster_latency_seconds=1.0,
+                   security_records_1k=50_000, security_repeats=1, quota_seconds=12, cluster_latency_seconds=1.0,
                    cluster_latency_lingers=(1,), cluster_idle_seconds=1.0, cluster_kills_default=0,
                    cluster_kills_short=1)
 

@@ -100,9 +100,32 @@ def run_security_suite(client: KafkaClient, sizes: Sizes) -> dict[str, Any]:
                 pairs.append({"workload": f"{workload} {size} B", "rows": {n: r.as_dict() for n, r in chosen.items()}})
         with contextlib.suppress(Exception):
             broker.delete_topic("unused")
-    return {"settings": {"repeats": sizes.security_repeats, "records_100": sizes.security_records_100,
+    quota = run_quota(client, sizes)
+    return {"quota": quota, "settings": {"repeats": sizes.security_repeats, "records_100": sizes.security_records_100,
                          "records_1k": sizes.security_records_1k, "client": client.name,
                          "listeners": [ls.name for ls in listeners]}, "pairs": pairs}
+
+
+def run_quota(client: KafkaClient, sizes: Sizes, rate: int = 1_000_000) -> dict[str, Any]:
+    """A producer that could go much faster, under producer_byte_rate: the rate it gets over
+    the whole run. Kafka's rate assumes a full window from the first record on, so a new client
+    may first send a window's worth (10 s at the quota) at full speed: the run lasts
+    ``quota_seconds`` at the quota so that burst weighs little."""
+    from strom.cli.wire import call
+    from strom.protocol import ApiKey
+
+    with StromBroker() as broker:
+        call(broker.bootstrap, 10, {}, ApiKey.ALTER_CLIENT_QUOTAS, 1, {"entries": [{
+            "entity": [{"entity_type": "client-id", "entity_name": "bench-quota"}],
+            "ops": [{"key": "producer_byte_rate", "value": float(rate), "remove": False}]}], "validate_only": False})
+        broker.create_topic("quota", 1)
+        records = rate * sizes.quota_seconds // 1024
+        row = produce(broker, client, "quota", 1024, "all", 1, records, 1,
+                      extra={"client.id": "bench-quota", "batch.size": "65536"})
+    achieved = row.records * 1024 / row.seconds
+    log(f"producer_byte_rate={rate:,}: {achieved:,.0f} B/s over {row.seconds:.1f} s")
+    return {"quota_bytes_per_s": rate, "achieved_bytes_per_s": achieved, "seconds": row.seconds,
+            "records": row.records, "record_size": 1024}
 
 
 def markdown(data: dict[str, Any]) -> str:
@@ -119,4 +142,9 @@ def markdown(data: dict[str, Any]) -> str:
         cpu_a, cpu_b = (r["broker_cpu_s"] / r["records"] * 1e6 if r["records"] else float("nan") for r in (a, b))
         lines.append(f"| {pair['workload']} | {rate_a:,.0f} | {rate_b:,.0f} | {ratio(rate_b, rate_a)} | "
                      f"{cpu_a:.2f} | {cpu_b:.2f} | {ratio(cpu_b, cpu_a)} |")
+    quota = data.get("quota")
+    if quota:
+        lines += ["", "| quota | set | achieved by a producer that could go faster | achieved / set |", "|---|---|---|---|",
+                  f"| producer_byte_rate (1 KiB records, {quota['records'] * 1024 / 1e6:.0f} MB in {quota['seconds']:.0f} s) | {quota['quota_bytes_per_s']:,} B/s "
+                  f"| {quota['achieved_bytes_per_s']:,.0f} B/s | {quota['achieved_bytes_per_s'] / quota['quota_bytes_per_s']:.2f} x |"]
     return "\n".join(lines)

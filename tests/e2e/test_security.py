@@ -17,6 +17,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -267,60 +268,118 @@ def test_sessions_are_reauthenticated(secure, pki):
     assert "expired" not in secure.log_text(0)
 
 
-def test_kafka_python_and_aiokafka_over_sasl_ssl(secure, pki):
+MECHANISMS = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+def _kafka_python_conf(secure, pki, mechanism: str | None) -> dict[str, Any]:
+    """kafka-python's settings: SASL_SSL with a mechanism, or mutual TLS (None)."""
+    if mechanism is None:
+        return {"bootstrap_servers": secure.address("MTLS"), "security_protocol": "SSL", "ssl_cafile": pki["ca"],
+                "ssl_certfile": pki["client_cert"], "ssl_keyfile": pki["client_key"]}
+    return {"bootstrap_servers": secure.address("SASL_SSL"), "security_protocol": "SASL_SSL", "ssl_cafile": pki["ca"],
+            "sasl_mechanism": mechanism, "sasl_plain_username": ADMIN, "sasl_plain_password": ADMIN_PASSWORD}
+
+
+@pytest.mark.parametrize("mechanism", [*MECHANISMS, None], ids=[*MECHANISMS, "mTLS"])
+def test_kafka_python(secure, pki, mechanism):
     from kafka import KafkaConsumer, KafkaProducer
 
-    topic = f"py-{uuid.uuid4().hex[:8]}"
-    common = {"bootstrap_servers": secure.address("SASL_SSL"), "security_protocol": "SASL_SSL",
-              "ssl_cafile": pki["ca"], "sasl_mechanism": "SCRAM-SHA-512",
-              "sasl_plain_username": ADMIN, "sasl_plain_password": ADMIN_PASSWORD}
-    kp = KafkaProducer(**common)
+    topic = f"kp-{uuid.uuid4().hex[:8]}"
+    conf = _kafka_python_conf(secure, pki, mechanism)
+    kp = KafkaProducer(**conf)
     for i in range(5):
         kp.send(topic, f"kp{i}".encode()).get(timeout=20)
     kp.close()
-
-    async def with_aiokafka() -> list[bytes]:
-        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-        from aiokafka.helpers import create_ssl_context
-
-        conf = {"bootstrap_servers": secure.address("SASL_SSL"), "security_protocol": "SASL_SSL",
-                "ssl_context": create_ssl_context(cafile=pki["ca"]), "sasl_mechanism": "SCRAM-SHA-256",
-                "sasl_plain_username": ADMIN, "sasl_plain_password": ADMIN_PASSWORD}
-        ap = AIOKafkaProducer(**conf)
-        await ap.start()
-        try:
-            for i in range(5):
-                await ap.send_and_wait(topic, f"aio{i}".encode())
-        finally:
-            await ap.stop()
-        c = AIOKafkaConsumer(topic, auto_offset_reset="earliest", **conf)
-        await c.start()
-        try:
-            got = []
-            while len(got) < 10:
-                batch = await c.getmany(timeout_ms=1000)
-                got += [m.value for msgs in batch.values() for m in msgs]
-            return got
-        finally:
-            await c.stop()
-
-    values = asyncio.run(asyncio.wait_for(with_aiokafka(), 60))
-    assert values == [f"kp{i}".encode() for i in range(5)] + [f"aio{i}".encode() for i in range(5)]
-    kc = KafkaConsumer(topic, auto_offset_reset="earliest", consumer_timeout_ms=5000, **common)
-    assert [m.value for m in kc][:10] == values
+    kc = KafkaConsumer(topic, auto_offset_reset="earliest", consumer_timeout_ms=5000, **conf)
+    assert [m.value for m in kc] == [f"kp{i}".encode() for i in range(5)]
     kc.close()
 
 
-def test_kcat_over_sasl_ssl(secure, pki):
+@pytest.mark.parametrize("mechanism", [*MECHANISMS, None], ids=[*MECHANISMS, "mTLS"])
+def test_aiokafka(secure, pki, mechanism):
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka.helpers import create_ssl_context
+
+    topic = f"aio-{uuid.uuid4().hex[:8]}"
+
+    async def main() -> list[bytes]:
+        if mechanism is None:
+            conf: dict[str, Any] = {"bootstrap_servers": secure.address("MTLS"), "security_protocol": "SSL",
+                                    "ssl_context": create_ssl_context(cafile=pki["ca"], certfile=pki["client_cert"],
+                                                                      keyfile=pki["client_key"])}
+        else:
+            conf = {"bootstrap_servers": secure.address("SASL_SSL"), "security_protocol": "SASL_SSL",
+                    "ssl_context": create_ssl_context(cafile=pki["ca"]), "sasl_mechanism": mechanism,
+                    "sasl_plain_username": ADMIN, "sasl_plain_password": ADMIN_PASSWORD}
+        producer = AIOKafkaProducer(**conf)
+        await producer.start()
+        try:
+            for i in range(5):
+                await producer.send_and_wait(topic, f"aio{i}".encode())
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(topic, auto_offset_reset="earliest", **conf)
+        await consumer.start()
+        try:
+            got: list[bytes] = []
+            while len(got) < 5:
+                batch = await consumer.getmany(timeout_ms=1000)
+                got += [m.value for msgs in batch.values() for m in msgs]
+            return got
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(asyncio.wait_for(main(), 60)) == [f"aio{i}".encode() for i in range(5)]
+
+
+@pytest.mark.parametrize("mechanism", [*MECHANISMS, None], ids=[*MECHANISMS, "mTLS"])
+def test_kcat(secure, pki, mechanism):
     kcat = shutil.which("kcat") or shutil.which("kafkacat")
     if kcat is None:
         pytest.skip("kcat is not installed (scripts/test.sh installs it)")
     topic = f"kcat-{uuid.uuid4().hex[:8]}"
-    conf = [arg for k, v in sasl_conf(pki, "SCRAM-SHA-256").items() for arg in ("-X", f"{k}={v}")]
-    produced = subprocess.run([kcat, "-b", secure.address("SASL_SSL"), *conf, "-P", "-t", topic],
+    if mechanism is None:
+        address, settings = secure.address("MTLS"), {"security.protocol": "SSL", "ssl.ca.location": pki["ca"],
+                                                     "ssl.certificate.location": pki["client_cert"],
+                                                     "ssl.key.location": pki["client_key"]}
+    else:
+        address, settings = secure.address("SASL_SSL"), sasl_conf(pki, mechanism)
+    conf = [arg for k, v in settings.items() for arg in ("-X", f"{k}={v}")]
+    produced = subprocess.run([kcat, "-b", address, *conf, "-P", "-t", topic],
                               input=b"one\ntwo\n", capture_output=True, timeout=30)
     assert produced.returncode == 0, produced.stderr
-    consumed = subprocess.run([kcat, "-b", secure.address("SASL_SSL"), *conf, "-C", "-t", topic, "-o", "beginning", "-e", "-q"],
+    consumed = subprocess.run([kcat, "-b", address, *conf, "-C", "-t", topic, "-o", "beginning", "-e", "-q"],
                               capture_output=True, timeout=30)
     assert consumed.returncode == 0, consumed.stderr
     assert consumed.stdout.split() == [b"one", b"two"]
+
+
+def test_expired_sessions(secure, pki):
+    """SASL_PLAINTEXT has 2 s sessions: kafka-python re-authenticates on its connection
+    (KIP-368); aiokafka does not, so its connection is closed at its first request after the
+    session ended, and it reconnects, authenticates again and its send succeeds."""
+    from aiokafka import AIOKafkaProducer
+    from kafka import KafkaProducer
+
+    topic = f"expire-{uuid.uuid4().hex[:8]}"
+    settings = {"bootstrap_servers": secure.address("SASL_PLAINTEXT"), "security_protocol": "SASL_PLAINTEXT",
+                "sasl_mechanism": "SCRAM-SHA-256", "sasl_plain_username": ADMIN, "sasl_plain_password": ADMIN_PASSWORD}
+    kp = KafkaProducer(**settings)
+    kp.send(topic, b"kafka-python before").get(timeout=20)
+    time.sleep(2.5)
+    kp.send(topic, b"kafka-python after").get(timeout=30)
+    kp.close()
+    assert "SASL session expired" not in secure.log_text(0)
+
+    async def main() -> None:
+        producer = AIOKafkaProducer(**settings)
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, b"aiokafka before")
+            await asyncio.sleep(2.5)
+            await producer.send_and_wait(topic, b"aiokafka after")
+        finally:
+            await producer.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+    assert "SASL session expired" in secure.log_text(0)

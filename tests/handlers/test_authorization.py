@@ -20,7 +20,7 @@ from strom.metadata.broker_config import BrokerConfig, BrokerConfigError
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
 from strom.security.acl import AclBinding, Operation, PatternType, Permission, ResourceType
-from strom.server.broker import listener_securities
+from strom.server.broker import inter_broker, listener_securities
 
 from .group_harness import call, run, running
 
@@ -385,9 +385,9 @@ def test_internal_topics_cannot_be_added_to_a_transaction(tmp_path: Path) -> Non
 @pytest.mark.parametrize(("super_users", "refused"), [(ADMIN, True), (f"{ADMIN};User:ANONYMOUS", False)])
 def test_cluster_mode_needs_the_inter_broker_principal_as_super_user(tmp_path: Path, super_users: str, refused: bool) -> None:
     config = BrokerConfig(data_dir=tmp_path, values={**SECURED, "super.users": super_users})
+    securities = listener_securities(config, cluster=True)
     if refused:
         with pytest.raises(BrokerConfigError, match="super.users must include User:ANONYMOUS"):
-            listener_securities(config, cluster=True)
+            inter_broker(config, securities)
     else:
-        assert listener_securities(config, cluster=True)
-    assert listener_securities(config, cluster=False)  # a single node has no inter-broker traffic
+        assert inter_broker(config, securities).principal == "User:ANONYMOUS"

@@ -19,6 +19,7 @@ from strom.cli.consume import consume
 from strom.cli.group import group
 from strom.cli.output import JSON, output_option, print_json, print_table
 from strom.cli.produce import produce
+from strom.cli.quota import quota
 from strom.cli.topic import topic
 from strom.cli.user import user
 
@@ -212,7 +213,7 @@ def serve(
         raise click.ClickException(f"cannot start the broker: {exc}") from None
 
 
-for command in (topic, produce, consume, group, cluster, user, acl):
+for command in (topic, produce, consume, group, cluster, user, acl, quota):
     cli.add_command(command)
 
 

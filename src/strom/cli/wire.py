@@ -11,8 +11,12 @@ When they cannot be answered (TLS/SASL, an old broker, an error) the callers get
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 from collections.abc import Iterable, Mapping
+from typing import Any
+
+from scramp import ScramClient
 
 from strom.protocol import (
     ApiKey,
@@ -29,9 +33,43 @@ CLIENT_ID = "strom-cli"
 
 
 class _Connection:
-    def __init__(self, host: str, port: int, timeout: float) -> None:
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    """One blocking connection; ``conf`` takes librdkafka's security settings
+    (security.protocol, ssl.ca.location, ssl.certificate.location, ssl.key.location,
+    sasl.mechanism, sasl.username, sasl.password) so the CLI reaches TLS and SASL listeners."""
+
+    def __init__(self, host: str, port: int, timeout: float, conf: Mapping[str, str] | None = None) -> None:
+        conf = conf or {}
+        protocol = conf.get("security.protocol", "plaintext").upper()
+        sock = socket.create_connection((host, port), timeout=timeout)
+        if protocol in ("SSL", "SASL_SSL"):
+            context = ssl.create_default_context(cafile=conf.get("ssl.ca.location"))
+            context.check_hostname = conf.get("ssl.endpoint.identification.algorithm", "https") == "https"
+            if conf.get("ssl.certificate.location"):
+                context.load_cert_chain(conf["ssl.certificate.location"], conf.get("ssl.key.location"),
+                                        conf.get("ssl.key.password"))
+            sock = context.wrap_socket(sock, server_hostname=host)
+        self.sock = sock
         self.correlation_id = 0
+        if protocol.startswith("SASL_"):
+            self._authenticate(conf.get("sasl.mechanism", "GSSAPI").upper(), conf.get("sasl.username", ""),
+                               conf.get("sasl.password", ""))
+
+    def _authenticate(self, mechanism: str, user: str, password: str) -> None:
+        handshake: Any = self.call(ApiKey.SASL_HANDSHAKE, 1, {"mechanism": mechanism})
+        if handshake.error_code:
+            raise ConnectionError(f"the broker does not offer SASL {mechanism} (it offers {', '.join(handshake.mechanisms)})")
+        if mechanism == "PLAIN":
+            self._sasl(f"\0{user}\0{password}".encode())
+            return
+        scram = ScramClient([mechanism], user, password)
+        scram.set_server_first(self._sasl(scram.get_client_first().encode()).decode())
+        scram.set_server_final(self._sasl(scram.get_client_final().encode()).decode())  # checks the broker too
+
+    def _sasl(self, token: bytes) -> bytes:
+        answer: Any = self.call(ApiKey.SASL_AUTHENTICATE, 2, {"auth_bytes": token})
+        if answer.error_code:
+            raise ConnectionError(answer.error_message or "SASL authentication failed")
+        return bytes(answer.auth_bytes)
 
     def close(self) -> None:
         self.sock.close()
@@ -135,3 +173,24 @@ def partition_sizes(
         return None
     finally:
         conn.close()
+
+
+def call(brokers: str, timeout: float, conf: Mapping[str, str], api_key: int, version: int,
+         body: Mapping[str, object]) -> Any:
+    """One request to the first reachable bootstrap broker (with the client's security
+    settings); raises ConnectionError with a sentence when none answers."""
+    errors = []
+    for address in brokers.split(","):
+        where = split_address(address)
+        if where is None:
+            continue
+        try:
+            conn = _Connection(*where, timeout, conf)
+        except (OSError, ssl.SSLError) as exc:
+            errors.append(f"{address}: {exc}")
+            continue
+        try:
+            return conn.call(api_key, version, body)
+        finally:
+            conn.close()
+    raise ConnectionError("; ".join(errors) or f"no broker address in {brokers!r}")

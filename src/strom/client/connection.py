@@ -21,11 +21,14 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from scramp import ScramClient
+
 from strom.protocol.api import ApiKey
 from strom.protocol.codec import decode_response, encode_request, response_is_flexible
 from strom.protocol.errors import RemoteProtocolError
 from strom.protocol.framing import encode_request_frame
 from strom.protocol.primitives import INT32, skip_tagged_fields
+from strom.security.client import ClientSecurity
 
 __all__ = [
     "DEFAULT_CLIENT_ID",
@@ -184,8 +187,10 @@ class BrokerConnection(asyncio.BufferedProtocol):
         timeout_s: float | None = DEFAULT_CONNECT_TIMEOUT_S,
         request_timeout_s: float | None = DEFAULT_REQUEST_TIMEOUT_S,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        security: ClientSecurity | None = None,
     ) -> BrokerConnection:
-        """Connect within ``timeout_s``; raise ``BrokerConnectionError`` if that fails.
+        """Connect within ``timeout_s`` (with TLS and SASL when ``security`` says so); raise
+        ``BrokerConnectionError`` if that fails.
 
         ``request_timeout_s`` is the default of ``request``'s ``timeout_s`` (None: no limit).
         """
@@ -199,14 +204,40 @@ class BrokerConnection(asyncio.BufferedProtocol):
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout_s):
-                await loop.create_connection(lambda: conn, host, port)
+                tls = security.ssl if security is not None else None
+                await loop.create_connection(lambda: conn, host, port, ssl=tls, server_hostname=host if tls else None)
+                if security is not None and security.mechanism is not None:
+                    await conn._authenticate(security)
         except TimeoutError:
             raise BrokerConnectionError(
                 f"connecting to {host}:{port} timed out after {timeout_s}s"
             ) from None
         except OSError as exc:
+            conn.close()
             raise BrokerConnectionError(f"cannot connect to {host}:{port}: {exc}") from exc
         return conn
+
+    async def _authenticate(self, security: ClientSecurity) -> None:
+        """SaslHandshake v1 then SaslAuthenticate v2 (KIP-152), PLAIN or SCRAM (scramp)."""
+        mechanism = security.mechanism
+        handshake = await self.request(ApiKey.SASL_HANDSHAKE, 1, {"mechanism": mechanism})
+        if handshake.error_code:
+            self.close()
+            raise BrokerConnectionError(f"{self.host}:{self.port} does not offer SASL {mechanism}")
+
+        async def step(token: bytes) -> bytes:
+            answer = await self.request(ApiKey.SASL_AUTHENTICATE, 2, {"auth_bytes": token})
+            if answer.error_code:
+                self.close()
+                raise BrokerConnectionError(f"{self.host}:{self.port}: {answer.error_message or 'SASL authentication failed'}")
+            return bytes(answer.auth_bytes)
+
+        if mechanism == "PLAIN":
+            await step(f"\0{security.username}\0{security.password}".encode())
+            return
+        scram = ScramClient([mechanism], security.username, security.password)
+        scram.set_server_first((await step(scram.get_client_first().encode())).decode())
+        scram.set_server_final((await step(scram.get_client_final().encode())).decode())
 
     # --- public API -------------------------------------------------------------------------
 

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 from typing import NamedTuple
 
+from strom.security.client import ClientSecurity
+
 from .connection import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CONNECT_TIMEOUT_S,
@@ -37,8 +39,10 @@ class ConnectionPool:
         client_id: str | None = DEFAULT_CLIENT_ID,
         timeout_s: float | None = DEFAULT_CONNECT_TIMEOUT_S,
         request_timeout_s: float | None = DEFAULT_REQUEST_TIMEOUT_S,
+        security: ClientSecurity | None = None,
     ) -> None:
         self.client_id = client_id
+        self.security = security
         self.timeout_s = timeout_s
         self.request_timeout_s = request_timeout_s
         self._connections: dict[_Address, BrokerConnection] = {}
@@ -89,6 +93,7 @@ class ConnectionPool:
                 client_id=self.client_id,
                 timeout_s=self.timeout_s,
                 request_timeout_s=self.request_timeout_s,
+                security=self.security,
             )
         finally:
             if self._opening.get(address) is asyncio.current_task():

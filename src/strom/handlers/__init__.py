@@ -23,6 +23,7 @@ _MODULES = (
     "sasl",
     "scram_users",
     "acls",
+    "quotas",
 )
 
 

@@ -27,6 +27,8 @@ from strom.metadata.configs import log_config_for
 from strom.metadata.image import ClusterImage, PartitionState
 from strom.metadata.store import MetadataStore, TopicMetadata
 from strom.security.acl import Authorizer, parse_super_users
+from strom.security.client import ClientSecurity
+from strom.security.quotas import QuotaManager
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +201,10 @@ class BrokerContext:
     # Hands out producer ids (server.producer_ids.ProducerIdBlocks.next_id); set by the server.
     next_producer_id: Callable[[], int] | None = None
     _authorizer: Authorizer | None = field(default=None, repr=False)
+    # how this broker reaches the others (the inter-broker listener's TLS and SASL); set by the server
+    inter_broker: ClientSecurity | None = None
+    # client quota rates (quota.window.*: set by the server)
+    quotas: QuotaManager = field(default_factory=QuotaManager)
 
     @property
     def cluster_id(self) -> str:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from strom.handlers.auth import allowed, cluster_allowed
+from strom.handlers.auth import allowed, cluster_allowed, principal, quota_throttle
 from strom.handlers.context import BrokerContext
 from strom.handlers.fetch_sessions import (
     FetchPosition,
@@ -42,6 +42,7 @@ from strom.protocol.fetch_response import (
     encode_fetch_response,
 )
 from strom.security.acl import Operation, ResourceType
+from strom.security.quotas import CONSUMER_BYTE_RATE
 
 READ_COMMITTED = 1
 
@@ -215,6 +216,11 @@ async def fetch(ctx: BrokerContext, request: Request) -> RawResponse:
     deadline = ctx.now_ms() + max_wait_ms
     isolation = body.isolation_level
     max_bytes = min(body.max_bytes, ctx.config.fetch_max_bytes)  # the broker's cap (fetch.max.bytes)
+    if ctx.image.client_quotas and replica_id_of(request) < 0:
+        window = ctx.quotas.max_in_window(ctx.image.client_quotas, CONSUMER_BYTE_RATE,
+                                          principal(request).partition(":")[2], request.header.client_id or "")
+        if window is not None:
+            max_bytes = min(max_bytes, max(int(window), 1))
     replica_id = replica_id_of(request)
     last_fetched = None
     if replica_id >= 0:
@@ -230,6 +236,14 @@ async def fetch(ctx: BrokerContext, request: Request) -> RawResponse:
             break
         # Followers read up to the log end, consumers up to the high watermark.
         await (ctx.appends if replica_id >= 0 else ctx.commits).wait(remaining_ms / 1000)
+    throttle = 0
+    if replica_id < 0 and total and ctx.image.client_quotas:
+        throttle = quota_throttle(ctx, request, CONSUMER_BYTE_RATE, total)
+        if throttle:  # over the consumer_byte_rate: an empty answer, the bytes not counted (as Kafka)
+            user, client = principal(request).partition(":")[2], request.header.client_id or ""
+            ctx.quotas.unrecord(ctx.image.client_quotas, CONSUMER_BYTE_RATE, user, client, total, ctx.now_ms())
+            chunks, size = encode_fetch_response(version, [], session_id=start.session_id, throttle_time_ms=throttle)
+            return RawResponse(chunks, size, throttle)
     _remember(start, topics)
     chunks, size = encode_fetch_response(version, topics, session_id=start.session_id)
     return RawResponse(chunks, size)

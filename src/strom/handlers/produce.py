@@ -31,7 +31,7 @@ import asyncio
 import logging
 from typing import Any
 
-from strom.handlers.auth import allowed
+from strom.handlers.auth import allowed, quota_throttle
 from strom.handlers.context import BrokerContext, Commit
 from strom.handlers.registry import Delayed, Request, handles
 from strom.log.producer_state import ProducerStateError
@@ -41,6 +41,7 @@ from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
 from strom.protocol.records import InvalidRecords
 from strom.security.acl import Operation, ResourceType
+from strom.security.quotas import PRODUCER_BYTE_RATE
 
 log = logging.getLogger(__name__)
 
@@ -140,9 +141,13 @@ async def produce(ctx: BrokerContext, request: Request) -> dict[str, Any] | Dela
             else:
                 partitions.append(_append(ctx, name, data.index, data.records, now_ms, body.acks, to_flush, waits))
         responses.append({"name": name, "topic_id": topic_id, "partition_responses": partitions})
+    throttle = 0
+    if ctx.image.client_quotas:  # producer_byte_rate: the records' bytes (KIP-13)
+        size = sum(len(d.records or b"") for t in body.topic_data for d in t.partition_data)
+        throttle = quota_throttle(ctx, request, PRODUCER_BYTE_RATE, size)
     if not to_flush and not waits:
-        return None if body.acks == 0 else {"responses": responses, "throttle_time": 0}
-    return Delayed(_complete(ctx, body, responses, to_flush, waits))
+        return None if body.acks == 0 else {"responses": responses, "throttle_time": throttle}
+    return Delayed(_complete(ctx, body, responses, to_flush, waits, throttle))
 
 
 def _refusal(ctx: BrokerContext, request: Request) -> int:
@@ -155,7 +160,8 @@ def _refusal(ctx: BrokerContext, request: Request) -> int:
 
 
 async def _complete(
-    ctx: BrokerContext, body: Any, responses: list[dict[str, Any]], to_flush: list[Any], waits: list[Wait]
+    ctx: BrokerContext, body: Any, responses: list[dict[str, Any]], to_flush: list[Any], waits: list[Wait],
+    throttle: int = 0,
 ) -> dict[str, Any] | None:
     # flush.messages: Kafka fsyncs in the append path once that many messages are unflushed,
     # so the acknowledgement waits for it (in a worker thread, not on the event loop).
@@ -169,4 +175,4 @@ async def _complete(
                 result.update(error_code=error, base_offset=-1, log_append_time=-1, log_start_offset=-1)
     if body.acks == 0:
         return None
-    return {"responses": responses, "throttle_time": 0}
+    return {"responses": responses, "throttle_time": throttle}

@@ -41,6 +41,7 @@ class RawResponse:
 
     chunks: list[Any]  # bytes | strom.log FileRegion
     size: int
+    throttle_ms: int = 0  # a quota's throttle time, encoded in the body: the server mutes the connection
 
 
 @dataclass(frozen=True, slots=True)

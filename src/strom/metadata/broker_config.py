@@ -213,6 +213,9 @@ def _listener_override(name: str) -> str | None:
     if not name.startswith("listener.name."):
         return None
     _, _, rest = name[len("listener.name."):].partition(".")
+    mechanism, _, jaas = rest.partition(".")
+    if jaas == "sasl.jaas.config" and mechanism in ("plain", "scram-sha-256", "scram-sha-512"):
+        return jaas  # listener.name.<listener>.<mechanism>.sasl.jaas.config
     if rest in BROKER_CONFIGS and (rest.startswith(("ssl.", "sasl.")) or rest == "connections.max.reauth.ms"):
         return rest
     return None

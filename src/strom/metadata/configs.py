@@ -364,6 +364,8 @@ _BROKER_DEFS = (
        "How often recovery points are checkpointed.", at_least(0)),
     # Security (docs/security.md). Every ssl.* and sasl.* name may also be set for one listener
     # as listener.name.<listener>.<name>.
+    _b("quota.window.num", "int", "11", "Windows over which client quota rates are measured.", at_least(1)),
+    _b("quota.window.size.seconds", "int", "1", "Length of one client quota window.", at_least(1)),
     _b("authorizer.class.name", "string", "",
        "Set to Kafka's org.apache.kafka.metadata.authorizer.StandardAuthorizer (or AclAuthorizer) to enforce ACLs; empty: none."),
     _b("super.users", "string", None, "Principals allowed everything, separated by ';' (User:admin;User:ops)."),
@@ -374,6 +376,13 @@ _BROKER_DEFS = (
        "Each listener name's security protocol, as NAME:PROTOCOL pairs."),
     _b("inter.broker.listener.name", "string", None,
        "The listener brokers use to reach each other (cluster mode); default: the PLAINTEXT one."),
+    _b("sasl.mechanism.inter.broker.protocol", "string", None,
+       "The SASL mechanism brokers authenticate with (default: the inter-broker listener's first enabled one)."),
+    ConfigDef("sasl.jaas.config", "password", None,
+              "A broker's own SASL credentials for the inter-broker listener, as Kafka's JAAS line "
+              "(ScramLoginModule/PlainLoginModule required username=... password=...;); usually set per listener and "
+              "mechanism: listener.name.<listener>.<mechanism>.sasl.jaas.config.",
+              None, ("sasl.jaas.config",), read_only=True, sensitive=True),
     _b("sasl.enabled.mechanisms", "list", "SCRAM-SHA-256,SCRAM-SHA-512",
        "SASL mechanisms served on SASL listeners (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512).",
        each_of("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")),

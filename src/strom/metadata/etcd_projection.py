@@ -20,6 +20,7 @@ from strom.metadata.image import (
     TopicMetadata,
 )
 from strom.security.acl import AclBinding
+from strom.security.quotas import QuotaEntity
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class Projection:
         self.node_configs: dict[int, dict[str, str]] = {}
         self.scram: dict[str, dict[str, ScramCredential]] = {}
         self.acls: dict[str, AclBinding] = {}  # by key
+        self.client_quotas: dict[str, tuple[QuotaEntity, dict[str, float]]] = {}  # by key
         self._changed: set[str] = set()  # ClusterImage fields to rebuild
         self._topics: set[str] = set()  # topics whose visibility to re-check
         self._states: set[tuple[uuid.UUID, int]] = set()  # partition states to copy
@@ -142,6 +144,13 @@ class Projection:
             if not credentials:
                 del self.scram[user]
             self._changed.add("scram")
+        elif kind == "quotas":
+            if doc is None:
+                self.client_quotas.pop(rest, None)
+            else:
+                entity = tuple((str(t), str(n)) for t, n in doc["entity"])
+                self.client_quotas[rest] = (entity, {str(k): float(v) for k, v in doc["values"].items()})
+            self._changed.add("client_quotas")
         elif kind == "acls":
             if doc is None:
                 self.acls.pop(rest, None)
@@ -171,6 +180,8 @@ class Projection:
             changes["controller_id"], changes["controller_epoch"] = self.controller
         if "broker_configs" in self._changed:
             changes["broker_configs"] = dict(self.broker_configs)
+        if "client_quotas" in self._changed:
+            changes["client_quotas"] = dict(self.client_quotas.values())
         if "acls" in self._changed:
             changes["acls"] = frozenset(self.acls.values())
         if "scram" in self._changed:

@@ -20,6 +20,7 @@ Keys under ``/strom/<cluster_name>/`` (JSON values):
 - ``counters/producer_id``: ``{next}``, advanced by compare-and-set.
 - ``scram/<user>/<mechanism>``: ``ScramCredential.to_json()`` (the user name percent-encoded).
 - ``acls/<hash of the binding>``: ``AclBinding.to_json()``.
+- ``quotas/<entity, JSON, percent-encoded>``: ``{entity, values}`` (client quotas).
 
 A topic is in the image only once its ``topics/<name>`` key exists and all its partition keys
 do: creates write the partitions first (in transactions of at most 100 puts, etcd allows 128
@@ -65,6 +66,7 @@ from strom.metadata.image import (
 from strom.metadata.store import ImageHolder, check_new_topic, require_topic
 from strom.protocol.errors import ErrorCode
 from strom.security.acl import AclBinding
+from strom.security.quotas import QuotaEntity
 
 log = logging.getLogger(__name__)
 
@@ -910,6 +912,19 @@ class EtcdMetadataStore(ImageHolder):
     async def alter_acls(self, creations: Sequence[AclBinding], deletions: Sequence[AclBinding]) -> None:
         deadline = self._deadline()
         ops = [_delete(self._acl_key(b)) for b in deletions] + [_put(self._acl_key(b), b.to_json()) for b in creations]
+        for chunk in _chunks(ops, 100):
+            response = await self._txn([], list(chunk), deadline=deadline)
+            if _changed_anything(response):
+                await self._wait_applied(response.header.revision, deadline)
+
+    async def alter_client_quotas(self, changes: Mapping[QuotaEntity, Mapping[str, float | None]]) -> None:
+        deadline = self._deadline()
+        current = self._image.client_quotas
+        ops = []
+        for entity, values in changes.items():
+            merged = {k: v for k, v in {**current.get(entity, {}), **values}.items() if v is not None}
+            key = self._key(f"quotas/{urllib.parse.quote(_dumps([list(p) for p in entity]).decode(), safe='')}")
+            ops.append(_put(key, {"entity": [list(p) for p in entity], "values": merged}) if merged else _delete(key))
         for chunk in _chunks(ops, 100):
             response = await self._txn([], list(chunk), deadline=deadline)
             if _changed_anything(response):

@@ -206,6 +206,8 @@ class ClusterImage:
     # SCRAM credentials by user name, then mechanism
     scram: Mapping[str, Mapping[str, ScramCredential]] = field(default_factory=dict)
     acls: frozenset[AclBinding] = frozenset()
+    # client quotas by entity (security.quotas: sorted (type, name) pairs, DEFAULT for <default>)
+    client_quotas: Mapping[tuple[tuple[str, str], ...], Mapping[str, float]] = field(default_factory=dict)
     revision: int = 0
 
     def partition(self, topic: str, partition: int) -> PartitionState | None:

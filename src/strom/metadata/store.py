@@ -42,6 +42,7 @@ from strom.metadata.image import (
 )
 from strom.protocol.errors import ErrorCode
 from strom.security.acl import AclBinding
+from strom.security.quotas import QuotaEntity
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,10 @@ class MetadataStore(Protocol):
 
     async def alter_acls(self, creations: Sequence[AclBinding], deletions: Sequence[AclBinding]) -> None:
         """Add and remove ACL bindings (adding one present or removing one absent is a no-op)."""
+        ...
+
+    async def alter_client_quotas(self, changes: Mapping[QuotaEntity, Mapping[str, float | None]]) -> None:
+        """Set (a value) or remove (None) quota values of entities, all at once."""
         ...
 
 
@@ -320,6 +325,16 @@ class LocalMetadataStore(ImageHolder):
             acls = (self._image.acls - frozenset(deletions)) | frozenset(creations)
             await self._save(self._image.with_changes(acls=acls))
 
+    async def alter_client_quotas(self, changes: Mapping[QuotaEntity, Mapping[str, float | None]]) -> None:
+        async with self._lock:
+            quotas = dict(self._image.client_quotas)
+            for entity, values in changes.items():
+                merged = {**quotas.get(entity, {}), **values}
+                quotas[entity] = {k: v for k, v in merged.items() if v is not None}
+                if not quotas[entity]:
+                    del quotas[entity]
+            await self._save(self._image.with_changes(client_quotas=quotas))
+
     async def allocate_producer_ids(self, count: int) -> int:
         async with self._lock:
             first = self._producer_id_block_end
@@ -365,6 +380,7 @@ class LocalMetadataStore(ImageHolder):
             "producer_id_block_end": self._producer_id_block_end,
             "scram": {u: {m: c.to_json() for m, c in creds.items()} for u, creds in image.scram.items()},
             "acls": sorted(b.to_json() for b in image.acls),
+            "client_quotas": [{"entity": [list(p) for p in e], "values": dict(v)} for e, v in sorted(image.client_quotas.items())],
         }
         return json.dumps(doc, indent=1, sort_keys=True).encode()
 
@@ -395,6 +411,8 @@ class LocalMetadataStore(ImageHolder):
                 scram={u: {m: ScramCredential.from_json(c) for m, c in creds.items()}
                        for u, creds in doc.get("scram", {}).items()},
                 acls=frozenset(AclBinding.from_json(b) for b in doc.get("acls", [])),
+                client_quotas={tuple((str(t), str(n)) for t, n in q["entity"]): {str(k): float(v) for k, v in q["values"].items()}
+                               for q in doc.get("client_quotas", [])},
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             # Refuse to start rather than serve an empty cluster over existing data.

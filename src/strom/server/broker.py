@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -34,6 +35,8 @@ from strom.metadata.broker_config import BrokerConfig, BrokerConfigError
 from strom.metadata.image import BrokerRegistration
 from strom.metadata.store import LocalMetadataStore, MetadataStore
 from strom.security.acl import parse_super_users
+from strom.security.client import ClientSecurity, inter_broker_security
+from strom.security.quotas import QuotaManager
 from strom.security.session import ListenerSecurity
 from strom.security.tls import listener_setting, parse_mapping_rules, server_context
 from strom.server.connection import CloseReason, KafkaConnection
@@ -46,30 +49,14 @@ from strom.server.txn_runtime import TransactionCoordinatorRuntime, transaction_
 log = logging.getLogger(__name__)
 
 FLUSH_CHECK_INTERVAL_S = 1.0  # flush.ms and post-roll flushes are checked this often
-INTER_BROKER_PRINCIPAL = "User:ANONYMOUS"  # who brokers are to each other (PLAINTEXT, no SASL yet)
 
 
 def listener_securities(config: BrokerConfig, cluster: bool) -> list[ListenerSecurity]:
     """Each listener's security settings (its TLS context built: a bad key store fails the
     start with a sentence)."""
-    if cluster and config.values.get("authorizer.class.name") and INTER_BROKER_PRINCIPAL not in parse_super_users(
-        config.values.get("super.users")
-    ):
-        # Followers' fetches and WriteTxnMarkers come over the PLAINTEXT inter-broker listener
-        # as User:ANONYMOUS; without this the authorizer would refuse replication.
-        raise BrokerConfigError(
-            f"With authorizer.class.name set in a cluster, super.users must include {INTER_BROKER_PRINCIPAL}: "
-            "brokers replicate and write transaction markers over the PLAINTEXT inter-broker listener as that "
-            "principal (e.g. super.users=User:admin;User:ANONYMOUS), so keep that listener on a private network."
-        )
     out = []
     for listener in config.listeners():
         setting = listener_setting(config.values, listener.name)
-        if cluster and listener.name == config.inter_broker_listener() and listener.protocol != "PLAINTEXT":
-            raise BrokerConfigError(
-                f"The inter-broker listener {listener.name} is {listener.protocol}: brokers reach each other "
-                "over PLAINTEXT only for now; add a PLAINTEXT listener on a private address for them."
-            )
         try:
             tls = server_context(setting) if listener.tls else None
             rules = parse_mapping_rules(setting("ssl.principal.mapping.rules"))
@@ -86,11 +73,30 @@ def listener_securities(config: BrokerConfig, cluster: bool) -> list[ListenerSec
     return out
 
 
+def inter_broker(config: BrokerConfig, securities: list[ListenerSecurity]) -> ClientSecurity:
+    """How this broker reaches the others. With an authorizer, the principal it does so as
+    must be a super user: followers' fetches and transaction markers need CLUSTER_ACTION."""
+    name = config.inter_broker_listener()
+    security = next(s for s in securities if s.listener.name == name)
+    try:
+        client = inter_broker_security(config.values, security.listener, security.mechanisms)
+    except (ValueError, OSError, ssl.SSLError) as exc:
+        raise BrokerConfigError(f"Inter-broker listener {name}: {exc}.") from None
+    if config.values.get("authorizer.class.name") and client.principal not in parse_super_users(config.values.get("super.users")):
+        raise BrokerConfigError(
+            f"With authorizer.class.name set in a cluster, super.users must include {client.principal}: brokers "
+            f"replicate and write transaction markers over the inter-broker listener {name} as that principal"
+            + (" (PLAINTEXT: keep that listener on a private network)" if security.listener.protocol == "PLAINTEXT" else "") + "."
+        )
+    return client
+
+
 class Broker:
     def __init__(self, config: BrokerConfig) -> None:
         self.config = config
         self.ctx: BrokerContext | None = None
         self._servers: list[asyncio.base_events.Server] = []
+        self._inter_broker: ClientSecurity | None = None
         self.ports: dict[str, int] = {}  # bound port by listener name
         self._connections: set[KafkaConnection] = set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -112,7 +118,9 @@ class Broker:
         # Bind every listener first: a busy port or a bad key store fails before the data
         # directory is touched (no .lock, meta.properties or metadata file); serve only once
         # everything is loaded.
-        securities = listener_securities(config, config.etcd_endpoints is not None)
+        cluster = config.etcd_endpoints is not None
+        securities = listener_securities(config, cluster)
+        self._inter_broker = inter_broker(config, securities) if cluster else None
         try:
             for security in securities:
                 self._servers.append(await loop.create_server(
@@ -178,6 +186,9 @@ class Broker:
         advertised = config.advertised(self.ports)
         node = Node(config.node_id, *advertised[config.inter_broker_listener()], config.broker_rack)
         self.ctx = ctx = BrokerContext(config=config, metadata=metadata, logs=logs, node=node)
+        ctx.inter_broker = self._inter_broker
+        ctx.quotas = QuotaManager(int(config.values.get("quota.window.size.seconds", 1)) * 1000,
+                                  int(config.values.get("quota.window.num", 11)))
         # Register (cluster: on an etcd lease) and load the image before the logs, whose
         # topics it names.
         registered = tuple((name, host, port) for name, (host, port) in advertised.items())
@@ -200,7 +211,8 @@ class Broker:
             from strom.server.replica_fetcher import ReplicaFetchers
 
             self._fetchers = ReplicaFetchers(ctx)
-            self._peers = self._transactions.peers = ConnectionPool(client_id=f"strom-broker-{config.node_id}")
+            self._peers = self._transactions.peers = ConnectionPool(
+                client_id=f"strom-broker-{config.node_id}", security=ctx.inter_broker)
         self._replicas = ctx.replicas = ReplicaManager(ctx, self._fetchers)
         self._replicas.add_leadership_listener(self._groups.leadership_changed)
         self._replicas.add_leadership_listener(self._transactions.leadership_changed)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from strom.handlers.api_versions import unsupported_version_response
+from strom.handlers.auth import quota_throttle
 from strom.handlers.context import BrokerContext
 from strom.handlers.registry import Delayed, RawResponse, Registration, Request
 from strom.protocol.api import ApiKey
@@ -43,7 +44,8 @@ from strom.protocol.framing import (
     response_header,
 )
 from strom.security.listeners import Listener
-from strom.security.session import ListenerSecurity, Session
+from strom.security.quotas import REQUEST_PERCENTAGE
+from strom.security.session import PRE_AUTH_APIS, ListenerSecurity, Session
 from strom.security.tls import certificate_dn, map_principal
 
 log = logging.getLogger(__name__)
@@ -102,6 +104,9 @@ class KafkaConnection(asyncio.Protocol):
         self._frame_waiter: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._paused = False
+        self._muted = 0  # quota throttles in force (no request is read or served while any is)
+        self._unmuted = asyncio.Event()
+        self._unmuted.set()
         # Set while the transport's buffer is below its high-water mark: the next request is
         # served only then, so a slow reader cannot pile up fetch responses in memory.
         self._writable = asyncio.Event()
@@ -141,6 +146,23 @@ class KafkaConnection(asyncio.Protocol):
             self.close(CloseReason.AUTHENTICATION_FAILED, f"no ssl.principal.mapping.rules rule matches {dn}")
             return
         self.session.principal = f"User:{name}"
+
+    def _mute(self, throttle_ms: int) -> None:
+        """A client over its quota: read nothing more from it for the throttle time, after
+        its response went out (KIP-219; the response carries the time too)."""
+        if throttle_ms <= 0 or self.transport is None or self.transport.is_closing():
+            return
+        self._muted += 1
+        self._unmuted.clear()
+        self.transport.pause_reading()
+        self._loop.call_later(throttle_ms / 1000, self._unmute)
+
+    def _unmute(self) -> None:
+        self._muted -= 1
+        if not self._muted:
+            self._unmuted.set()
+        if not self._muted and not self._paused and self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def pause_writing(self) -> None:
         self._writable.clear()
@@ -202,10 +224,13 @@ class KafkaConnection(asyncio.Protocol):
                     self._frame_waiter = self._loop.create_future()
                     await self._frame_waiter
                     continue
+                if self._muted:  # requests already received wait out the throttle too
+                    await self._unmuted.wait()
                 frame = self.frames.popleft()
                 if self._paused and len(self.frames) < MAX_QUEUED_REQUESTS // 2 and self.transport:
                     self._paused = False
-                    self.transport.resume_reading()
+                    if not self._muted:
+                        self.transport.resume_reading()
                 await self._handle(frame)
                 self._last_active = self._loop.time()
                 if not self._writable.is_set():
@@ -250,14 +275,21 @@ class KafkaConnection(asyncio.Protocol):
         except (RemoteProtocolError, UnsupportedVersion) as exc:
             self.close(CloseReason.MALFORMED, f"api_key={key} version={version}: {exc}")
             return
+        request_ = Request(header, request, self.peer_host, session)
+        cpu, wall = time.thread_time(), time.perf_counter()
         try:
-            result = await registration.handler(self.ctx, Request(header, request, self.peer_host, session))
+            result = await registration.handler(self.ctx, request_)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("handler for api_key=%d version=%d failed", key, version)
             self.close(CloseReason.HANDLER_FAILED)
             return
+        if self.ctx.image.client_quotas and key not in PRE_AUTH_APIS:
+            # request_percentage: the event-loop thread's time in the handler (CPU, at most
+            # the wall time: a parked fetch costs nothing)
+            used_ms = min(time.thread_time() - cpu, time.perf_counter() - wall) * 1000
+            self._mute(quota_throttle(self.ctx, request_, REQUEST_PERCENTAGE, used_ms))
         while self._owed and self._owed[0].done():
             self._owed.popleft()
         if isinstance(result, Delayed) or self._owed:
@@ -295,6 +327,7 @@ class KafkaConnection(asyncio.Protocol):
             return
         if isinstance(result, RawResponse):
             self._write_raw(response_header(key, version, header.correlation_id, result.size), result)
+            self._mute(result.throttle_ms)
         else:
             try:
                 body = encode_response(key, version, result)
@@ -305,6 +338,7 @@ class KafkaConnection(asyncio.Protocol):
                 self.close(CloseReason.HANDLER_FAILED)
                 return
             self._write(encode_response_frame(key, version, header.correlation_id, body))
+            self._mute(result.get("throttle_time", 0) if type(result) is dict else 0)
         if self.session.failed:
             self.close(CloseReason.AUTHENTICATION_FAILED)
 

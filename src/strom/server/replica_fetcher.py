@@ -94,7 +94,8 @@ class LeaderFetcher:
                 continue
             try:
                 if self._connection is None or self._connection.closed:
-                    self._connection = await BrokerConnection.open(*self.address, client_id=f"strom-replica-{config.node_id}")
+                    self._connection = await BrokerConnection.open(
+                        *self.address, client_id=f"strom-replica-{config.node_id}", security=self.ctx.inter_broker)
                 request = self._request(ready)
                 timeout_s = config.replica_fetch_wait_max_ms / 1000 + 30
                 response = await self._connection.request(

@@ -97,6 +97,7 @@ class _Node:
     process: subprocess.Popen[str] | None = None
     listening: threading.Event = field(default_factory=threading.Event)
     paused: bool = False
+    extra_ports: dict[str, int] = field(default_factory=dict)  # more listeners: name -> port
 
     @property
     def address(self) -> str:
@@ -129,7 +130,11 @@ class Cluster:
         startup_timeout: float = 30.0,
         cluster_id: str | None = None,
         base_port: int | None = None,
+        listeners: Mapping[str, str] | None = None,
     ) -> None:
+        """``listeners``: more listeners beside each broker's PLAINTEXT one, as name ->
+        security protocol (``{"INTERNAL": "SASL_SSL"}``), each on a free port; their TLS and
+        SASL settings go in ``config`` (e.g. ``inter.broker.listener.name``)."""
         if brokers < 1:
             raise ValueError("a cluster needs at least one broker")
         if racks is not None and (not racks or not all(isinstance(r, str) and r for r in racks)):
@@ -144,6 +149,7 @@ class Cluster:
         self.startup_timeout = startup_timeout
         self.cluster_id = cluster_id
         self.base_port = base_port
+        self.listeners = {name.upper(): protocol.upper() for name, protocol in (listeners or {}).items()}
         self._etcd_endpoints = etcd_endpoints
         self._own_data_dir = data_dir is None
         self.data_dir = Path(data_dir).resolve() if data_dir is not None else None
@@ -153,6 +159,10 @@ class Cluster:
         self._started = False
 
     # --- what tests look at ---------------------------------------------------------------------
+
+    def listener_address(self, node_id: int, listener: str) -> str:
+        """``host:port`` of one of ``listeners`` on a broker."""
+        return f"{HOST}:{self._nodes[node_id].extra_ports[listener.upper()]}"
 
     @property
     def nodes(self) -> list[int]:
@@ -422,6 +432,7 @@ class Cluster:
                 port, fixed = next(picked), False
             rack = self.racks[i % len(self.racks)] if self.racks else None
             self._nodes[i] = _Node(i, port, rack, self.data_dir / f"broker-{i}", fixed)
+            self._nodes[i].extra_ports = dict(zip(self.listeners, _free_ports(len(self.listeners)), strict=True))
 
     def _save_state(self) -> None:
         """Remember the cluster id and ports, so the same data directory is the same cluster."""
@@ -448,9 +459,16 @@ class Cluster:
             "--etcd", self.etcd_endpoint,
             "--cluster-id", str(self.cluster_id),
             "--node-id", str(node.id),
-            "--listen", node.address,
             "--data-dir", str(node.data_dir),
         ]
+        if self.listeners:
+            named = ",".join(f"{name}://{HOST}:{port}" for name, port in node.extra_ports.items())
+            command += ["-o", f"listeners=PLAINTEXT://{node.address},{named}"]
+            if "listener.security.protocol.map" not in self.config:
+                protocols = ",".join(f"{name}:{protocol}" for name, protocol in self.listeners.items())
+                command += ["-o", f"listener.security.protocol.map=PLAINTEXT:PLAINTEXT,{protocols}"]
+        else:
+            command += ["--listen", node.address]
         if node.rack is not None:
             command += ["--rack", node.rack]
         for key, value in self.config.items():
