@@ -66,7 +66,7 @@ def quota() -> None:
 def set_quota(values: tuple[str, ...], user: str | None, client_id: str | None, brokers: str, timeout: float,
               client_config: tuple[str, ...]) -> None:
     """Set quotas, e.g. producer_byte_rate=1048576 --user alice."""
-    ops = []
+    ops: list[dict[str, Any]] = []
     for key, value in parse_key_values(values, "KEY=VALUE").items():
         if key not in KEYS:
             fail(f"Unknown quota '{key}': one of {', '.join(KEYS)}.")
@@ -100,7 +100,7 @@ def list_quotas(user: str | None, client_id: str | None, brokers: str, timeout: 
     answer = _call(brokers, timeout, client_config, ApiKey.DESCRIBE_CLIENT_QUOTAS, {"components": components, "strict": False})
     if answer.error_code:
         fail(f"The broker refused: {answer.error_message or answer.error_code}.")
-    rows = [{"user": next((DEFAULT_NAME if e.entity_name is None else e.entity_name for e in entry.entity
+    rows: list[dict[str, Any]] = [{"user": next((DEFAULT_NAME if e.entity_name is None else e.entity_name for e in entry.entity
                            if e.entity_type == "user"), None),
              "client_id": next((DEFAULT_NAME if e.entity_name is None else e.entity_name for e in entry.entity
                                 if e.entity_type == "client-id"), None),

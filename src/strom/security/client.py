@@ -56,9 +56,9 @@ def inter_broker_security(values: Mapping[str, str], listener: Listener, enabled
                                              cadata=setting("ssl.truststore.certificates"))
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.check_hostname = (setting("ssl.endpoint.identification.algorithm") or "https") == "https"
-        if (setting("ssl.client.auth") or "none") != "none" and setting("ssl.keystore.location"):
+        keystore = setting("ssl.keystore.location")
+        if (setting("ssl.client.auth") or "none") != "none" and keystore:
             # the listener asks for client certificates: present this broker's own
-            keystore = setting("ssl.keystore.location")
             context.load_cert_chain(keystore, password=setting("ssl.key.password"))
             cert = x509.load_pem_x509_certificate(Path(keystore).read_bytes())
             dn = certificate_dn(cert.public_bytes(Encoding.DER))

@@ -74,7 +74,7 @@ class Rate:
 
     def window_size_ms(self, now_ms: int) -> int:
         self._purge(now_ms)
-        elapsed = now_ms - self._windows[0][0] if self._windows else 0
+        elapsed = int(now_ms - self._windows[0][0]) if self._windows else 0
         full = elapsed // self.window_ms
         if full < self.samples - 1:
             elapsed += (self.samples - 1 - full) * self.window_ms
