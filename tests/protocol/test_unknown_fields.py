@@ -14,6 +14,7 @@ import logging
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -197,7 +198,8 @@ def test_the_server_closes_the_connection_instead_of_answering(caplog: pytest.Lo
 
     async def run() -> tuple[KafkaConnection, _Transport]:
         registry = {ApiKey.HEARTBEAT: Registration(ApiKey.HEARTBEAT, 0, 4, misspelled, 0)}
-        connection = KafkaConnection(None, registry, 1 << 20, max_idle_ms=0)  # type: ignore[arg-type]
+        ctx = SimpleNamespace(image=SimpleNamespace(client_quotas={}))  # no quotas to charge
+        connection = KafkaConnection(ctx, registry, 1 << 20, max_idle_ms=0)  # type: ignore[arg-type]
         transport = _Transport()
         connection.connection_made(transport)
         body = codec.encode_request(ApiKey.HEARTBEAT, 4, {"group_id": "g", "generation_id": 1, "member_id": "m"})

@@ -22,6 +22,9 @@ __all__ = [
     "AddPartitionsToTxnResponseResultsByTopicV3AndBelowResultsByPartition",
     "AddPartitionsToTxnResult",
     "AddPartitionsToTxnTopicResult",
+    "AlterClientQuotasResponse",
+    "AlterClientQuotasResponseEntityData",
+    "AlterClientQuotasResponseEntryData",
     "AlterConfigsResourceResponse",
     "AlterConfigsResponse",
     "AlterPartitionReassignmentsResponse",
@@ -53,6 +56,10 @@ __all__ = [
     "DescribeAclsResource",
     "DescribeAclsResponse",
     "DescribeAclsResponseAclDescription",
+    "DescribeClientQuotasResponse",
+    "DescribeClientQuotasResponseEntityData",
+    "DescribeClientQuotasResponseEntryData",
+    "DescribeClientQuotasResponseValueData",
     "DescribeClusterBroker",
     "DescribeClusterResponse",
     "DescribeConfigsResourceResult",
@@ -1096,6 +1103,58 @@ class OffsetDeleteResponsePartition(TypedDict, total=False):
 
     partition_index: int
     error_code: int
+
+
+class DescribeClientQuotasResponse(TypedDict, total=False):
+    """DESCRIBE_CLIENT_QUOTAS (api_key 48)"""
+
+    throttle_time: int | datetime.timedelta
+    error_code: int
+    error_message: str | None
+    entries: Sequence[DescribeClientQuotasResponseEntryData] | None
+
+
+class DescribeClientQuotasResponseEntryData(TypedDict, total=False):
+    """DescribeClientQuotasResponse.entries"""
+
+    entity: Sequence[DescribeClientQuotasResponseEntityData]
+    values: Sequence[DescribeClientQuotasResponseValueData]
+
+
+class DescribeClientQuotasResponseEntityData(TypedDict, total=False):
+    """DescribeClientQuotasResponse.entries.entity"""
+
+    entity_type: str
+    entity_name: str | None
+
+
+class DescribeClientQuotasResponseValueData(TypedDict, total=False):
+    """DescribeClientQuotasResponse.entries.values"""
+
+    key: str
+    value: float
+
+
+class AlterClientQuotasResponse(TypedDict, total=False):
+    """ALTER_CLIENT_QUOTAS (api_key 49)"""
+
+    throttle_time: int | datetime.timedelta
+    entries: Sequence[AlterClientQuotasResponseEntryData]
+
+
+class AlterClientQuotasResponseEntryData(TypedDict, total=False):
+    """AlterClientQuotasResponse.entries"""
+
+    error_code: int
+    error_message: str | None
+    entity: Sequence[AlterClientQuotasResponseEntityData]
+
+
+class AlterClientQuotasResponseEntityData(TypedDict, total=False):
+    """AlterClientQuotasResponse.entries.entity"""
+
+    entity_type: str
+    entity_name: str | None
 
 
 class DescribeUserScramCredentialsResponse(TypedDict, total=False):
