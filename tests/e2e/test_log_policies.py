@@ -138,6 +138,24 @@ def test_compacted_topic_refuses_records_without_keys(fast_broker, unique_topic)
     assert errors[0].code() == 87 or "INVALID_RECORD" in errors[0].name()
 
 
+def test_only_the_keyless_records_of_a_batch_fail_as_invalid(fast_broker, unique_topic):
+    """librdkafka's test 0011: one batch of 100 records, every tenth without a key, to a
+    compacted topic. Kafka names the ten in record_errors (KIP-467): those fail with
+    INVALID_RECORD, the other 90 with _INVALID_DIFFERENT_RECORD (refused with their batch)."""
+    from confluent_kafka import KafkaError
+
+    topic = unique_topic()
+    create_topic(fast_broker.bootstrap, topic, config={"cleanup.policy": "compact"})
+    p = producer(fast_broker.bootstrap, **{"message.timeout.ms": 10000, "retries": 0, "linger.ms": 200})
+    errors = []
+    for i in range(100):
+        p.produce(topic, key=None if i % 10 == 0 else f"k{i}".encode(), value=b"v", partition=0,
+                  on_delivery=lambda err, msg: errors.append(err.code() if err else None))
+    p.flush(20)
+    assert errors.count(KafkaError.INVALID_RECORD) == 10
+    assert errors.count(KafkaError._INVALID_DIFFERENT_RECORD) == 90
+
+
 def test_topic_compression_type_converts_batches(fast_broker, unique_topic):
     from strom.protocol.records import COMPRESSION_GZIP, read_header
 

@@ -45,8 +45,19 @@ def test_size_and_crc_are_checked():
 def test_compacted_topics_need_keys():
     config = LogConfig(cleanup_policy="compact")
     validate_append(batch((b"k", b"v", [], NOW)), config, NOW)
-    with pytest.raises(InvalidRecord):
-        validate_append(batch((b"k", b"v", [], NOW), (None, b"v", [], NOW)), config, NOW)
+    with pytest.raises(InvalidRecord) as info:
+        validate_append(batch((b"k", b"v", [], NOW), (None, b"v", [], NOW), (b"k", b"v", [], NOW), (None, b"v", [], NOW)),
+                        config, NOW)
+    # KIP-467: each refused record by its index in the batch, and Kafka's summary
+    assert [i for i, _ in info.value.record_errors] == [1, 3]
+    assert str(info.value).startswith("One or more records have been rejected due to 2 record errors in total")
+
+
+def test_records_too_old_are_named():
+    config = LogConfig(message_timestamp_before_max_ms=1000)
+    with pytest.raises(InvalidTimestamp) as info:
+        validate_append(batch((b"k", b"v", [], NOW), (b"k", b"v", [], NOW - 5000)), config, NOW)
+    assert [i for i, _ in info.value.record_errors] == [1]
 
 
 def test_timestamps_too_far_ahead_are_refused_by_default():

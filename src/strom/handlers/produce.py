@@ -85,7 +85,9 @@ def _append(
     try:
         records, headers = validate_append(records, log_.config, now_ms)
     except InvalidRecords as exc:
-        return _partition_result(index, exc.error_code, str(exc) or None)
+        result = _partition_result(index, exc.error_code, str(exc) or None)
+        result["record_errors"] = [{"batch_index": i, "batch_index_error_message": m} for i, m in exc.record_errors]
+        return result
     transactional = next((h for h in headers if h.is_transactional), None)
     if transactional is not None:
         if ctx.transactions is None:

@@ -17,6 +17,7 @@ from strom.protocol.records import (
     InvalidRecords,
     decode_records,
     recompress,
+    rejected_records,
     validate_batches,
 )
 
@@ -59,13 +60,15 @@ def validate_append(
         batch = view[position : position + header.size]
         position += header.size
         decoded = decode_records(batch)
-        if config.compact and any(r.key is None for r in decoded):
-            raise InvalidRecord("Compacted topic cannot accept message without key")
+        if config.compact and (keyless := [i for i, r in enumerate(decoded) if r.key is None]):
+            # KIP-467: every refused record named, so clients fail exactly those
+            errors = [(i, "Compacted topic cannot accept message without key") for i in keyless]
+            raise InvalidRecord(rejected_records(errors), errors)
         if check_before:
             earliest = now_ms - config.message_timestamp_before_max_ms
-            for record in decoded:
-                if record.timestamp < earliest:
-                    raise _out_of_range(record.timestamp, now_ms, config)
+            if late := [(i, r.timestamp) for i, r in enumerate(decoded) if r.timestamp < earliest]:
+                errors = [(i, str(_out_of_range(t, now_ms, config))) for i, t in late]
+                raise InvalidTimestamp(rejected_records(errors), errors)
         if convert and target is not None and header.compression != target[0]:
             batches.append(recompress(batch, *target))
         else:

@@ -83,9 +83,18 @@ class InvalidRecords(Exception):
 
     error_code = 87
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, record_errors: Sequence[tuple[int, str | None]] = ()) -> None:
         super().__init__(message)
         self.error_code = type(self).error_code
+        # KIP-467: (index of the record in its batch, why) for each record refused
+        self.record_errors = list(record_errors)
+
+
+def rejected_records(errors: Sequence[tuple[int, str | None]]) -> str:
+    """Kafka's summary of per-record errors (LogValidator.processRecordErrors)."""
+    shown = ", ".join(f"RecordError(batchIndex={i}, message='{m}')" for i, m in errors[:3])
+    return (f"One or more records have been rejected due to {len(errors)} record errors in total, "
+            f"and only showing the first three errors at most: [{shown}]")
 
 
 class CorruptRecord(InvalidRecords):
