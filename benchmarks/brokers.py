@@ -177,14 +177,21 @@ class StromBroker(KafkaBroker):
         except Exception:  # noqa: BLE001
             self.version = "?"
 
+    # the line that says it is up; group 2 is the (first listener's) port
+    listening = r"strom listening on (\S+):(\d+)"
+
     def start(self) -> StromBroker:
-        command = [sys.executable, "-m", "strom", "serve", "--data-dir", str(self.tmp / "data"),
-                   "--listen", "127.0.0.1:0"]
+        command = [sys.executable, "-m", "strom", "serve", "--data-dir", str(self.tmp / "data")]
+        if "listeners" not in self.overrides:
+            command += ["--listen", "127.0.0.1:0"]
         for key, value in self.overrides.items():
             command += ["-o", f"{key}={value}"]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(self.src), env.get("PYTHONPATH", "")) if p)
         self.server = ServerProcess(command, env=env)
-        m = self.server.wait_for(r"strom listening on (\S+):(\d+)", 30)
-        self.port = int(m.group(2))
+        self.started(self.server.wait_for(self.listening, 30))
         return self
+
+    def started(self, listening: re.Match[str]) -> None:
+        """Read what the start line tells (the port, here)."""
+        self.port = int(listening.group(2))

@@ -9,6 +9,7 @@ connection and is not in the timed part."""
 from __future__ import annotations
 
 import contextlib
+import re
 import subprocess
 import sys
 import tempfile
@@ -43,6 +44,8 @@ class Listener:
 class SecureStrom(StromBroker):
     """strom with PLAINTEXT and SASL_SSL listeners on free ports."""
 
+    listening = r"strom listening on (\S+):(\d+) \(also SASL_SSL on port (\d+)\)"
+
     def start(self) -> SecureStrom:
         import trustme
 
@@ -51,22 +54,16 @@ class SecureStrom(StromBroker):
         ca.cert_pem.write_to_path(str(pki / "ca.pem"))
         ca.issue_cert("localhost", "127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(pki / "server.pem"))
         self.ca = str(pki / "ca.pem")
-        data = self.tmp / "data"
         subprocess.run([sys.executable, "-m", "strom", "user", "add", USER, "--password", PASSWORD,
-                        "--mechanism", "SCRAM-SHA-512", "--data-dir", str(data)], check=True, capture_output=True)
+                        "--mechanism", "SCRAM-SHA-512", "--data-dir", str(self.tmp / "data")], check=True, capture_output=True)
         self.overrides = {**self.overrides, "listeners": "PLAINTEXT://127.0.0.1:0,SASL_SSL://127.0.0.1:0",
                           "ssl.keystore.location": str(pki / "server.pem"), "sasl.enabled.mechanisms": "SCRAM-SHA-512"}
-        command = [sys.executable, "-m", "strom", "serve", "--data-dir", str(data)]
-        for key, value in self.overrides.items():
-            command += ["-o", f"{key}={value}"]
-        import os
-
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(self.src), env.get("PYTHONPATH", "")) if p)
-        self.server = ServerProcess(command, env=env)
-        m = self.server.wait_for(r"strom listening on (\S+):(\d+) \(also SASL_SSL on port (\d+)\)", 30)
-        self.port, self.tls_port = int(m.group(2)), int(m.group(3))
+        super().start()
         return self
+
+    def started(self, listening: re.Match[str]) -> None:
+        super().started(listening)
+        self.tls_port = int(listening.group(3))
 
     def listeners(self) -> list[Listener]:
         assert self.server is not None

@@ -31,6 +31,7 @@ from strom.handlers.fetch_sessions import (
     PartitionKey,
     SessionStart,
 )
+from strom.handlers.groups import milliseconds
 from strom.handlers.leader_epoch import check_leader_epoch
 from strom.handlers.registry import RawResponse, Request, handles
 from strom.log.partition import OffsetOutOfRange
@@ -212,7 +213,7 @@ async def fetch(ctx: BrokerContext, request: Request) -> RawResponse:
     if start.error:
         chunks, size = encode_fetch_response(version, [], error_code=start.error)
         return RawResponse(chunks, size)
-    max_wait_ms = int(body.max_wait.total_seconds() * 1000)
+    max_wait_ms = milliseconds(body.max_wait)
     deadline = ctx.now_ms() + max_wait_ms
     isolation = body.isolation_level
     max_bytes = min(body.max_bytes, ctx.config.fetch_max_bytes)  # the broker's cap (fetch.max.bytes)

@@ -33,6 +33,7 @@ from typing import Any
 
 from strom.handlers.auth import allowed, quota_throttle
 from strom.handlers.context import BrokerContext, Commit
+from strom.handlers.groups import milliseconds
 from strom.handlers.registry import Delayed, Request, handles
 from strom.log.producer_state import ProducerStateError
 from strom.log.validator import validate_append
@@ -170,7 +171,7 @@ async def _complete(
     for log_ in to_flush:
         await ctx.flush(log_)
     if waits:
-        timeout_ms = int(body.timeout.total_seconds() * 1000)
+        timeout_ms = milliseconds(body.timeout)
         errors = await asyncio.gather(*(ctx.replica_view.wait_for_commit(commit, timeout_ms) for _, commit in waits))
         for (result, _), error in zip(waits, errors, strict=True):
             if error:

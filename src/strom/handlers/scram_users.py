@@ -57,6 +57,14 @@ async def describe_user_scram_credentials(ctx: BrokerContext, request: Request) 
     return {"throttle_time": 0, "error_code": ErrorCode.NONE, "error_message": None, "results": results}
 
 
+def _mechanism(name: str, code: int) -> str | tuple[int, str]:
+    """A deletion's or upsertion's SCRAM mechanism, or why it is refused."""
+    if not name:
+        return ErrorCode.UNACCEPTABLE_CREDENTIAL, "Username must not be empty"
+    mechanism = MECHANISM_CODES.get(code)
+    return (ErrorCode.UNSUPPORTED_SASL_MECHANISM, "Unknown SCRAM mechanism") if mechanism is None else mechanism
+
+
 @handles(ApiKey.ALTER_USER_SCRAM_CREDENTIALS, 0, 0)
 async def alter_user_scram_credentials(ctx: BrokerContext, request: Request) -> AlterUserScramCredentialsResponse:
     body = request.body
@@ -75,21 +83,17 @@ async def alter_user_scram_credentials(ctx: BrokerContext, request: Request) -> 
     upserts: list[tuple[str, ScramCredential]] = []
     scram = ctx.image.scram
     for d in body.deletions:
-        mechanism = MECHANISM_CODES.get(d.mechanism)
-        if not d.name:
-            errors.setdefault(d.name, (ErrorCode.UNACCEPTABLE_CREDENTIAL, "Username must not be empty"))
-        elif mechanism is None:
-            errors.setdefault(d.name, (ErrorCode.UNSUPPORTED_SASL_MECHANISM, "Unknown SCRAM mechanism"))
+        mechanism = _mechanism(d.name, d.mechanism)
+        if isinstance(mechanism, tuple):
+            errors.setdefault(d.name, mechanism)
         elif mechanism not in scram.get(d.name, {}):
             errors.setdefault(d.name, (ErrorCode.RESOURCE_NOT_FOUND, "Attempt to delete a user credential that does not exist"))
         else:
             deletions.append((d.name, mechanism))
     for u in body.upsertions:
-        mechanism = MECHANISM_CODES.get(u.mechanism)
-        if not u.name:
-            errors.setdefault(u.name, (ErrorCode.UNACCEPTABLE_CREDENTIAL, "Username must not be empty"))
-        elif mechanism is None:
-            errors.setdefault(u.name, (ErrorCode.UNSUPPORTED_SASL_MECHANISM, "Unknown SCRAM mechanism"))
+        mechanism = _mechanism(u.name, u.mechanism)
+        if isinstance(mechanism, tuple):
+            errors.setdefault(u.name, mechanism)
         elif u.iterations < MIN_ITERATIONS:
             errors.setdefault(u.name, (ErrorCode.UNACCEPTABLE_CREDENTIAL, "Too few iterations"))
         elif u.iterations > MAX_ITERATIONS:

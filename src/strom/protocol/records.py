@@ -27,6 +27,8 @@ from typing import Any, NamedTuple
 import cramjam
 from crc32c import crc32c
 
+from .errors import ErrorCode
+
 # --- layout -------------------------------------------------------------------------------
 
 MAGIC_V2 = 2
@@ -81,7 +83,7 @@ assert _HEADER.size == BATCH_HEADER_SIZE
 class InvalidRecords(Exception):
     """A records blob the broker refuses; ``error_code`` goes into the partition response."""
 
-    error_code = 87
+    error_code = ErrorCode.INVALID_RECORD
 
     def __init__(self, message: str, record_errors: Sequence[tuple[int, str | None]] = ()) -> None:
         super().__init__(message)
@@ -98,19 +100,19 @@ def rejected_records(errors: Sequence[tuple[int, str | None]]) -> str:
 
 
 class CorruptRecord(InvalidRecords):
-    error_code = 2  # CORRUPT_MESSAGE
+    error_code = ErrorCode.CORRUPT_MESSAGE
 
 
 class RecordTooLarge(InvalidRecords):
-    error_code = 10  # MESSAGE_TOO_LARGE
+    error_code = ErrorCode.MESSAGE_TOO_LARGE
 
 
 class InvalidRecord(InvalidRecords):
-    error_code = 87  # INVALID_RECORD
+    error_code = ErrorCode.INVALID_RECORD
 
 
 class UnsupportedMagic(InvalidRecords):
-    error_code = 43  # UNSUPPORTED_FOR_MESSAGE_FORMAT
+    error_code = ErrorCode.UNSUPPORTED_FOR_MESSAGE_FORMAT
 
 
 # --- header -------------------------------------------------------------------------------
