@@ -36,7 +36,7 @@ async def sasl_handshake(ctx: BrokerContext, request: Request) -> SaslHandshakeR
         return {"error_code": ErrorCode.ILLEGAL_SASL_STATE, "mechanisms": []}
     enabled = list(session.security.mechanisms)
     mechanism = request.body.mechanism
-    if session.reauthenticating or (session.mechanism is not None) or (session.failed):
+    if session.reauthenticating or session.mechanism is not None or session.failed:
         return _fail(session, request, {"error_code": ErrorCode.ILLEGAL_SASL_STATE, "mechanisms": enabled},
                      "SaslHandshake out of order")
     if mechanism not in enabled:
