@@ -21,7 +21,7 @@ OMITTED = -(2**31)
 # DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11, IDEMPOTENT_WRITE 12.
 TOPIC_OPERATIONS = {3, 4, 5, 6, 7, 8, 10, 11}
 CLUSTER_OPERATIONS = {5, 7, 8, 9, 10, 11, 12}
-GROUP_OPERATIONS = {3, 6, 8, 10, 11}
+GROUP_OPERATIONS = {3, 6, 8}  # Kafka 3.9: Read, Delete, Describe (4.0 adds group configs)
 
 
 def operations(bits: int) -> set[int] | int:
