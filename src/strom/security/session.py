@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from strom.protocol.api import ApiKey
 from strom.security.listeners import Listener
 from strom.security.sasl import SaslServer
-from strom.security.tls import ANONYMOUS, _Rule, parse_mapping_rules
+from strom.security.tls import ANONYMOUS, MappingRule, parse_mapping_rules
 
 # What a client may send before it has authenticated (Kafka's SaslServerAuthenticator).
 PRE_AUTH_APIS = frozenset({ApiKey.API_VERSIONS, ApiKey.SASL_HANDSHAKE, ApiKey.SASL_AUTHENTICATE})
@@ -21,7 +21,7 @@ class ListenerSecurity:
 
     listener: Listener
     mechanisms: tuple[str, ...] = ()  # sasl.enabled.mechanisms
-    principal_rules: list[_Rule] = field(default_factory=lambda: parse_mapping_rules(None))
+    principal_rules: list[MappingRule] = field(default_factory=lambda: parse_mapping_rules(None))
     reauth_ms: int = 0  # connections.max.reauth.ms (0: sessions never expire)
     failed_auth_delay_ms: int = 100  # connection.failed.authentication.delay.ms
     max_receive_before_auth: int = 524288  # sasl.server.max.receive.size

@@ -79,7 +79,7 @@ def _load_inline(context: ssl.SSLContext, chain: str, key: str, password: str | 
 # --- principals from certificates -------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
-class _Rule:
+class MappingRule:
     pattern: re.Pattern[str] | None  # None: DEFAULT (the whole distinguished name)
     replacement: str = ""
     case: str = ""  # "L" lower, "U" upper
@@ -88,27 +88,27 @@ class _Rule:
 _RULE = re.compile(r"\s*(?:(DEFAULT)|RULE:((?:\\.|[^\\/])*)/((?:\\.|[^\\/])*)/([LU]?))\s*(?:,|\n|$)")
 
 
-def parse_mapping_rules(value: str | None) -> list[_Rule]:
+def parse_mapping_rules(value: str | None) -> list[MappingRule]:
     """Kafka's ``ssl.principal.mapping.rules``: ``RULE:pattern/replacement/[L|U]`` items and
     ``DEFAULT``, tried in order; the first whose pattern matches the whole DN wins."""
     text = (value or "DEFAULT").strip()
-    rules: list[_Rule] = []
+    rules: list[MappingRule] = []
     pos = 0
     while pos < len(text):
         m = _RULE.match(text, pos)
         if m is None or m.end() == pos:
             raise ValueError(f"invalid ssl.principal.mapping.rules at: {text[pos:]!r}")
         if m.group(1):
-            rules.append(_Rule(None))
+            rules.append(MappingRule(None))
         else:
             # Java's $1 group references become Python's \g<1>.
             replacement = re.sub(r"\$(\d+)", r"\\g<\1>", m.group(3).replace("\\/", "/"))
-            rules.append(_Rule(re.compile(m.group(2).replace("\\/", "/")), replacement, m.group(4)))
+            rules.append(MappingRule(re.compile(m.group(2).replace("\\/", "/")), replacement, m.group(4)))
         pos = m.end()
     return rules
 
 
-def map_principal(dn: str, rules: list[_Rule]) -> str | None:
+def map_principal(dn: str, rules: list[MappingRule]) -> str | None:
     for rule in rules:
         if rule.pattern is None:
             return dn
