@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from kio.index import load_request_schema, load_response_schema
 
+from strom.console.metrics import BrokerMetrics
 from strom.handlers.registry import Registration, registrations
 from strom.protocol import codec
 from strom.protocol.api import ApiKey
@@ -198,7 +199,7 @@ def test_the_server_closes_the_connection_instead_of_answering(caplog: pytest.Lo
 
     async def run() -> tuple[KafkaConnection, _Transport]:
         registry = {ApiKey.HEARTBEAT: Registration(ApiKey.HEARTBEAT, 0, 4, misspelled, 0)}
-        ctx = SimpleNamespace(image=SimpleNamespace(client_quotas={}))  # no quotas to charge
+        ctx = SimpleNamespace(image=SimpleNamespace(client_quotas={}), metrics=BrokerMetrics())  # no quotas to charge
         connection = KafkaConnection(ctx, registry, 1 << 20, max_idle_ms=0)  # type: ignore[arg-type]
         transport = _Transport()
         connection.connection_made(transport)

@@ -27,7 +27,10 @@ if TYPE_CHECKING:
     from strom.metadata.broker_config import BrokerConfig
 
 
-def _run(config: BrokerConfig) -> None:
+DEFAULT_HTTP = "127.0.0.1:9644"
+
+
+def _run(config: BrokerConfig, http_required: bool = True) -> None:
     import asyncio
     import gc
     import signal
@@ -40,7 +43,7 @@ def _run(config: BrokerConfig) -> None:
         uvloop = None  # type: ignore[assignment]
 
     async def main() -> None:
-        broker = Broker(config)
+        broker = Broker(config, http_required=http_required)
         await broker.start()
         # Everything loaded so far (modules, message classes, logs) lives as long as the
         # process: keep it out of the collector, so that a full collection pass does not
@@ -147,13 +150,15 @@ def cli() -> None:
 @click.option("--rack", help="This broker's rack, for rack-aware replica placement (broker.rack)")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="A strom.toml file with Kafka-named settings")
 @click.option("--set", "-o", "settings", multiple=True, metavar="KEY=VALUE", help="Any Kafka-named setting, e.g. -o num.partitions=3")
+@click.option("--http", "http", metavar="HOST:PORT|off",
+              help="HTTP listener for /metrics, /healthz, /readyz (http.listener). Default 127.0.0.1:9644 (a busy port only warns)")
 @click.option("--log-level", default="INFO", show_default=True, type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
 @click.option("--print-config", is_flag=True, help="Print the effective config (value and source of each setting) and exit.")
 @output_option
 def serve(
     data_dir: Path | None, listen: str | None, advertise: str | None, node_id: int | None, etcd: str | None,
-    cluster_id: str | None, rack: str | None, config_file: Path | None, settings: tuple[str, ...], log_level: str,
-    print_config: bool, output: str,
+    cluster_id: str | None, rack: str | None, config_file: Path | None, settings: tuple[str, ...], http: str | None,
+    log_level: str, print_config: bool, output: str,
 ) -> None:
     """Run a broker (single node by default: node 0, data in ./data, port 9092).
 
@@ -185,6 +190,8 @@ def serve(
         overrides["cluster.id"] = cluster_id
     if rack is not None:
         overrides["broker.rack"] = rack
+    if http is not None:
+        overrides["http.listener"] = http
     if print_config:
         try:
             rows = effective_config(config_file, dict(os.environ), overrides)
@@ -201,9 +208,12 @@ def serve(
         config = load_broker_config(config_file, os.environ, overrides)
     except BrokerConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    http_required = "http.listener" in config.values
+    if not http_required:
+        config.values["http.listener"] = DEFAULT_HTTP
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
-        _run(config)
+        _run(config, http_required)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:  # found before the data directory is touched
             raise click.ClickException(
@@ -211,6 +221,8 @@ def serve(
                 "(another broker? choose a port with --listen)."
             ) from None
         raise click.ClickException(f"cannot start the broker: {exc}") from None
+    except BrokerConfigError as exc:  # found when the listeners are set up (key stores, SASL, HTTP)
+        raise click.ClickException(str(exc)) from None
 
 
 for command in (topic, produce, consume, group, cluster, user, acl, quota):

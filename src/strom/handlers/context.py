@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol, TypeVar
 
+from strom.console.metrics import BrokerMetrics
 from strom.coordinator.coordinator import GroupCoordinator
 from strom.coordinator.shard import Result
 from strom.coordinator.transactions import TransactionCoordinator
@@ -203,6 +204,8 @@ class BrokerContext:
     _authorizer: Authorizer | None = field(default=None, repr=False)
     # how this broker reaches the others (the inter-broker listener's TLS and SASL); set by the server
     inter_broker: ClientSecurity | None = None
+    # Prometheus metrics of this broker (strom.console: /metrics)
+    metrics: BrokerMetrics = field(default_factory=BrokerMetrics)
     # client quota rates (quota.window.*: set by the server)
     quotas: QuotaManager = field(default_factory=QuotaManager)
 

@@ -246,5 +246,9 @@ async def fetch(ctx: BrokerContext, request: Request) -> RawResponse:
             chunks, size = encode_fetch_response(version, [], session_id=start.session_id, throttle_time_ms=throttle)
             return RawResponse(chunks, size, throttle)
     _remember(start, topics)
+    if replica_id < 0 and total:
+        for topic in topics:
+            if (sent := sum(p.records_size for p in topic.partitions if p.records_size)) and topic.name is not None:
+                ctx.metrics.fetched(topic.name, sent)
     chunks, size = encode_fetch_response(version, topics, session_id=start.session_id)
     return RawResponse(chunks, size)

@@ -104,6 +104,7 @@ def _append(
         log.exception("append to %s-%d failed", topic, index)
         return _partition_result(index, ErrorCode.KAFKA_STORAGE_ERROR)
     replicas.appended(topic, index)
+    ctx.metrics.produced(topic, info.last_offset - info.base_offset + 1, len(records))
     if log_.unflushed_messages >= log_.config.flush_messages:
         to_flush.append(log_)
     result = {

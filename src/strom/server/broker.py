@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from strom.console.metrics import BrokerMetrics
 from strom.handlers.context import BrokerContext, Node
 from strom.handlers.registry import Registration, registrations
 from strom.log import cleaner
@@ -92,11 +93,17 @@ def inter_broker(config: BrokerConfig, securities: list[ListenerSecurity]) -> Cl
 
 
 class Broker:
-    def __init__(self, config: BrokerConfig) -> None:
+    def __init__(self, config: BrokerConfig, *, http_required: bool = True) -> None:
         self.config = config
         self.ctx: BrokerContext | None = None
         self._servers: list[asyncio.base_events.Server] = []
         self._inter_broker: ClientSecurity | None = None
+        self.connections_by_listener: dict[str, int] = {}
+        self.metrics = BrokerMetrics()
+        # False when http.listener is strom serve's default: a busy port then only warns
+        self.http_required = http_required
+        self._http: Any = None  # aiohttp's AppRunner while http.listener serves
+        self.http_port: int | None = None
         self.ports: dict[str, int] = {}  # bound port by listener name
         self._connections: set[KafkaConnection] = set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -131,14 +138,19 @@ class Broker:
             self.ports = {sec.listener.name: srv.sockets[0].getsockname()[1]
                           for sec, srv in zip(securities, self._servers, strict=True)}
             self.port = self.ports[securities[0].listener.name]
+            await self._start_http()
             ctx = await self._open()
         except BaseException:
             for server in self._servers:
                 server.close()
             self._servers = []
+            if self._http is not None:
+                await self._http.cleanup()
+                self._http = None
             raise
         for server in self._servers:
             await server.start_serving()
+        ctx.metrics.watch(ctx, self.connections_by_listener)
         self._tasks = [
             loop.create_task(self._every(config.log_retention_check_interval_ms / 1000, self._retention)),
             loop.create_task(self._every(FLUSH_CHECK_INTERVAL_S, self._flush_due)),
@@ -158,10 +170,35 @@ class Broker:
     def _connection(self, registry: dict[int, Registration], security: ListenerSecurity) -> KafkaConnection:
         assert self.ctx is not None  # serving starts once the context exists
         config = self.config
-        conn = KafkaConnection(self.ctx, registry, config.socket_request_max_bytes, self._connections.discard,
+        name = security.listener.name
+
+        def closed(conn: KafkaConnection) -> None:
+            if conn in self._connections:
+                self._connections.discard(conn)
+                self.connections_by_listener[name] -= 1
+
+        conn = KafkaConnection(self.ctx, registry, config.socket_request_max_bytes, closed,
                                config.connections_max_idle_ms, security)
         self._connections.add(conn)
+        self.connections_by_listener[name] = self.connections_by_listener.get(name, 0) + 1
         return conn
+
+    async def _start_http(self) -> None:
+        """http.listener (HOST:PORT, or off): /metrics, /healthz, /readyz, bound with the Kafka
+        listeners (ready once everything is loaded)."""
+        setting = self.config.values.get("http.listener", "off")
+        if setting.lower() == "off":
+            return
+        from strom.console.http import application, serve
+
+        host, _, port = setting.rpartition(":")
+        app = application(self.metrics, lambda: None if self.ctx is not None and self._tasks else "loading")
+        try:
+            self._http, self.http_port = await serve(app, host.strip("[]") or "127.0.0.1", int(port))
+        except OSError as exc:
+            if self.http_required:
+                raise BrokerConfigError(f"Cannot serve http.listener {setting}: {exc}.") from None
+            log.warning("HTTP listener not started (metrics and health checks off): %s: %s", setting, exc)
 
     async def _open(self) -> BrokerContext:
         """Everything between binding and serving: the data directory (its lock first), the
@@ -185,7 +222,7 @@ class Broker:
         # name the inter-broker one (replication and coordinator traffic).
         advertised = config.advertised(self.ports)
         node = Node(config.node_id, *advertised[config.inter_broker_listener()], config.broker_rack)
-        self.ctx = ctx = BrokerContext(config=config, metadata=metadata, logs=logs, node=node)
+        self.ctx = ctx = BrokerContext(config=config, metadata=metadata, logs=logs, node=node, metrics=self.metrics)
         ctx.inter_broker = self._inter_broker
         ctx.quotas = QuotaManager(int(config.values.get("quota.window.size.seconds", 1)) * 1000,
                                   int(config.values.get("quota.window.num", 11)))
@@ -223,6 +260,9 @@ class Broker:
         return ctx
 
     async def stop(self) -> None:
+        if self._http is not None:
+            await self._http.cleanup()
+            self._http = None
         for server in self._servers:
             server.close()
         for task in self._tasks:

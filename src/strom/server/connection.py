@@ -296,13 +296,13 @@ class KafkaConnection(asyncio.Protocol):
             previous = self._owed[-1] if self._owed else None
             if previous is not None and len(self._owed) >= MAX_QUEUED_REQUESTS:
                 await asyncio.wait([previous])
-            self._owed.append(self._loop.create_task(self._respond_later(previous, header, result)))
+            self._owed.append(self._loop.create_task(self._respond_later(previous, header, result, wall)))
             return
         if session.authenticated and self.decoder.max_frame_size < self._max_frame_size:
             self.decoder.max_frame_size = self._max_frame_size  # SASL done: the full limit
-        self._respond(header, result)
+        self._respond(header, result, wall)
 
-    async def _respond_later(self, previous: asyncio.Task[None] | None, header: Any, result: Any) -> None:
+    async def _respond_later(self, previous: asyncio.Task[None] | None, header: Any, result: Any, started: float) -> None:
         if previous is not None:
             try:
                 await asyncio.wait([previous])
@@ -319,10 +319,12 @@ class KafkaConnection(asyncio.Protocol):
                 log.exception("delayed response for api_key=%d failed", header.api_key)
                 self.close(CloseReason.HANDLER_FAILED)
                 return
-        self._respond(header, result)
+        self._respond(header, result, started)
 
-    def _respond(self, header: Any, result: Any) -> None:
+    def _respond(self, header: Any, result: Any, started: float) -> None:
         key, version = header.api_key, header.api_version
+        error = result.get("error_code", 0) if type(result) is dict else 0
+        self.ctx.metrics.request(key, error, time.perf_counter() - started)
         if result is None or self.close_reason is not None:
             return
         if isinstance(result, RawResponse):

@@ -1,0 +1,98 @@
+"""/metrics, /healthz and /readyz: values after known traffic from real clients, against a real
+broker process; the metric names and labels of docs/metrics.md."""
+
+from __future__ import annotations
+
+import urllib.request
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
+
+from strom.console.metrics import BrokerMetrics, api_name
+from tests.conftest import Broker, free_port
+
+
+def get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """One sample of the Prometheus text, by name and labels (parsed with prometheus-client)."""
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and s.labels == labels:
+                return float(s.value)
+    raise AssertionError(f"no {name}{labels} in\n{text}")
+
+
+def test_api_names_are_kafkas():
+    assert [api_name(k) for k in (0, 1, 17, 36, 60)] == ["Produce", "Fetch", "SaslHandshake", "SaslAuthenticate",
+                                                         "DescribeCluster"]
+
+
+def test_registries_stay_apart():
+    a, b = BrokerMetrics(), BrokerMetrics()
+    a.produced("t", 5, 100)
+    assert a.registry.get_sample_value("strom_topic_messages_in_total", {"topic": "t"}) == 5
+    assert b.registry.get_sample_value("strom_topic_messages_in_total", {"topic": "t"}) is None
+
+
+@pytest.fixture
+def metered(tmp_path):
+    http = free_port()
+    broker = Broker(tmp_path / "data", extra_args=["--http", f"127.0.0.1:{http}"])
+    broker.start()
+    broker.http = http
+    yield broker
+    broker.stop()
+
+
+def test_metrics_after_known_traffic(metered):
+    topic = f"m-{uuid.uuid4().hex[:6]}"
+    p = Producer({"bootstrap.servers": metered.bootstrap, "linger.ms": 5})
+    for i in range(100):
+        p.produce(topic, f"{i:010d}".encode(), partition=0)
+    assert p.flush(30) == 0
+    c = Consumer({"bootstrap.servers": metered.bootstrap, "group.id": "m", "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, 0, 0)])
+    got = 0
+    while got < 100:
+        msg = c.poll(5)
+        assert msg is not None
+        if msg.error() is None:
+            got += 1
+    c.close()
+    status, text = get(metered.http, "/metrics")
+    assert status == 200
+    assert sample(text, "strom_topic_messages_in_total", topic=topic) == 100
+    assert sample(text, "strom_topic_bytes_in_total", topic=topic) >= 100 * 10  # the record batches' bytes
+    assert sample(text, "strom_topic_bytes_out_total", topic=topic) >= 100 * 10
+    assert sample(text, "strom_partition_log_end_offset", topic=topic, partition="0") == 100
+    assert sample(text, "strom_partition_size_bytes", topic=topic, partition="0") > 1000
+    produced = sample(text, "strom_requests_total", api="Produce", error="NONE")
+    assert produced >= 1
+    assert sample(text, "strom_request_duration_seconds_count", api="Produce") == produced
+    assert sample(text, "strom_requests_total", api="Metadata", error="NONE") >= 1
+    assert sample(text, "strom_connections", listener="PLAINTEXT") >= 0
+    assert "strom_under_replicated_partitions" not in text  # cluster mode only
+
+
+def test_health_checks(metered):
+    assert get(metered.http, "/healthz") == (200, "ok\n")
+    assert get(metered.http, "/readyz") == (200, "ready\n")
+    assert get(metered.http, "/nothing")[0] == 404
+
+
+def test_http_off_and_a_busy_default(tmp_path):
+    broker = Broker(tmp_path / "data", extra_args=["--http", "off"])
+    broker.start()
+    try:
+        assert "HTTP" not in broker.log_text(0)
+    finally:
+        broker.stop()
