@@ -16,8 +16,6 @@ import struct
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from scramp import ScramClient
-
 from strom.protocol import (
     ApiKey,
     decode_response,
@@ -61,6 +59,8 @@ class _Connection:
         if mechanism == "PLAIN":
             self._sasl(f"\0{user}\0{password}".encode())
             return
+        from scramp import ScramClient
+
         scram = ScramClient([mechanism], user, password)
         scram.set_server_first(self._sasl(scram.get_client_first().encode()).decode())
         scram.set_server_final(self._sasl(scram.get_client_final().encode()).decode())  # checks the broker too

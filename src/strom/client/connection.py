@@ -21,8 +21,6 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from scramp import ScramClient
-
 from strom.protocol.api import ApiKey
 from strom.protocol.codec import decode_response, encode_request, response_is_flexible
 from strom.protocol.errors import RemoteProtocolError
@@ -235,6 +233,8 @@ class BrokerConnection(asyncio.BufferedProtocol):
         if mechanism == "PLAIN":
             await step(f"\0{security.username}\0{security.password}".encode())
             return
+        from scramp import ScramClient  # only for SASL inter-broker listeners
+
         scram = ScramClient([mechanism], security.username, security.password)
         scram.set_server_first((await step(scram.get_client_first().encode())).decode())
         scram.set_server_final((await step(scram.get_client_final().encode())).decode())

@@ -27,13 +27,17 @@ def allowed_any(ctx: BrokerContext, request: Request, operation: Operation, reso
                                                            resource_type)
 
 
+def quota_identity(request: Request) -> tuple[str, str]:
+    """(user, client id) as client quotas name a connection (the principal's name)."""
+    return principal(request).partition(":")[2], request.header.client_id or ""
+
+
 def quota_throttle(ctx: BrokerContext, request: Request, key: str, value: float) -> int:
     """Record ``value`` against the client's quota ``key``; the throttle time in ms (KIP-219)."""
     quotas = ctx.image.client_quotas
     if not quotas:
         return 0
-    user = principal(request).partition(":")[2]
-    return ctx.quotas.record(quotas, key, user, request.header.client_id or "", value, ctx.now_ms())
+    return ctx.quotas.record(quotas, key, *quota_identity(request), value, ctx.now_ms())
 
 
 def cluster_allowed(ctx: BrokerContext, request: Request, operation: Operation) -> bool:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from strom.handlers.auth import allowed, cluster_allowed, principal, quota_throttle
+from strom.handlers.auth import allowed, cluster_allowed, quota_identity, quota_throttle
 from strom.handlers.context import BrokerContext
 from strom.handlers.fetch_sessions import (
     FetchPosition,
@@ -218,8 +218,7 @@ async def fetch(ctx: BrokerContext, request: Request) -> RawResponse:
     isolation = body.isolation_level
     max_bytes = min(body.max_bytes, ctx.config.fetch_max_bytes)  # the broker's cap (fetch.max.bytes)
     if ctx.image.client_quotas and replica_id_of(request) < 0:
-        window = ctx.quotas.max_in_window(ctx.image.client_quotas, CONSUMER_BYTE_RATE,
-                                          principal(request).partition(":")[2], request.header.client_id or "")
+        window = ctx.quotas.max_in_window(ctx.image.client_quotas, CONSUMER_BYTE_RATE, *quota_identity(request))
         if window is not None:
             max_bytes = min(max_bytes, max(int(window), 1))
     replica_id = replica_id_of(request)
@@ -241,8 +240,7 @@ async def fetch(ctx: BrokerContext, request: Request) -> RawResponse:
     if replica_id < 0 and total and ctx.image.client_quotas:
         throttle = quota_throttle(ctx, request, CONSUMER_BYTE_RATE, total)
         if throttle:  # over the consumer_byte_rate: an empty answer, the bytes not counted (as Kafka)
-            user, client = principal(request).partition(":")[2], request.header.client_id or ""
-            ctx.quotas.unrecord(ctx.image.client_quotas, CONSUMER_BYTE_RATE, user, client, total, ctx.now_ms())
+            ctx.quotas.unrecord(ctx.image.client_quotas, CONSUMER_BYTE_RATE, *quota_identity(request), total, ctx.now_ms())
             chunks, size = encode_fetch_response(version, [], session_id=start.session_id, throttle_time_ms=throttle)
             return RawResponse(chunks, size, throttle)
     _remember(start, topics)

@@ -9,18 +9,14 @@ import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from strom.security.listeners import Listener
 from strom.security.tls import (
     ANONYMOUS,
-    certificate_dn,
     listener_setting,
     map_principal,
     parse_mapping_rules,
+    pem_certificate_dn,
 )
 
 _JAAS_OPTION = re.compile(r'(\w+)\s*=\s*"((?:[^"\\]|\\.)*)"')
@@ -60,8 +56,7 @@ def inter_broker_security(values: Mapping[str, str], listener: Listener, enabled
         if (setting("ssl.client.auth") or "none") != "none" and keystore:
             # the listener asks for client certificates: present this broker's own
             context.load_cert_chain(keystore, password=setting("ssl.key.password"))
-            cert = x509.load_pem_x509_certificate(Path(keystore).read_bytes())
-            dn = certificate_dn(cert.public_bytes(Encoding.DER))
+            dn = pem_certificate_dn(keystore)
             principal = f"User:{map_principal(dn, parse_mapping_rules(setting('ssl.principal.mapping.rules')))}"
     if not listener.sasl:
         return ClientSecurity(context, principal=principal)

@@ -10,8 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from scramp import ScramException, ScramMechanism
-
 from strom.metadata.image import ScramCredential
 from strom.security.scram import MECHANISMS as SCRAM_MECHANISMS
 from strom.security.scram import decode_saslname, password_matches
@@ -48,6 +46,8 @@ class SaslServer:
 
     def step(self, token: bytes) -> Step:
         """Raise AuthenticationFailed for wrong credentials or a malformed token."""
+        from scramp import ScramException  # only on SASL listeners: kept off the start-up path
+
         try:
             return self._plain(token) if self.mechanism == PLAIN else self._scram_step(token)
         except (ScramException, UnicodeDecodeError, ValueError) as exc:
@@ -69,6 +69,8 @@ class SaslServer:
         raise ValueError("no such user or a wrong password")
 
     def _scram_step(self, token: bytes) -> Step:
+        from scramp import ScramException, ScramMechanism
+
         message = token.decode("utf-8")
         if self._scram is None:
             def auth_info(name: str) -> tuple[bytes, bytes, bytes, int]:

@@ -4,6 +4,7 @@ SASL exchange stands (KIP-152's handshake then authenticate; KIP-368's re-authen
 from __future__ import annotations
 
 import ssl
+import time
 from dataclasses import dataclass, field
 
 from strom.protocol.api import ApiKey
@@ -47,13 +48,14 @@ class Session:
     def listener_name(self) -> str:
         return self.security.listener.name
 
-    def refusal(self, api_key: int, now: float) -> str | None:
+    def refusal(self, api_key: int, now: float | None = None) -> str | None:
         """Why a request of ``api_key`` may not be served now (the connection is then
-        closed, as Kafka does), or None."""
+        closed, as Kafka does), or None. ``now``: time.monotonic(), read only when a
+        session lifetime applies."""
         if api_key in PRE_AUTH_APIS:
             return None
         if not self.authenticated or self.reauthenticating:
             return f"api_key={api_key} before SASL authentication completed"
-        if self.expires_at is not None and now >= self.expires_at:
+        if self.expires_at is not None and (time.monotonic() if now is None else now) >= self.expires_at:
             return "the SASL session expired (connections.max.reauth.ms) and the client did not re-authenticate"
         return None

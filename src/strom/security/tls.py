@@ -10,8 +10,7 @@ import ssl
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-
-from cryptography import x509
+from pathlib import Path
 
 ANONYMOUS = "ANONYMOUS"
 _CLIENT_AUTH = {"none": ssl.CERT_NONE, "requested": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
@@ -120,7 +119,16 @@ def map_principal(dn: str, rules: list[MappingRule]) -> str | None:
 
 def certificate_dn(der: bytes) -> str:
     """The subject as RFC 2253 (Java's X500Principal.getName(), Kafka's default principal)."""
+    from cryptography import x509  # only for client certificates: kept off the start-up path
+
     return x509.load_der_x509_certificate(der).subject.rfc4514_string()
+
+
+def pem_certificate_dn(path: str) -> str:
+    """The subject of the first certificate of a PEM file (a broker's own key store)."""
+    from cryptography import x509
+
+    return x509.load_pem_x509_certificate(Path(path).read_bytes()).subject.rfc4514_string()
 
 
 def listener_setting(values: Mapping[str, str], listener: str) -> Callable[[str], str | None]:

@@ -246,7 +246,7 @@ class KafkaConnection(asyncio.Protocol):
             return
         key, version = header.api_key, header.api_version
         session = self.session
-        refusal = session.refusal(key, time.monotonic())
+        refusal = session.refusal(key)
         if refusal is not None:
             self.close(CloseReason.AUTHENTICATION, refusal)
             return
@@ -276,7 +276,8 @@ class KafkaConnection(asyncio.Protocol):
             self.close(CloseReason.MALFORMED, f"api_key={key} version={version}: {exc}")
             return
         request_ = Request(header, request, self.peer_host, session)
-        cpu, wall = time.thread_time(), time.perf_counter()
+        quotas = self.ctx.image.client_quotas
+        cpu, wall = time.thread_time() if quotas else 0.0, time.perf_counter()
         try:
             result = await registration.handler(self.ctx, request_)
         except asyncio.CancelledError:
@@ -285,7 +286,7 @@ class KafkaConnection(asyncio.Protocol):
             log.exception("handler for api_key=%d version=%d failed", key, version)
             self.close(CloseReason.HANDLER_FAILED)
             return
-        if self.ctx.image.client_quotas and key not in PRE_AUTH_APIS:
+        if quotas and key not in PRE_AUTH_APIS:
             # request_percentage: the event-loop thread's time in the handler (CPU, at most
             # the wall time: a parked fetch costs nothing)
             used_ms = min(time.thread_time() - cpu, time.perf_counter() - wall) * 1000
