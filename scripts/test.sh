@@ -41,6 +41,15 @@ if ! command -v etcd >/dev/null 2>&1; then
     fi
 fi
 
+# Chromium and its driver: the headless browser of tests/console/test_console_browser.py
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1; then
+        apt_install chromium chromium-driver
+    else
+        echo "test.sh: chromium or chromedriver is missing and apt-get is not available; browser tests will be skipped" >&2
+    fi
+fi
+
 # Node.js and kafkajs: the Node client of tests/e2e/test_kafkajs.py, pinned in tests/js/package.json
 # (Debian's nodejs and npm, only when missing; kafkajs from npm, reinstalled only when the lock changes)
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then

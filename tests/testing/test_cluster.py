@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 import strom
 from strom.cluster.etcd_server import EtcdNotFound, EtcdServer
+from strom.testing import cluster as cluster_module
 from strom.testing.cluster import Cluster, _free_ports
 
 pytestmark = pytest.mark.timeout(180)
@@ -97,6 +101,20 @@ class Up:
             self.process.wait()
 
 
+def http_get(address: str, path: str) -> tuple[int, str]:
+    """GET http://address/path: the status and the body."""
+    with urllib.request.urlopen(f"http://{address}{path}", timeout=10) as answer:
+        return answer.status, answer.read().decode()
+
+
+def _port(address: str) -> int:
+    return int(address.rsplit(":", 1)[1])
+
+
+def _cmdline(pid: int | None) -> str:
+    return " ".join(Path(f"/proc/{pid}/cmdline").read_text().split("\0"))
+
+
 def _gone(pid: int | None) -> bool:
     if pid is None:
         return True
@@ -130,7 +148,12 @@ def test_arguments_are_checked():
 
 
 def test_one_broker_start_kill_restart_pause_stop():
-    with Cluster(1, session_timeout_ms=SESSION_MS, config={"num.partitions": 2}) as cluster:
+    http = _free_ports(1)[0]  # an http.listener of the caller's is used as it is
+    config = {"num.partitions": 2, "http.listener": f"0.0.0.0:{http}"}
+    with Cluster(1, session_timeout_ms=SESSION_MS, config=config) as cluster:
+        assert cluster.http_address(0) == f"127.0.0.1:{http}"
+        assert "--http" not in _cmdline(cluster.pid(0))
+        assert http_get(cluster.http_address(0), "/healthz")[0] == 200
         data_dir = cluster.data_dir
         assert data_dir is not None and (data_dir / "broker-0").is_dir()
         assert cluster.etcd is not None and cluster.etcd.running
@@ -177,13 +200,15 @@ def test_given_data_dir_is_kept_and_is_the_same_cluster_again(tmp_path):
     first = Cluster(1, data_dir=tmp_path / "c", session_timeout_ms=SESSION_MS).start()
     try:
         topic = first.create_topic()
-        bootstrap, cluster_id = first.bootstrap_servers, first.cluster_id
+        bootstrap, cluster_id, http = first.bootstrap_servers, first.cluster_id, first.http_address(0)
     finally:
         first.stop()
     state = json.loads((tmp_path / "c" / "cluster.json").read_text())
     assert state["cluster_id"] == cluster_id and (tmp_path / "c" / "etcd").is_dir()
+    assert state["http_ports"] == {"0": _port(http)}
     with Cluster(1, data_dir=tmp_path / "c") as again:
         assert again.cluster_id == cluster_id and again.bootstrap_servers == bootstrap
+        assert again.http_address(0) == http
         assert topic in again.admin().list_topics(timeout=10).topics
     assert (tmp_path / "c" / "broker-0").is_dir()
 
@@ -198,11 +223,44 @@ def test_wipe_deletes_the_broker_data(tmp_path):
 
 def test_external_etcd_is_used_and_left_running():
     with EtcdServer() as etcd:
-        with Cluster(1, etcd_endpoints=etcd.endpoint) as cluster:
+        with Cluster(1, etcd_endpoints=etcd.endpoint, http=False) as cluster:
             assert cluster.etcd is None and cluster.etcd_endpoint == etcd.endpoint
-            assert f"--etcd {etcd.endpoint}" in " ".join(Path(f"/proc/{cluster.pid(0)}/cmdline")
-                                                        .read_text().split("\0"))
+            cmdline = _cmdline(cluster.pid(0))
+            assert f"--etcd {etcd.endpoint}" in cmdline
+            assert "--http off" in cmdline  # http=False: no HTTP listener
+            with pytest.raises(RuntimeError, match="no HTTP listener"):
+                cluster.http_address(0)
         assert etcd.running
+
+
+def test_busy_picked_ports_are_picked_again(monkeypatch):
+    """A free port taken by someone else before the broker binds it: the Kafka one, then the
+    HTTP one (the broker exits naming http.listener), each picked again."""
+    busy = []
+    for _ in range(2):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        busy.append(s)
+    taken = [s.getsockname()[1] for s in busy]
+    calls = []
+
+    def free_ports(count: int) -> list[int]:
+        calls.append(count)
+        return taken if len(calls) == 1 else _free_ports(count)  # 1st: [Kafka, HTTP] of broker 0
+
+    monkeypatch.setattr(cluster_module, "_free_ports", free_ports)
+    try:
+        with Cluster(1) as cluster:
+            assert _port(cluster.address(0)) != taken[0]
+            assert _port(cluster.http_address(0)) != taken[1]
+            logs = cluster.logs(0)
+            assert f"127.0.0.1:{taken[0]} is already in use" in logs
+            assert f"http.listener 127.0.0.1:{taken[1]}" in logs
+            assert http_get(cluster.http_address(0), "/healthz")[0] == 200
+    finally:
+        for s in busy:
+            s.close()
 
 
 def test_start_failure_cleans_up_and_shows_the_broker_output():
@@ -244,12 +302,25 @@ def test_cluster_up_without_etcd_says_what_to_install(tmp_path):
 # --- strom cluster up ---------------------------------------------------------------------------
 
 
+def _console(up: Up) -> str:
+    """The address in the "Console: http://ADDRESS/ (broker 0)" line (printed after the
+    bootstrap servers)."""
+    match = re.search(r"^Console: http://(\S+)/ \(broker 0\)$", "".join(up.stdout), re.M)
+    assert match, up.output()
+    return match.group(1)
+
+
 def test_cluster_up_serves_until_ctrl_c(tmp_path):
     up = Up("--brokers", "1", "--data-dir", str(tmp_path / "c"), "--rack-count", "2")
     try:
         bootstrap = up.bootstrap()
         info = json.loads(strom_cli("cluster", "info", "-b", bootstrap, "--output", "json").stdout)
         assert [b["id"] for b in info["brokers"]] == [0]
+        console = _console(up)
+        header = next(line for line in up.stdout if line.startswith("ID "))
+        assert header.split() == ["ID", "ADDRESS", "HTTP", "RACK", "PID"]
+        assert any(line.split()[:3] == ["0", bootstrap, console] for line in up.stdout), up.output()
+        assert http_get(console, "/healthz")[0] == 200
         started = time.monotonic()
         assert up.ctrl_c() == 0, up.output()
         assert time.monotonic() - started < 10
@@ -263,6 +334,7 @@ def test_cluster_up_serves_until_ctrl_c(tmp_path):
         started = time.monotonic()
         assert again.bootstrap() == bootstrap
         assert time.monotonic() - started < 8, again.output()
+        assert _console(again) == console  # the HTTP port is kept in cluster.json too
         again.process.send_signal(signal.SIGTERM)  # SIGTERM to the command alone stops it too
         assert again.process.wait(10) == 0, again.output()
     finally:
@@ -271,16 +343,24 @@ def test_cluster_up_serves_until_ctrl_c(tmp_path):
 
 def test_cluster_up_json_and_temporary_data():
     port = _free_ports(1)[0]
-    up = Up("--brokers", "1", "--output", "json", "--base-port", str(port))
+    up = Up("--brokers", "2", "--output", "json", "--base-port", str(port))
     try:
         deadline = time.monotonic() + 60
         while not any(line.startswith("}") for line in up.stdout):
             assert time.monotonic() < deadline and up.process.poll() is None, up.output()
             time.sleep(0.05)
         document = json.loads("".join(up.stdout))
-        assert document["bootstrap_servers"] == f"127.0.0.1:{port}"
+        addresses = [f"127.0.0.1:{port}", f"127.0.0.1:{port + 1}"]
+        assert document["bootstrap_servers"] == ",".join(addresses)
         assert document["etcd"].startswith("http://127.0.0.1:") and document["data_dir"] is None
-        assert [b["address"] for b in document["brokers"]] == [f"127.0.0.1:{port}"]
+        assert [b["address"] for b in document["brokers"]] == addresses
+        # Every broker's HTTP listener, on free ports (--base-port places the Kafka ones only).
+        https = [b["http"] for b in document["brokers"]]
+        assert all(re.fullmatch(r"127\.0\.0\.1:\d+", h) for h in https), https
+        assert len(set(https) | set(addresses)) == 4
+        for http in https:
+            status, metrics = http_get(http, "/metrics")
+            assert status == 200 and "strom_is_controller" in metrics
         pids = [b["pid"] for b in document["brokers"]]
         assert up.ctrl_c() == 0, up.output()
         assert all(_gone(pid) for pid in pids)
@@ -304,6 +384,25 @@ def test_cluster_up_usage_errors():
 def three() -> Iterator[Cluster]:
     with Cluster(3, racks=["rack-a", "rack-b"], session_timeout_ms=SESSION_MS) as cluster:
         yield cluster
+
+
+def test_e2e_every_broker_serves_http(three):
+    addresses = [three.http_address(n) for n in three.nodes]
+    assert len(set(addresses)) == 3
+    assert not set(addresses) & set(three.bootstrap_servers.split(","))
+    deadline = time.monotonic() + 15
+    while True:  # exactly one says it is the controller (once every broker knows which)
+        controllers = []
+        for node, address in enumerate(addresses):
+            assert http_get(address, "/healthz")[0] == 200
+            status, metrics = http_get(address, "/metrics")
+            assert status == 200 and "strom_is_controller" in metrics
+            if re.search(r"^strom_is_controller 1(\.0)?$", metrics, re.M):
+                controllers.append(node)
+        if len(controllers) == 1:
+            break
+        assert time.monotonic() < deadline, f"brokers {controllers} say they are the controller"
+        time.sleep(0.2)
 
 
 def test_e2e_three_brokers_list_each_other(three):

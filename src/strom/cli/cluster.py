@@ -88,7 +88,8 @@ def _stopping(signum: int, frame: Any) -> None:
               help="Keep the data here (DIR/etcd, DIR/broker-<id>); starting again on the same "
                    "directory brings the same cluster back. Default: a temporary directory.")
 @click.option("--base-port", type=click.IntRange(min=1, max=65535), metavar="PORT",
-              help="Broker i listens on PORT+i. Default: free ports (kept in DIR with --data-dir).")
+              help="Broker i listens on PORT+i (its HTTP listener on a free port). Default: free "
+                   "ports (kept in DIR with --data-dir).")
 @click.option("--rack-count", type=click.IntRange(min=1), metavar="K",
               help="Spread the brokers over K racks (rack-0, rack-1, ...) round-robin.")
 @click.option("--etcd", "etcd_endpoints", metavar="URL[,URL...]",
@@ -200,8 +201,18 @@ def _run_cluster(count: int, data_dir: Path | None, base_port: int | None, rack_
         note("Stopped." if data_dir is None else f"Stopped; the data stays in {data_dir}.")
 
 
+def _http_address(harness: Any, node: int) -> str | None:
+    """The broker's HTTP listener (metrics, health checks, console), None when it has none
+    (``-o http.listener=off``)."""
+    try:
+        return str(harness.http_address(node))
+    except RuntimeError:
+        return None
+
+
 def _show(harness: Any, data_dir: Path | None, output: str) -> None:
-    brokers = [{"id": n, "address": harness.address(n), "pid": harness.pid(n),
+    brokers = [{"id": n, "address": harness.address(n), "http": _http_address(harness, n),
+                "pid": harness.pid(n),
                 "rack": harness.racks[n % len(harness.racks)] if harness.racks else None}
                for n in harness.nodes]
     document = {
@@ -221,9 +232,11 @@ def _show(harness: Any, data_dir: Path | None, output: str) -> None:
             ("Data", document["data_dir"] or "a temporary directory, removed on exit"),
         ])
         click.echo()
-        print_table(["ID", "ADDRESS", "RACK", "PID"],
-                    [(b["id"], b["address"], b["rack"], b["pid"]) for b in brokers],
+        print_table(["ID", "ADDRESS", "HTTP", "RACK", "PID"],
+                    [(b["id"], b["address"], b["http"], b["rack"], b["pid"]) for b in brokers],
                     title="Brokers", right=["ID", "PID"])
         click.echo()
         click.echo(f"Try: strom cluster info -b {document['bootstrap_servers']}")
+        if brokers[0]["http"] is not None:
+            click.echo(f"Console: http://{brokers[0]['http']}/ (broker 0)")
     sys.stdout.flush()

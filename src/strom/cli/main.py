@@ -151,7 +151,7 @@ def cli() -> None:
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="A strom.toml file with Kafka-named settings")
 @click.option("--set", "-o", "settings", multiple=True, metavar="KEY=VALUE", help="Any Kafka-named setting, e.g. -o num.partitions=3")
 @click.option("--http", "http", metavar="HOST:PORT|off",
-              help="HTTP listener for /metrics, /healthz, /readyz (http.listener). Default 127.0.0.1:9644 (a busy port only warns)")
+              help="HTTP listener for the web console, /metrics, /healthz, /readyz (http.listener). Default 127.0.0.1:9644 (a busy port only warns)")
 @click.option("--log-level", default="INFO", show_default=True, type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
 @click.option("--print-config", is_flag=True, help="Print the effective config (value and source of each setting) and exit.")
 @output_option

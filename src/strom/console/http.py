@@ -1,19 +1,25 @@
 """The HTTP listener in the broker's own event loop (aiohttp): ``/metrics`` (Prometheus text),
-``/healthz`` (the process is up) and ``/readyz`` (serving: logs loaded and, in cluster mode,
-registered with a current metadata image). Every handler does bounded work."""
+``/healthz`` (the process is up), ``/readyz`` (serving: logs loaded and, in cluster mode,
+registered with a current metadata image) and the web console (console.web) at ``/``.
+Every handler does bounded work."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from strom.console.metrics import BrokerMetrics
 
+if TYPE_CHECKING:
+    from strom.console.web import Console
 
-def application(metrics: BrokerMetrics, ready: Callable[[], str | None]) -> web.Application:
-    """``ready()`` says why the broker is not ready, or None."""
+
+def application(metrics: BrokerMetrics, ready: Callable[[], str | None], console: Console | None = None) -> web.Application:
+    """``ready()`` says why the broker is not ready, or None. With an authorizer on, /metrics
+    asks for the console's login (HTTP Basic) and leaves out what the user may not describe."""
 
     async def healthz(request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
@@ -23,13 +29,24 @@ def application(metrics: BrokerMetrics, ready: Callable[[], str | None]) -> web.
         return web.Response(text="ready\n") if why is None else web.Response(status=503, text=f"not ready: {why}\n")
 
     async def scrape(request: web.Request) -> web.Response:
-        body = generate_latest(metrics.registry)
+        registry: Any = metrics.registry
+        if console is not None and not console.attached:
+            return web.Response(status=503, text="loading\n")
+        if console is not None and console.logins.required:
+            viewer = await console.viewer(request)
+            if viewer is None:
+                return web.Response(status=401, text="login needed\n",
+                                    headers={"WWW-Authenticate": 'Basic realm="strom", charset="UTF-8"'})
+            registry = console.visible_metrics(registry, viewer)
+        body = generate_latest(registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", scrape)
+    if console is not None:
+        console.add_routes(app)
     return app
 
 

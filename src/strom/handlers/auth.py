@@ -17,14 +17,18 @@ def principal(request: Request) -> str:
 def allowed(ctx: BrokerContext, request: Request, operation: Operation, resource_type: ResourceType,
             name: str = CLUSTER_NAME) -> bool:
     authorizer = ctx.authorizer
-    return authorizer is None or authorizer.authorize(principal(request), request.client_host, operation,
-                                                      resource_type, name)
+    return authorizer is None or _internal(request) or authorizer.authorize(
+        principal(request), request.client_host, operation, resource_type, name)
 
 
 def allowed_any(ctx: BrokerContext, request: Request, operation: Operation, resource_type: ResourceType) -> bool:
     authorizer = ctx.authorizer
-    return authorizer is None or authorizer.authorized_any(principal(request), request.client_host, operation,
-                                                           resource_type)
+    return authorizer is None or _internal(request) or authorizer.authorized_any(
+        principal(request), request.client_host, operation, resource_type)
+
+
+def _internal(request: Request) -> bool:
+    return request.session is not None and request.session.internal
 
 
 def quota_identity(request: Request) -> tuple[str, str]:

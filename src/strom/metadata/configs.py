@@ -365,7 +365,9 @@ _BROKER_DEFS = (
     # Security (docs/security.md). Every ssl.* and sasl.* name may also be set for one listener
     # as listener.name.<listener>.<name>.
     _b("http.listener", "string", None,
-       "strom's HTTP listener (/metrics, /healthz, /readyz) as HOST:PORT, or off; strom serve defaults to 127.0.0.1:9644."),
+       "strom's HTTP listener (/metrics, /healthz, /readyz, the web console) as HOST:PORT, or off; strom serve defaults to 127.0.0.1:9644."),
+    _b("console.sample.interval.ms", "int", "5000",
+       "How often the web console samples topic end offsets and group lag for its charts (while it is looked at).", at_least(100)),
     _b("quota.window.num", "int", "11", "Windows over which client quota rates are measured.", at_least(1)),
     _b("quota.window.size.seconds", "int", "1", "Length of one client quota window.", at_least(1)),
     _b("authorizer.class.name", "string", "",

@@ -39,6 +39,7 @@ class Session:
     reauthenticating: bool = False
     expires_at: float | None = None  # event-loop time at which the SASL session ends
     failed: bool = False  # authentication failed: close once the (delayed) response is out
+    internal: bool = False  # the broker's own in-process requests (the console's sampler): never denied
 
     def __post_init__(self) -> None:
         if not self.security.listener.sasl:

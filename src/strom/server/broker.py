@@ -103,6 +103,7 @@ class Broker:
         # False when http.listener is strom serve's default: a busy port then only warns
         self.http_required = http_required
         self._http: Any = None  # aiohttp's AppRunner while http.listener serves
+        self._console: Any = None  # strom.console.web.Console with the HTTP listener
         self.http_port: int | None = None
         self.ports: dict[str, int] = {}  # bound port by listener name
         self._connections: set[KafkaConnection] = set()
@@ -138,7 +139,7 @@ class Broker:
             self.ports = {sec.listener.name: srv.sockets[0].getsockname()[1]
                           for sec, srv in zip(securities, self._servers, strict=True)}
             self.port = self.ports[securities[0].listener.name]
-            await self._start_http()
+            await self._start_http(securities[0])
             ctx = await self._open()
         except BaseException:
             for server in self._servers:
@@ -151,6 +152,8 @@ class Broker:
         for server in self._servers:
             await server.start_serving()
         ctx.metrics.watch(ctx, self.connections_by_listener)
+        if self._console is not None:
+            self._console.attach(ctx)
         self._tasks = [
             loop.create_task(self._every(config.log_retention_check_interval_ms / 1000, self._retention)),
             loop.create_task(self._every(FLUSH_CHECK_INTERVAL_S, self._flush_due)),
@@ -183,16 +186,20 @@ class Broker:
         self.connections_by_listener[name] = self.connections_by_listener.get(name, 0) + 1
         return conn
 
-    async def _start_http(self) -> None:
-        """http.listener (HOST:PORT, or off): /metrics, /healthz, /readyz, bound with the Kafka
-        listeners (ready once everything is loaded)."""
+    async def _start_http(self, security: ListenerSecurity) -> None:
+        """http.listener (HOST:PORT, or off): /metrics, /healthz, /readyz and the console,
+        bound with the Kafka listeners (ready once everything is loaded). The console's pages
+        name the first listener's addresses."""
         setting = self.config.values.get("http.listener", "off")
         if setting.lower() == "off":
             return
         from strom.console.http import application, serve
+        from strom.console.web import Console
 
         host, _, port = setting.rpartition(":")
-        app = application(self.metrics, lambda: None if self.ctx is not None and self._tasks else "loading")
+        self._console = Console(security, int(self.config.values.get("console.sample.interval.ms", 5000)) / 1000)
+        app = application(self.metrics, lambda: None if self.ctx is not None and self._tasks else "loading",
+                          self._console)
         try:
             self._http, self.http_port = await serve(app, host.strip("[]") or "127.0.0.1", int(port))
         except OSError as exc:

@@ -9,12 +9,14 @@ resume it and restart it, and check that the application survives::
         cluster.kill(cluster.leader(topic, 0))
         ...
 
-Node ids are 0..N-1. Each broker's port is chosen once, before the first start, and kept
-across restarts, so the addresses clients have cached stay valid. etcd (Debian's
-``etcd-server``) is started from PATH unless ``etcd_endpoints`` names a running one. The data
-directory is a temporary one (removed by ``stop()``) unless given; a given one keeps
-``cluster.json`` (cluster id and ports), ``etcd/`` and ``broker-<id>/``, so that a cluster
-started again on the same directory is the same cluster, with its data.
+Node ids are 0..N-1. Each broker's port, and the port of its HTTP listener (``/metrics``,
+``/healthz``, ``/readyz`` and the web console; ``http_address(node)``), is chosen once, before
+the first start, and kept across restarts, so the addresses clients have cached stay valid.
+etcd (Debian's ``etcd-server``) is started from PATH unless ``etcd_endpoints`` names a running
+one. The data directory is a temporary one (removed by ``stop()``) unless given; a given one
+keeps ``cluster.json`` (cluster id and ports), ``etcd/`` and ``broker-<id>/``, so that a
+cluster started again on the same directory is the same cluster, with its data, at the same
+addresses.
 
 The children get SIGTERM when the thread that started them ends (Linux's PR_SET_PDEATHSIG):
 start a cluster from a thread that lives as long as the cluster should, such as the main one.
@@ -47,6 +49,7 @@ __all__ = ["Cluster"]
 
 HOST = "127.0.0.1"
 STATE_FILE = "cluster.json"
+_WILDCARDS = ("", "0.0.0.0", "::", "[::]")
 _LOG_LINES = 1000
 
 # librdkafka reports every refused connection to a killed broker on stderr: the harness's own
@@ -93,7 +96,10 @@ class _Node:
     rack: str | None
     data_dir: Path
     port_fixed: bool  # given (base_port, cluster.json) or bound once: never re-picked
+    http_port: int  # the harness's HTTP listener (used unless http=False or http.listener is set)
+    http_fixed: bool  # from cluster.json or bound once: never re-picked
     output: deque[str] = field(default_factory=lambda: deque(maxlen=_LOG_LINES))
+    run_output: deque[str] = field(default_factory=lambda: deque(maxlen=_LOG_LINES))  # this run's
     process: subprocess.Popen[str] | None = None
     listening: threading.Event = field(default_factory=threading.Event)
     paused: bool = False
@@ -116,6 +122,17 @@ class Cluster:
     ``session_timeout_ms`` is ``broker.session.timeout.ms``, how long a killed or paused broker
     keeps its place before the controller moves its leaderships (the broker default when None);
     ``base_port`` puts broker i on ``base_port + i`` instead of free ports picked by the OS.
+
+    Every broker gets an HTTP listener (``http.listener``: ``/metrics``, ``/healthz``,
+    ``/readyz``, the web console) on a free port of its own, ``http_address(node)``. These are
+    free ports picked by the OS even with ``base_port``, which places the Kafka listeners only:
+    a base port that worked before needs no second block of free ports beside it, and a picked
+    port that something else took before the broker bound it is picked again (the Kafka one
+    too, unless given by ``base_port`` or ``cluster.json``). Like the Kafka ports they are kept
+    across broker restarts and, with a given ``data_dir``, in ``cluster.json`` (``http_ports``),
+    so the same directory brings them back. ``http=False`` starts the brokers with ``--http
+    off``; an ``http.listener`` in ``config`` is passed on as it is (every broker gets the same
+    value).
     """
 
     def __init__(
@@ -131,10 +148,12 @@ class Cluster:
         cluster_id: str | None = None,
         base_port: int | None = None,
         listeners: Mapping[str, str] | None = None,
+        http: bool = True,
     ) -> None:
         """``listeners``: more listeners beside each broker's PLAINTEXT one, as name ->
         security protocol (``{"INTERNAL": "SASL_SSL"}``), each on a free port; their TLS and
-        SASL settings go in ``config`` (e.g. ``inter.broker.listener.name``)."""
+        SASL settings go in ``config`` (e.g. ``inter.broker.listener.name``). ``http``: give
+        every broker an HTTP listener on a free port (False: none, ``--http off``)."""
         if brokers < 1:
             raise ValueError("a cluster needs at least one broker")
         if racks is not None and (not racks or not all(isinstance(r, str) and r for r in racks)):
@@ -150,6 +169,7 @@ class Cluster:
         self.cluster_id = cluster_id
         self.base_port = base_port
         self.listeners = {name.upper(): protocol.upper() for name, protocol in (listeners or {}).items()}
+        self.http = http
         self._etcd_endpoints = etcd_endpoints
         self._own_data_dir = data_dir is None
         self.data_dir = Path(data_dir).resolve() if data_dir is not None else None
@@ -163,6 +183,23 @@ class Cluster:
     def listener_address(self, node_id: int, listener: str) -> str:
         """``host:port`` of one of ``listeners`` on a broker."""
         return f"{HOST}:{self._nodes[node_id].extra_ports[listener.upper()]}"
+
+    def http_address(self, node_id: int) -> str:
+        """``127.0.0.1:PORT`` of a broker's HTTP listener (``/metrics``, ``/healthz``,
+        ``/readyz``, the console at ``/``), the same across restarts. With an ``http.listener``
+        in ``config``, that address (a wildcard host as 127.0.0.1). RuntimeError when the
+        brokers have none (``http=False``, or ``http.listener`` off)."""
+        node = self._node(node_id)
+        setting = self.config.get("http.listener")
+        if setting is None:
+            if not self.http:
+                raise RuntimeError(f"broker {node_id} has no HTTP listener: the cluster was "
+                                   "made with http=False")
+            return f"{HOST}:{node.http_port}"
+        if setting.strip().lower() == "off":
+            raise RuntimeError(f"broker {node_id} has no HTTP listener: http.listener is off")
+        host, _, port = setting.strip().rpartition(":")
+        return f"{HOST if host in _WILDCARDS else host}:{port}"
 
     @property
     def nodes(self) -> list[int]:
@@ -422,17 +459,22 @@ class Cluster:
         client_port, peer_port = state.get("etcd_ports") or (0, 0)
         self._etcd_ports = (int(client_port), int(peer_port))
         saved = {int(k): int(v) for k, v in (state.get("broker_ports") or {}).items()}
-        picked = iter(_free_ports(self.brokers))
+        saved_http = {int(k): int(v) for k, v in (state.get("http_ports") or {}).items()}
+        # All at once, so that no two are the same: per broker its Kafka port, its HTTP port
+        # and one per extra listener (the ones given or saved are left unused).
+        picked = iter(_free_ports(self.brokers * (2 + len(self.listeners))))
         for i in range(self.brokers):
+            free_port, free_http = next(picked), next(picked)
             if self.base_port is not None:
                 port, fixed = self.base_port + i, True
             elif i in saved:
                 port, fixed = saved[i], True
             else:
-                port, fixed = next(picked), False
+                port, fixed = free_port, False
+            http_port, http_fixed = (saved_http[i], True) if i in saved_http else (free_http, False)
             rack = self.racks[i % len(self.racks)] if self.racks else None
-            self._nodes[i] = _Node(i, port, rack, self.data_dir / f"broker-{i}", fixed)
-            self._nodes[i].extra_ports = dict(zip(self.listeners, _free_ports(len(self.listeners)), strict=True))
+            self._nodes[i] = _Node(i, port, rack, self.data_dir / f"broker-{i}", fixed, http_port, http_fixed)
+            self._nodes[i].extra_ports = {name: next(picked) for name in self.listeners}
 
     def _save_state(self) -> None:
         """Remember the cluster id and ports, so the same data directory is the same cluster."""
@@ -441,6 +483,7 @@ class Cluster:
         state = {
             "cluster_id": self.cluster_id,
             "broker_ports": {str(n.id): n.port for n in self._nodes.values()},
+            "http_ports": {str(n.id): n.http_port for n in self._nodes.values()},
             "etcd_ports": [self.etcd.client_port, self.etcd.peer_port] if self.etcd else None,
         }
         (self.data_dir / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
@@ -469,12 +512,15 @@ class Cluster:
                 command += ["-o", f"listener.security.protocol.map=PLAINTEXT:PLAINTEXT,{protocols}"]
         else:
             command += ["--listen", node.address]
+        if "http.listener" not in self.config:
+            command += ["--http", f"{HOST}:{node.http_port}" if self.http else "off"]
         if node.rack is not None:
             command += ["--rack", node.rack]
         for key, value in self.config.items():
             command += ["-o", f"{key}={value}"]
         node.paused = False
         node.listening = threading.Event()
+        node.run_output = deque(maxlen=_LOG_LINES)
         # A session of its own: a Ctrl-C at the terminal reaches the harness, which stops the
         # brokers in order, rather than every broker at once.
         node.process = subprocess.Popen(
@@ -484,14 +530,15 @@ class Cluster:
         )
         assert node.process.stdout is not None
         threading.Thread(
-            target=self._drain, args=(node, node.process.stdout, node.listening),
+            target=self._drain, args=(node, node.process.stdout, node.listening, node.run_output),
             name=f"strom-cluster-broker-{node.id}", daemon=True,
         ).start()
 
     @staticmethod
-    def _drain(node: _Node, lines: Iterable[str], listening: threading.Event) -> None:
+    def _drain(node: _Node, lines: Iterable[str], listening: threading.Event, run: deque[str]) -> None:
         for line in lines:  # keep reading so the pipe never fills and blocks the broker
             node.output.append(line.rstrip())
+            run.append(line.rstrip())
             if not listening.is_set() and _LISTENING.search(line):
                 listening.set()
 
@@ -501,11 +548,23 @@ class Cluster:
             assert node.process is not None
             if node.process.poll() is not None:
                 time.sleep(0.05)  # let the drain thread collect the last lines
-                clash = "address already in use" in self.logs(node.id).lower()
-                if clash and not node.port_fixed and attempts < 3:
-                    # The picked port was taken before the broker bound it: pick another.
+                # This run's last words: "... is already in use" for a Kafka listener,
+                # "Cannot serve http.listener ...: ... address already in use" for HTTP.
+                last = "\n".join(node.run_output).lower()
+                clash = "already in use" in last
+                http_clash = clash and "http.listener" in last
+                if attempts < 3 and http_clash and not node.http_fixed and self._http_managed:
+                    # The picked HTTP port was taken before the broker bound it: pick another.
                     attempts += 1
-                    node.port = _free_ports(1)[0]
+                    node.http_port = _free_ports(1)[0]
+                    self._launch(node)
+                    continue
+                if attempts < 3 and clash and not http_clash and not node.port_fixed:
+                    # The picked port (or an extra listener's) was taken before the broker
+                    # bound it: pick them again.
+                    attempts += 1
+                    node.port, *extra = _free_ports(1 + len(node.extra_ports))
+                    node.extra_ports = dict(zip(node.extra_ports, extra, strict=True))
                     self._launch(node)
                     continue
                 raise RuntimeError(f"broker {node.id} exited during start-up "
@@ -513,7 +572,14 @@ class Cluster:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"broker {node.id} did not start within {self.startup_timeout}s:"
                                    f"\n{self.logs(node.id)}")
-        node.port_fixed = True  # bound once: clients know it from now on
+        # Bound once: clients know them from now on ("strom listening on" comes once the HTTP
+        # listener is up too).
+        node.port_fixed = node.http_fixed = True
+
+    @property
+    def _http_managed(self) -> bool:
+        """Whether the harness gives the brokers their HTTP listeners (``--http``)."""
+        return self.http and "http.listener" not in self.config
 
     def _signal_stop(self, node: _Node) -> None:
         assert node.process is not None
