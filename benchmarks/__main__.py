@@ -10,7 +10,8 @@ all on 127.0.0.1 in this one run, and (full runs, or ``--cluster``) a 3-broker s
 beside one broker (benchmarks/cluster.py: replicated produce, latency, leader kills). Prints
 markdown tables and writes ``<date>.json`` and ``<date>.png`` into ``--out`` (default
 benchmarks/results/). ``--only`` keeps some parts: machine, produce, consume, latency,
-partitions, cluster, security (TLS + SASL beside plaintext), and the system names strom, tansu, rabbitmq, activemq, redis, nats.
+partitions, cluster, security (TLS + SASL beside plaintext), metrics (the cost of /metrics
+scrapes), and the system names strom, tansu, rabbitmq, activemq, redis, nats.
 ``--profile`` records py-spy profiles of the strom broker during the produce (100 B, acks=all)
 and consume workloads (py-spy must be installed).
 """
@@ -34,7 +35,7 @@ from benchmarks.model import Row, Sizes
 from benchmarks.workloads import run_kafka_suite
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKLOADS = {"machine", "produce", "consume", "latency", "partitions", "cluster", "security"}
+WORKLOADS = {"machine", "produce", "consume", "latency", "partitions", "cluster", "security", "metrics"}
 PEERS = ("tansu", "rabbitmq", "activemq", "redis", "nats")
 SYSTEMS = {"strom", *PEERS}
 
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
 
     client = KafkaClient(build_rdkperf())
     print(f"Kafka client: {client.name}", file=sys.stderr, flush=True)
-    kafka_workloads = (workloads or WORKLOADS) - {"machine", "cluster", "security"}
+    kafka_workloads = (workloads or WORKLOADS) - {"machine", "cluster", "security", "metrics"}
     # the cluster group: in full runs unless --only leaves it out; in --quick runs when asked
     asked_cluster = args.cluster or "cluster" in (workloads or ())
     want_cluster = (systems is None or "strom" in systems) and (
@@ -149,6 +150,17 @@ def run(args: argparse.Namespace) -> int:
             traceback.print_exc()
             failures["security"] = f"{type(exc).__name__}: {exc}"
 
+    metrics: dict = {}
+    if (systems is None or "strom" in systems) and ("metrics" in (workloads or ()) or (workloads is None and not args.quick)):
+        print("strom: the cost of /metrics scrapes", file=sys.stderr, flush=True)
+        try:
+            from benchmarks.metrics_cost import run_metrics_suite
+
+            metrics = run_metrics_suite(client, sizes)
+        except Exception as exc:  # noqa: BLE001 - the other rows still count
+            traceback.print_exc()
+            failures["metrics"] = f"{type(exc).__name__}: {exc}"
+
     cluster: dict = {}  # filled part by part: a failure keeps the parts measured before it
     if want_cluster:
         print("strom cluster (3 brokers) beside one broker", file=sys.stderr, flush=True)
@@ -182,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
     print(report.context_markdown(ctx) + "\n")
     if limits:
         print(report.machine_markdown(limits) + "\n")
-    if rows or not (cluster or security):
+    if rows or not (cluster or security or metrics):
         print(report.markdown(rows) + "\n")
     goals = report.targets(rows)
     if any(g["met"] is not None for g in goals):
@@ -195,10 +207,15 @@ def run(args: argparse.Namespace) -> int:
         from benchmarks.security import markdown as security_markdown
 
         print(security_markdown(security) + "\n")
+    if metrics:
+        from benchmarks.metrics_cost import markdown as metrics_markdown
+
+        print(metrics_markdown(metrics) + "\n")
     if "cluster" in failures:
         print(f"cluster: failed: {failures['cluster']}\n")
     report.write_json(json_path, ctx, limits, rows, {"failures": failures, "profiles": profiles,
-                                                     "targets": goals, "cluster": cluster, "security": security})
+                                                     "targets": goals, "cluster": cluster, "security": security,
+                                                     "metrics": metrics})
     report.chart(png_path, ctx, limits, rows)
     print(f"wrote {json_path} and {png_path} in {ctx['seconds']:.0f}s", flush=True)
     return 1 if failures and not args.keep_going else 0

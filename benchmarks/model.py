@@ -66,6 +66,13 @@ class Sizes:
     cluster_kills_default: int = 10  # with broker.session.timeout.ms's default (9000)
     cluster_kills_short: int = 10
     cluster_short_timeout_ms: int = 3000
+    # the metrics group (benchmarks/metrics_cost.py): /metrics with 1,000 partitions, 100 groups
+    metrics_topics: int = 100  # x 10 partitions
+    metrics_groups: int = 100
+    metrics_scrapes: int = 100
+    metrics_records: int = 10_000_000  # per produce run (~5 s), with and without a scrape every second
+    metrics_repeats: int = 7  # pairs of runs
+    metrics_pages: int = 20  # loads of each console page
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -75,7 +82,8 @@ class Sizes:
                    cluster_records_1k=10_000, cluster_repeats=1, security_records_100=200_000,
                    security_records_1k=50_000, security_repeats=1, quota_seconds=12, cluster_latency_seconds=1.0,
                    cluster_latency_lingers=(1,), cluster_idle_seconds=1.0, cluster_kills_default=0,
-                   cluster_kills_short=1)
+                   cluster_kills_short=1, metrics_topics=10, metrics_groups=10, metrics_scrapes=20,
+                   metrics_records=200_000, metrics_repeats=1, metrics_pages=3)
 
 
 @dataclass

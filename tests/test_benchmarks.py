@@ -93,3 +93,22 @@ def test_quick_cluster_run_prints_one_broker_beside_three_and_a_failover(tmp_pat
     # The two CPU targets; the failover target is the default timeout's, which only full runs
     # measure (the short timeout is shown as an option).
     assert [t["target"].split(":")[0] for t in cluster["targets"]] == ["produce 100 B acks=all", "produce 1 KiB acks=all"]
+
+
+def test_quick_metrics_run_prints_scrape_and_page_costs(tmp_path: Path) -> None:
+    """`--quick --only metrics`: /metrics and the console's pages against a broker with topics
+    and groups, and produce with a scrape every second beside none."""
+    out = tmp_path / "results"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "run", "--quick", "--only", "metrics", "--out", str(out),
+         "--workdir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    for row in ("| broker CPU per scrape (net of idle", "| records/s with scrapes / without",
+                "| console overview: broker CPU per load", "| console topic search (10,000 records)"):
+        assert row in proc.stdout, f"missing {row!r} in:\n{proc.stdout}"
+    metrics = json.loads(next(out.glob("*.json")).read_text())["metrics"]
+    assert metrics["scrape"]["lag_series"] == metrics["settings"]["groups"] * 10
+    assert set(metrics["pages"]) == {"overview", "topic page (latest 20)", "topic search (10,000 records)", "group page"}
+    assert metrics["produce"]["none"]["records"] > 0 and metrics["produce"]["scraped"]["records"] > 0

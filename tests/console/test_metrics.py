@@ -3,11 +3,13 @@ broker process; the metric names and labels of docs/metrics.md."""
 
 from __future__ import annotations
 
+import time
 import urllib.request
 import uuid
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
 from strom.console.metrics import BrokerMetrics, api_name
@@ -81,6 +83,76 @@ def test_metrics_after_known_traffic(metered):
     assert sample(text, "strom_requests_total", api="Metadata", error="NONE") >= 1
     assert sample(text, "strom_connections", listener="PLAINTEXT") >= 0
     assert "strom_under_replicated_partitions" not in text  # cluster mode only
+
+
+def eventually(port: int, name: str, value: float, **labels: str) -> str:
+    """Scrape until the sample has the value (a LeaveGroup or a marker lands a moment after
+    the client call returns); the matching scrape's text."""
+    deadline = time.monotonic() + 15
+    while True:
+        text = get(port, "/metrics")[1]
+        try:
+            if sample(text, name, **labels) == value:
+                return text
+        except AssertionError:
+            pass  # no such sample yet
+        assert time.monotonic() < deadline, f"{name}{labels} never became {value} in\n{text}"
+        time.sleep(0.1)
+
+
+def test_consumer_group_lag_and_members(metered):
+    """N records per partition, a group commits k and leaves: lag N-k, 0 members, still
+    reported; a group with a live member: 1 member."""
+    topic = f"lag-{uuid.uuid4().hex[:6]}"
+    admin = AdminClient({"bootstrap.servers": metered.bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=2)])[topic].result(15)
+    p = Producer({"bootstrap.servers": metered.bootstrap, "linger.ms": 5})
+    for i in range(100):
+        p.produce(topic, b"x", partition=i % 2)  # 50 per partition
+    assert p.flush(30) == 0
+    conf = {"bootstrap.servers": metered.bootstrap, "enable.auto.commit": False, "auto.offset.reset": "earliest",
+            "session.timeout.ms": 6000}
+    lagging = Consumer({**conf, "group.id": f"lagging-{topic}"})
+    live = Consumer({**conf, "group.id": f"live-{topic}"})
+    try:
+        for c in (lagging, live):
+            c.subscribe([topic])
+            deadline = time.monotonic() + 30
+            while len(c.assignment()) < 2:
+                assert time.monotonic() < deadline, "no assignment"
+                c.poll(0.2)
+        lagging.commit(offsets=[TopicPartition(topic, 0, 20), TopicPartition(topic, 1, 45)], asynchronous=False)
+        text = get(metered.http, "/metrics")[1]
+        assert sample(text, "strom_consumer_group_members", group=f"lagging-{topic}") == 1
+        assert sample(text, "strom_consumer_group_lag", group=f"lagging-{topic}", topic=topic, partition="0") == 30
+        lagging.close()
+        text = eventually(metered.http, "strom_consumer_group_members", 0, group=f"lagging-{topic}")
+        assert sample(text, "strom_consumer_group_lag", group=f"lagging-{topic}", topic=topic, partition="0") == 30
+        assert sample(text, "strom_consumer_group_lag", group=f"lagging-{topic}", topic=topic, partition="1") == 5
+        assert sample(text, "strom_consumer_group_members", group=f"live-{topic}") == 1
+        assert f'group="live-{topic}",' not in text  # no committed offsets: no lag series
+    finally:
+        live.close()
+
+
+def test_lag_counts_committed_transactional_offsets_only(metered):
+    topic = f"txl-{uuid.uuid4().hex[:6]}"
+    group = f"txg-{topic}"
+    p = Producer({"bootstrap.servers": metered.bootstrap, "transactional.id": f"tx-{topic}"})
+    p.init_transactions(30)
+    p.begin_transaction()
+    for _ in range(10):
+        p.produce(topic, b"x", partition=0)
+    p.commit_transaction(30)  # 10 records and a marker: the high watermark is 11
+    c = Consumer({"bootstrap.servers": metered.bootstrap, "group.id": group})
+    try:
+        p.begin_transaction()
+        p.send_offsets_to_transaction([TopicPartition(topic, 0, 4)], c.consumer_group_metadata(), 30)
+        assert f'group="{group}",' not in get(metered.http, "/metrics")[1]  # pending until the marker
+        p.commit_transaction(30)
+        eventually(metered.http, "strom_consumer_group_lag", 7, group=group, topic=topic, partition="0")
+    finally:
+        c.close()
 
 
 def test_health_checks(metered):

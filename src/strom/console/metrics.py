@@ -3,8 +3,9 @@ brokers embedded in one process stay apart).
 
 Counted as things happen (cheap, on the request path): requests by API and error with their
 durations, records and bytes produced per topic, bytes fetched by consumers per topic.
-Measured when scraped (bounded work per scrape): connections per listener, each partition's log
-end offset and size, and in cluster mode under-replicated and offline partitions and whether
+Measured when scraped (bounded work per scrape, no await, no disk read): connections per
+listener, each partition's log end offset and size, the lag and members of the consumer groups
+this broker coordinates, and in cluster mode under-replicated and offline partitions and whether
 this broker is the controller.
 """
 
@@ -21,7 +22,11 @@ from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
 
 if TYPE_CHECKING:
+    from strom.coordinator.coordinator import GroupCoordinator
     from strom.handlers.context import BrokerContext
+
+# One group of a coordinator shard: its id, members online, committed (topic, partition, offset).
+GroupSnapshot = tuple[str, int, list[tuple[str, int, int]]]
 
 # Kafka's request-latency buckets are in ms; these cover 0.1 ms to 10 s.
 _BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -105,6 +110,7 @@ class _StateCollector(Collector):
             size.add_metric(labels, log.size_bytes)
         yield end
         yield size
+        yield from self._groups()
         if ctx.config.etcd_endpoints is None:
             return
         image = ctx.image
@@ -120,3 +126,42 @@ class _StateCollector(Collector):
         yield GaugeMetricFamily("strom_offline_partitions", "Partitions of the cluster with no leader.", value=offline)
         yield GaugeMetricFamily("strom_is_controller", "1 when this broker runs the controller.",
                                 value=1 if image.controller_id == node else 0)
+
+    def _groups(self) -> Iterator[GaugeMetricFamily]:
+        """Members and lag of every group on this broker's loaded coordinator shards (a shard
+        still loading is left out until the next scrape). Lag is measured against the high
+        watermark of this broker's replica, as Kafka's consumers measure it (what a consumer
+        can read; it equals the log end on one node); a partition with no replica here is
+        left out: in a cluster the coordinator reports the partitions it holds a replica of."""
+        members = GaugeMetricFamily("strom_consumer_group_members", "Members online of each consumer group coordinated here.",
+                                    labels=["group"])
+        lag = GaugeMetricFamily("strom_consumer_group_lag", "High watermark minus committed offset, per group and partition.",
+                                labels=["group", "topic", "partition"])
+        runtime = self.ctx.groups
+        if runtime is not None:
+            # the error only says some shard is loading: its groups come with a later scrape
+            _, shards = runtime.read_all(_snapshot)
+            logs = self.ctx.logs
+            for groups in shards:
+                for group_id, online, committed in groups:
+                    members.add_metric([group_id], online)
+                    for topic, partition, offset in committed:
+                        log = logs.get(topic, partition)
+                        if log is not None:
+                            lag.add_metric([group_id, topic, str(partition)], max(0, log.high_watermark - offset))
+        yield members
+        yield lag
+
+
+def _snapshot(coordinator: GroupCoordinator) -> list[GroupSnapshot]:
+    """The groups of one shard with their committed offsets (transactional offsets still
+    pending are kept apart in the store, so they are not among them)."""
+    offsets = coordinator.offsets
+    out: list[GroupSnapshot] = []
+    # offsets and group metadata are separate records: a group may have either or both
+    for group_id in coordinator.groups.keys() | offsets.group_ids():
+        group = coordinator.groups.get(group_id)
+        committed = [(topic, partition, o.committed_offset)
+                     for topic, partitions in offsets.group(group_id).items() for partition, o in partitions.items()]
+        out.append((group_id, 0 if group is None else len(group.members), committed))
+    return out
