@@ -45,3 +45,22 @@ def test_the_security_recipe_works_as_written(tmp_path):
     assert "User:alice   ALLOW        READ        TOPIC           orders" in out, out
     assert "\nfirst-order\n" in out, out
     assert out.count("Topic authorization failed") == 2, out
+
+
+def test_the_queue_examples_run_as_written(tmp_path):
+    """docs/queues.md's Python blocks, in order, against a real broker (on a free port)."""
+    import re
+
+    from tests.conftest import Broker
+
+    broker = Broker(tmp_path / "data")
+    broker.start()
+    try:
+        blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "queues.md").read_text(), re.S)
+        assert len(blocks) == 4
+        script = "\n".join(blocks).replace("127.0.0.1:9092", broker.bootstrap)
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert done.stdout.count("doing job") == 20
+    finally:
+        broker.stop()

@@ -110,7 +110,11 @@ def test_flexible_value_skips_unknown_tagged_fields() -> None:
 
 
 def test_unknown_record_types_are_skipped_and_garbage_rejected() -> None:
-    assert deserialize(struct.pack(">h", 3) + b"\x00\x01g", b"\x00\x00") is None  # KIP-848 records
+    # Share-group (9-15) and streams-group (17+) records are not kept.
+    for record_type in (9, 17, 18, 23):
+        assert deserialize(struct.pack(">h", record_type) + b"\x00\x01g", b"\x00\x00") is None
+    with pytest.raises(RecordFormatError):  # a KIP-848 consumer-group value without its epoch
+        deserialize(struct.pack(">h", 3) + b"\x00\x01g", b"\x00\x00")
     with pytest.raises(RecordFormatError):
         deserialize(b"\x00", None)
     with pytest.raises(RecordFormatError):

@@ -376,3 +376,34 @@ def test_acls(new_store: Factory) -> None:
             await again.close()
 
     run_async(main)
+
+
+def test_group_configs(new_store: Factory) -> None:
+    """Set, replace and delete per group (no group needs to exist); any string is a group id;
+    a reopened store still has them."""
+    odd = "team/a b%c"
+
+    async def main() -> None:
+        store = new_store()
+        await store.start(REGISTRATION)
+        await store.set_group_configs("g1", {"share.auto.offset.reset": "earliest"})
+        await store.set_group_configs(odd, {"share.isolation.level": "read_committed"})
+        await store.set_group_configs("g2", {"consumer.session.timeout.ms": "50000"})
+        assert store.group_configs("g1") == {"share.auto.offset.reset": "earliest"}
+        assert store.group_configs(odd) == {"share.isolation.level": "read_committed"}
+        await store.set_group_configs("g1", {"share.record.lock.duration.ms": "20000"})
+        await store.set_group_configs("g2", {})
+        await store.set_group_configs("never-set", {})  # removing nothing is fine
+        expected = {"g1": {"share.record.lock.duration.ms": "20000"}, odd: {"share.isolation.level": "read_committed"}}
+        assert dict(store.image.group_configs) == expected
+        assert store.group_configs("g2") == {} and store.group_configs("unknown") == {}
+        await store.close()
+        again = new_store()
+        await again.start(REGISTRATION)
+        try:
+            assert dict(again.image.group_configs) == expected
+            assert again.group_configs(odd) == {"share.isolation.level": "read_committed"}
+        finally:
+            await again.close()
+
+    run_async(main)

@@ -30,6 +30,13 @@ def _state_name(state: Any) -> str:
     return getattr(state, "name", str(state)).upper()
 
 
+def _type_name(listed: Any) -> str:
+    """classic or consumer (KIP-848), from a group listing or description."""
+    kind = getattr(listed, "type", None)
+    name = getattr(kind, "name", "") if kind is not None else ""
+    return name.lower() if name and name != "UNKNOWN" else "classic"
+
+
 # --- list -----------------------------------------------------------------------------------------
 
 
@@ -45,8 +52,9 @@ def list_groups(client: Client, output: str) -> None:
         kerr = err.args[0] if getattr(err, "args", None) else err
         note(f"Warning: a broker could not list its groups: {error_reason(kerr) if hasattr(kerr, 'code') else err}")
     groups = sorted(
-        ({"group": g.group_id, "state": _state_name(g.state), "simple": bool(g.is_simple_consumer_group)}
-         for g in listed.valid or []),
+        [*({"group": g.group_id, "type": _type_name(g), "state": _state_name(g.state),
+            "simple": bool(g.is_simple_consumer_group)} for g in listed.valid or []),
+         *_share_groups(client)],
         key=lambda g: g["group"],
     )
     if output == JSON:
@@ -55,7 +63,26 @@ def list_groups(client: Client, output: str) -> None:
     if not groups:
         note("No consumer groups.")
         return
-    print_table(["GROUP", "STATE"], [(g["group"], g["state"].lower()) for g in groups])
+    print_table(["GROUP", "TYPE", "STATE"], [(g["group"], g["type"], g["state"].lower()) for g in groups])
+
+
+def _share_groups(client: Client) -> list[dict[str, Any]]:
+    """KIP-932 share groups, which librdkafka's group listing leaves out: ListGroups v5 with the
+    type filter, to every broker (each lists the groups it coordinates)."""
+    from strom.cli.wire import call
+    from strom.protocol.api import ApiKey
+
+    metadata = client.admin().list_topics(timeout=client.timeout)
+    groups: dict[str, dict[str, Any]] = {}
+    for broker in metadata.brokers.values():
+        try:
+            answer = call(f"{broker.host}:{broker.port}", client.timeout, client.extra, ApiKey.LIST_GROUPS, 5,
+                          {"states_filter": [], "types_filter": ["share"]})
+        except (ConnectionError, OSError):
+            continue
+        for g in answer.groups:
+            groups[g.group_id] = {"group": g.group_id, "type": "share", "state": g.group_state.upper(), "simple": False}
+    return list(groups.values())
 
 
 # --- describe -------------------------------------------------------------------------------------
@@ -77,9 +104,62 @@ def _describe_group(client: Client, group_id: str) -> Any:
     return client.result(futures[group_id], f"describe consumer group '{group_id}'", group=group_id)
 
 
+def _describe_share(client: Client, group_id: str) -> dict[str, Any] | None:
+    """A KIP-932 share group (ShareGroupDescribe and DescribeShareGroupOffsets at its
+    coordinator, which librdkafka's admin client does not send); None for other groups."""
+    from strom.cli.wire import call
+    from strom.protocol.api import ApiKey
+
+    try:
+        found = call(client.brokers, client.timeout, client.extra, ApiKey.FIND_COORDINATOR, 4,
+                     {"key_type": 0, "coordinator_keys": [group_id]}).coordinators[0]
+        if found.error_code:
+            return None
+        at = f"{found.host}:{found.port}"
+        described = call(at, client.timeout, client.extra, ApiKey.SHARE_GROUP_DESCRIBE, 1,
+                         {"group_ids": [group_id], "include_authorized_operations": False}).groups[0]
+        if described.error_code:
+            return None
+        offsets = call(at, client.timeout, client.extra, ApiKey.DESCRIBE_SHARE_GROUP_OFFSETS, 1,
+                       {"groups": [{"group_id": group_id, "topics": None}]}).groups[0]
+    except (ConnectionError, OSError, IndexError):
+        return None
+    owners: dict[tuple[str, int], list[Any]] = {}
+    members = []
+    for m in described.members:
+        assigned = sorted((tp.topic_name, p) for tp in m.assignment.topic_partitions for p in tp.partitions)
+        for key in assigned:
+            owners.setdefault(key, []).append(m)
+        members.append({"member_id": m.member_id, "client_id": m.client_id, "host": m.client_host,
+                        "group_instance_id": None, "partitions": [{"topic": t, "partition": p} for t, p in assigned]})
+    partitions = []
+    for topic in offsets.topics:
+        for p in topic.partitions:
+            holders = owners.get((topic.topic_name, p.partition_index), [])
+            partitions.append({
+                "topic": topic.topic_name, "partition": p.partition_index,
+                "committed_offset": p.start_offset if p.start_offset >= 0 else None, "end_offset": None,
+                "lag": p.lag if p.lag >= 0 else None,
+                "member_id": ",".join(m.member_id for m in holders) or None,
+                "client_id": ",".join(m.client_id for m in holders) or None,
+                "host": ",".join(m.client_host for m in holders) or None,
+            })
+    from confluent_kafka.admin import OffsetSpec
+
+    ends = client.list_offsets([(p["topic"], p["partition"]) for p in partitions], OffsetSpec.latest())
+    for p in partitions:
+        p["end_offset"] = ends.get((p["topic"], p["partition"]))
+    return {"group": group_id, "type": "share", "state": described.group_state.upper(), "protocol": described.assignor_name,
+            "coordinator": {"id": found.node_id, "host": found.host, "port": found.port}, "members": members,
+            "partitions": partitions, "total_lag": sum(p["lag"] for p in partitions if p["lag"] is not None)}
+
+
 def describe_one(client: Client, group_id: str) -> dict[str, Any]:
     from confluent_kafka.admin import OffsetSpec
 
+    share = _describe_share(client, group_id)
+    if share is not None:
+        return share
     description = _describe_group(client, group_id)
     committed = _committed(client, group_id)
     if _state_name(description.state) == "DEAD" and not description.members and not committed:
@@ -109,6 +189,7 @@ def describe_one(client: Client, group_id: str) -> dict[str, Any]:
     coordinator = description.coordinator
     return {
         "group": group_id,
+        "type": _type_name(description),
         "state": _state_name(description.state),
         "protocol": description.partition_assignor or None,
         "coordinator": None if coordinator is None else {"id": coordinator.id, "host": coordinator.host, "port": coordinator.port},
@@ -135,6 +216,7 @@ def describe(client: Client, group_ids: tuple[str, ...], output: str) -> None:
         coordinator = d["coordinator"]
         print_fields([
             ("Group", d["group"]),
+            ("Type", d["type"]),
             ("State", d["state"].lower()),
             ("Assignor", d["protocol"]),
             ("Coordinator", f"{coordinator['id']} ({coordinator['host']}:{coordinator['port']})" if coordinator else None),

@@ -106,11 +106,14 @@ class Member:
 class OffsetLag:
     topic: str
     partition: int
-    committed: int
+    committed: int  # a share group's start offset
     end: int
+    share_lag: int | None = None  # a share group's lag as Kafka defines it (records done above the start count out)
 
     @property
     def lag(self) -> int:
+        if self.share_lag is not None:
+            return self.share_lag
         return max(self.end - self.committed, 0) if self.end >= 0 else 0
 
 
@@ -120,6 +123,7 @@ class GroupInfo:
     state: str
     protocol_type: str
     coordinator: int
+    group_type: str = "classic"  # or "consumer" (KIP-848)
     members: list[Member] = field(default_factory=list)
     offsets: list[OffsetLag] = field(default_factory=list)
 
@@ -338,22 +342,23 @@ class ConsoleData:
 
     # --- groups -------------------------------------------------------------------------
 
-    async def group_list(self, viewer: Viewer) -> list[tuple[str, str, str, int]]:
-        """(group, state, protocol type, coordinator) of every group the viewer may describe
+    async def group_list(self, viewer: Viewer) -> list[GroupInfo]:
+        """Every group the viewer may describe, with its state, type and coordinator
         (ListGroups to every live broker: each lists the groups it coordinates)."""
         groups = []
         for node_id, *_ in self.brokers():
             try:
-                response = await self._call(self.system, node_id, ApiKey.LIST_GROUPS, 4, {"states_filter": []})
+                response = await self._call(self.system, node_id, ApiKey.LIST_GROUPS, 5,
+                                            {"states_filter": [], "types_filter": []})
             except ConsoleError:
                 continue
-            groups += [(g.group_id, g.group_state, g.protocol_type, node_id) for g in response.groups
-                       if self.may(viewer, Operation.DESCRIBE, ResourceType.GROUP, g.group_id)]
-        return sorted(groups)
+            groups += [GroupInfo(g.group_id, g.group_state, g.protocol_type, node_id, g.group_type)
+                       for g in response.groups if self.may(viewer, Operation.DESCRIBE, ResourceType.GROUP, g.group_id)]
+        return sorted(groups, key=lambda g: g.group_id)
 
     async def groups(self, viewer: Viewer) -> list[GroupInfo]:
         """Every describable group with its members' count and lag (offsets and log ends)."""
-        infos = [GroupInfo(g, state, protocol, node) for g, state, protocol, node in await self.group_list(viewer)]
+        infos = await self.group_list(viewer)
         by_node: dict[int, list[GroupInfo]] = defaultdict(list)
         for info in infos:
             by_node[info.coordinator].append(info)
@@ -367,8 +372,12 @@ class ConsoleData:
         if not self.may(viewer, Operation.DESCRIBE, ResourceType.GROUP, group_id):
             raise NotFound(f"Group {group_id!r} does not exist.")
         node = await self._coordinator(group_id)
-        info = GroupInfo(group_id, "", "", node)
-        await self._describe(viewer, node, [info])
+        info = GroupInfo(group_id, "", "", node, "consumer")
+        for kind in ("consumer", "share", "classic"):  # ask as each type until one knows it
+            info.group_type = kind
+            await self._describe(viewer, node, [info])
+            if info.state:
+                break
         await self._offsets(viewer, node, [info])
         if info.state == "Dead" and not info.offsets:
             raise NotFound(f"Group {group_id!r} does not exist.")
@@ -384,15 +393,48 @@ class ConsoleData:
         return int(found.node_id)
 
     async def _describe(self, viewer: Viewer, node: int, infos: list[GroupInfo]) -> None:
-        body = {"groups": [i.group_id for i in infos], "include_authorized_operations": False}
+        share = [i for i in infos if i.group_type == "share"]
+        if share:
+            body = {"group_ids": [i.group_id for i in share], "include_authorized_operations": False}
+            response = await self._call(viewer, node, ApiKey.SHARE_GROUP_DESCRIBE, 1, body)
+            for info, group in zip(share, response.groups, strict=True):
+                info.state, info.protocol_type = (group.group_state, "share") if group.error_code == 0 else ("", "")
+                info.members = [Member(m.member_id, None, m.client_id, m.client_host,
+                                       [(tp.topic_name, sorted(tp.partitions)) for tp in m.assignment.topic_partitions])
+                                for m in group.members]
+        consumer = [i for i in infos if i.group_type == "consumer"]
+        if consumer:
+            body = {"group_ids": [i.group_id for i in consumer], "include_authorized_operations": False}
+            response = await self._call(viewer, node, ApiKey.CONSUMER_GROUP_DESCRIBE, 0, body)
+            for info, group in zip(consumer, response.groups, strict=True):
+                info.state, info.protocol_type = (group.group_state, "consumer") if group.error_code == 0 else ("", "")
+                info.members = [Member(m.member_id, m.instance_id, m.client_id, m.client_host,
+                                       [(tp.topic_name, sorted(tp.partitions)) for tp in m.assignment.topic_partitions])
+                                for m in group.members]
+        classic = [i for i in infos if i.group_type == "classic"]
+        if not classic:
+            return
+        body = {"groups": [i.group_id for i in classic], "include_authorized_operations": False}
         response = await self._call(viewer, node, ApiKey.DESCRIBE_GROUPS, 5, body)
-        for info, described in zip(infos, response.groups, strict=True):
+        for info, described in zip(classic, response.groups, strict=True):
             info.state, info.protocol_type = described.group_state, described.protocol_type
             info.members = [Member(m.member_id, m.group_instance_id, m.client_id, m.client_host,
                                    decode_assignment(m.member_assignment) if described.protocol_type == "consumer" else [])
                             for m in described.members]
 
     async def _offsets(self, viewer: Viewer, node: int, infos: list[GroupInfo]) -> None:
+        share = [i for i in infos if i.group_type == "share"]
+        if share:
+            described = {"groups": [{"group_id": i.group_id, "topics": None} for i in share]}
+            response = await self._call(viewer, node, ApiKey.DESCRIBE_SHARE_GROUP_OFFSETS, 1, described)
+            for info, fetched in zip(share, response.groups, strict=True):
+                info.offsets = sorted((OffsetLag(t.topic_name, p.partition_index, p.start_offset, -1, max(p.lag, 0))
+                                       for t in fetched.topics for p in t.partitions if p.start_offset >= 0
+                                       and self.may(viewer, Operation.DESCRIBE, ResourceType.TOPIC, t.topic_name)),
+                                      key=lambda o: (o.topic, o.partition))
+        infos = [i for i in infos if i.group_type != "share"]
+        if not infos:
+            return
         body = {"groups": [{"group_id": i.group_id, "topics": None} for i in infos], "require_stable": False}
         response = await self._call(viewer, node, ApiKey.OFFSET_FETCH, 8, body)
         for info, fetched in zip(infos, response.groups, strict=True):

@@ -159,8 +159,8 @@ def _snapshot(coordinator: GroupCoordinator) -> list[GroupSnapshot]:
     offsets = coordinator.offsets
     out: list[GroupSnapshot] = []
     # offsets and group metadata are separate records: a group may have either or both
-    for group_id in coordinator.groups.keys() | offsets.group_ids():
-        group = coordinator.groups.get(group_id)
+    for group_id in coordinator.groups.keys() | coordinator.consumer_groups.keys() | set(offsets.group_ids()):
+        group = coordinator.groups.get(group_id) or coordinator.consumer_groups.get(group_id)
         committed = [(topic, partition, o.committed_offset)
                      for topic, partitions in offsets.group(group_id).items() for partition, o in partitions.items()]
         out.append((group_id, 0 if group is None else len(group.members), committed))

@@ -27,17 +27,19 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from strom.coordinator.consumer_coordinator import CONSUMER_KEYS
 from strom.coordinator.group import (
     COMPLETING_REBALANCE,
     DEAD,
     EMPTY,
     GROUP_TYPE_CLASSIC,
+    GROUP_TYPE_CONSUMER,
+    GROUP_TYPE_SHARE,
     PREPARING_REBALANCE,
     STABLE,
     ClassicGroup,
 )
 from strom.coordinator.member import EMPTY_ASSIGNMENT, ClassicGroupMember, Protocol
-from strom.coordinator.offset_manager import OffsetManager
 from strom.coordinator.offsets import OffsetAndMetadata
 from strom.coordinator.records import (
     CoordinatorRecord,
@@ -57,6 +59,7 @@ from strom.coordinator.shard import (
     sync_response,
     write_error,
 )
+from strom.coordinator.share_groups import SHARE_KEYS, ShareGroupManager
 from strom.protocol.errors import ErrorCode
 
 log = logging.getLogger(__name__)
@@ -104,7 +107,7 @@ class LeaveMember:
     reason: str | None = None
 
 
-class GroupCoordinator(OffsetManager):
+class GroupCoordinator(ShareGroupManager):
     """One shard: the groups whose ids hash to one __consumer_offsets partition (see Shard for
     ownership and the meaning of each field)."""
 
@@ -118,6 +121,12 @@ class GroupCoordinator(OffsetManager):
         """Apply a record that is in the log (appended by us, or read back while loading);
         ``producer_id`` >= 0 for a record of a transactional batch."""
         key, value = record.key, record.value
+        if isinstance(key, CONSUMER_KEYS):
+            self._replay_consumer(record)
+            return
+        if isinstance(key, SHARE_KEYS):
+            self._replay_share(record)
+            return
         if isinstance(key, OffsetCommitKey):
             if value is None:
                 self.offsets.remove(key.group, key.topic, key.partition)
@@ -126,7 +135,7 @@ class GroupCoordinator(OffsetManager):
             if producer_id >= 0:
                 self.offsets.put_pending(producer_id, key.group, key.topic, key.partition, OffsetAndMetadata.from_record(value))
                 return
-            if key.group not in self.groups:
+            if key.group not in self.groups and key.group not in self.consumer_groups:
                 # Offsets without group metadata: a "simple" group that only commits offsets.
                 self.groups[key.group] = ClassicGroup(key.group)
             self.offsets.put(key.group, key.topic, key.partition, OffsetAndMetadata.from_record(value))
@@ -143,7 +152,7 @@ class GroupCoordinator(OffsetManager):
     def replay_end_transaction(self, producer_id: int, commit: bool) -> None:
         """The marker of the producer's transaction is in this partition's log."""
         for group_id, _topic, _partition in self.offsets.end_transaction(producer_id, commit):
-            if group_id not in self.groups:
+            if group_id not in self.groups and group_id not in self.consumer_groups:
                 self.groups[group_id] = ClassicGroup(group_id)  # a simple group, as plain commits make
 
     def loaded(self, now_ms: int) -> Result:
@@ -157,6 +166,8 @@ class GroupCoordinator(OffsetManager):
                     self._reschedule_heartbeat(group, member)
                 if len(group.members) > self.config.max_size:
                     self._prepare_rebalance(group, f"loaded group is over capacity {self.config.max_size}")
+            self._start_consumer_timers()
+            self._start_share_timers()
             self._schedule_expiration()
 
         return self._run(now_ms, run)
@@ -173,6 +184,8 @@ class GroupCoordinator(OffsetManager):
             for key in list(self._timers):
                 self._cancel(key)
             self.groups.clear()
+            self.consumer_groups.clear()
+            self.share_groups.clear()
 
         return self._run(now_ms, run)
 
@@ -190,6 +203,17 @@ class GroupCoordinator(OffsetManager):
         if not config.min_session_timeout_ms <= request.session_timeout_ms <= config.max_session_timeout_ms:
             self._answer(ticket, join_response(ErrorCode.INVALID_SESSION_TIMEOUT, request.member_id))
             return
+        if group_id in self.share_groups:
+            self._answer(ticket, join_response(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, request.member_id))
+            return
+        consumer_group = self.consumer_groups.get(group_id)
+        if consumer_group is not None:
+            if consumer_group.members:
+                # Kafka serves classic members in a consumer group (a mixed group); strom does not yet
+                self._answer(ticket, join_response(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, request.member_id))
+                return
+            log.info("empty consumer group %s becomes a classic group", group_id)
+            self._delete_consumer_group(consumer_group)
         unknown_member = request.member_id == UNKNOWN_MEMBER_ID
         group = self.groups.get(group_id)
         new_group = group is None
@@ -707,20 +731,15 @@ class GroupCoordinator(OffsetManager):
 
     def list_groups(self, states: Iterable[str] = (), types: Iterable[str] = ()) -> list[dict[str, Any]]:
         """Every group that is not Dead; filters match case-insensitively (KIP-518, KIP-848)."""
-        wanted_states = {s.lower() for s in states}
-        wanted_types = {t.lower() for t in types}
-        if wanted_types and GROUP_TYPE_CLASSIC not in wanted_types:
-            return []
-        return [
-            {
-                "group_id": group.group_id,
-                "protocol_type": group.protocol_type or "",
-                "group_state": group.state.value,
-                "group_type": GROUP_TYPE_CLASSIC,
-            }
-            for group in self.groups.values()
-            if not group.is_in(DEAD) and (not wanted_states or group.state.value.lower() in wanted_states)
-        ]
+        wanted_states = {s.strip().lower() for s in states}
+        wanted_types = {t.strip().lower() for t in types}
+        listed = [(group.group_id, group.protocol_type or "", group.state.value, GROUP_TYPE_CLASSIC)
+                  for group in self.groups.values() if not group.is_in(DEAD)]
+        listed += [(group.group_id, "consumer", group.state, GROUP_TYPE_CONSUMER) for group in self.consumer_groups.values()]
+        listed += [(group.group_id, "share", group.state, GROUP_TYPE_SHARE) for group in self.share_groups.values()]
+        return [{"group_id": group_id, "protocol_type": protocol_type, "group_state": state, "group_type": kind}
+                for group_id, protocol_type, state, kind in listed
+                if (not wanted_states or state.lower() in wanted_states) and (not wanted_types or kind in wanted_types)]
 
     def describe_group(self, group_id: str) -> dict[str, Any] | None:
         """The DescribeGroups entry of a group, or None when there is no such group. Member
@@ -752,6 +771,20 @@ class GroupCoordinator(OffsetManager):
         return self._run(now_ms, lambda: [{"group_id": g, "error_code": self._delete_group(g)} for g in group_ids])
 
     def _delete_group(self, group_id: str) -> int:
+        share_group = self.share_groups.get(group_id)
+        if share_group is not None:
+            if share_group.members:
+                return ErrorCode.NON_EMPTY_GROUP
+            self._delete_share_group(share_group)
+            return ErrorCode.NONE
+        consumer_group = self.consumer_groups.get(group_id)
+        if consumer_group is not None:
+            if consumer_group.members:
+                return ErrorCode.NON_EMPTY_GROUP
+            for tp, _ in list(self.offsets.partitions(group_id)):
+                self._append(CoordinatorRecord.offset_commit(group_id, tp.topic, tp.partition, None))
+            self._delete_consumer_group(consumer_group)
+            return ErrorCode.NONE
         group = self.groups.get(group_id)
         if group is None or group.is_in(DEAD):
             return ErrorCode.GROUP_ID_NOT_FOUND

@@ -29,6 +29,8 @@ from strom.protocol.errors import ErrorCode
 
 CONSUMER_PROTOCOL_TYPE: Final = "consumer"
 GROUP_TYPE_CLASSIC: Final = "classic"
+GROUP_TYPE_CONSUMER: Final = "consumer"  # KIP-848 (consumer_group.py)
+GROUP_TYPE_SHARE: Final = "share"  # KIP-932 (share_groups.py)
 
 
 class GroupState(enum.Enum):

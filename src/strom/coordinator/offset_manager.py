@@ -78,7 +78,11 @@ class OffsetManager(Shard):
     def _commit(self, request: CommitRequest) -> dict[str, Any]:
         group = self.groups.get(request.group_id)
         error: int = ErrorCode.NONE
-        if group is None:
+        if request.group_id in self.share_groups:
+            error = ErrorCode.GROUP_ID_NOT_FOUND  # share groups keep no offsets (their state is per record)
+        elif request.group_id in self.consumer_groups:
+            error = self._validate_consumer_commit(request)
+        elif group is None:
             if request.generation_id < 0:
                 # Not a member of anything (assign() consumers, admin tools): a "simple" group.
                 group = self.groups[request.group_id] = ClassicGroup(request.group_id, self._now)
@@ -126,6 +130,22 @@ class OffsetManager(Shard):
             return ErrorCode.REBALANCE_IN_PROGRESS
         return ErrorCode.NONE
 
+    def _validate_consumer_commit(self, request: CommitRequest | TxnCommitRequest, transactional: bool = False) -> int:
+        """Kafka's ConsumerGroup.validateOffsetCommit: the member's exact epoch (KIP-848)."""
+        group = self.consumer_groups[request.group_id]
+        if request.generation_id < 0 and not group.members:
+            return ErrorCode.NONE  # an admin or assign() commit to a group nobody is in
+        if transactional and not request.member_id and request.generation_id < 0 and request.group_instance_id is None:
+            return ErrorCode.NONE
+        member = group.members.get(request.member_id)
+        if member is None:
+            return ErrorCode.UNKNOWN_MEMBER_ID
+        if isinstance(request, CommitRequest) and request.api_version < 9:
+            return ErrorCode.UNSUPPORTED_VERSION  # members of consumer groups commit with v9+
+        if request.generation_id != member.member_epoch:
+            return ErrorCode.ILLEGAL_GENERATION if transactional else ErrorCode.STALE_MEMBER_EPOCH
+        return ErrorCode.NONE
+
     # --- TxnOffsetCommit -----------------------------------------------------------------------
 
     def txn_commit_offsets(self, request: TxnCommitRequest, now_ms: int) -> Result:
@@ -136,7 +156,11 @@ class OffsetManager(Shard):
     def _txn_commit(self, request: TxnCommitRequest) -> dict[str, Any]:
         group = self.groups.get(request.group_id)
         error: int
-        if group is None:
+        if request.group_id in self.share_groups:
+            error = ErrorCode.GROUP_ID_NOT_FOUND
+        elif request.group_id in self.consumer_groups:
+            error = self._validate_consumer_commit(request, transactional=True)
+        elif group is None:
             # Without a generation, the simple group appears when the offsets are committed.
             error = ErrorCode.NONE if request.generation_id < 0 else ErrorCode.ILLEGAL_GENERATION
         else:
@@ -168,7 +192,7 @@ class OffsetManager(Shard):
 
     def _fetch(self, group_id: str, topics: Sequence[tuple[str, Sequence[int]]] | None, require_stable: bool) -> dict[str, Any]:
         group = self.groups.get(group_id)
-        known = group is not None and not group.is_in(DEAD)
+        known = (group is not None and not group.is_in(DEAD)) or group_id in self.consumer_groups
         out = []
 
         def fetched(topic: str, partition: int, offset: OffsetAndMetadata | None) -> dict[str, Any]:

@@ -30,9 +30,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
+from strom.coordinator.consumer_group import ConsumerGroup
 from strom.coordinator.group import ClassicGroup
+
+if TYPE_CHECKING:
+    from strom.coordinator.share_groups import ShareGroup
 from strom.coordinator.member import EMPTY_ASSIGNMENT, ClassicGroupMember
 from strom.coordinator.offsets import OffsetStore
 from strom.protocol.errors import ErrorCode
@@ -64,6 +68,15 @@ class GroupConfig:
     offset_metadata_max_bytes: int = 4096
     offsets_retention_ms: int = 10080 * 60 * 1000
     offsets_retention_check_interval_ms: int = 600000
+    # KIP-848 consumer groups (group.consumer.*)
+    consumer_session_timeout_ms: int = 45000
+    consumer_heartbeat_interval_ms: int = 5000
+    consumer_max_size: int = 2**31 - 1
+    consumer_assignors: tuple[str, ...] = ("uniform", "range")
+    # KIP-932 share groups (group.share.*)
+    share_session_timeout_ms: int = 45000
+    share_heartbeat_interval_ms: int = 5000
+    share_max_size: int = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,8 +253,9 @@ class CoordinatorShard:
 class Shard(CoordinatorShard):
     """A group coordinator shard's state (see CoordinatorShard for the plumbing).
 
-    ``groups``: the live groups, changed by the operations (membership) and by replay (loading,
-    tombstones, simple groups created by offset commits). ``offsets``: changed by replay only.
+    ``groups``: the live classic groups, changed by the operations (membership) and by replay
+    (loading, tombstones, simple groups created by offset commits). ``consumer_groups``: the
+    KIP-848 groups, changed by their records only. A group id is in one of them at most. ``offsets``: changed by replay only.
     While ``loading``, GroupMetadata records rebuild groups.
     """
 
@@ -249,6 +263,8 @@ class Shard(CoordinatorShard):
         super().__init__()
         self.config = config
         self.groups: dict[str, ClassicGroup] = {}
+        self.consumer_groups: dict[str, ConsumerGroup] = {}  # KIP-848's (consumer_coordinator)
+        self.share_groups: dict[str, ShareGroup] = {}  # KIP-932's (share_groups)
         self.offsets = OffsetStore()
 
     def _complete_join(self, member: ClassicGroupMember, response: dict[str, Any]) -> bool:

@@ -1,8 +1,11 @@
 """DescribeConfigs (key 32) 1-4, AlterConfigs (key 33) 0-2, IncrementalAlterConfigs (key 44) 0-1.
 
-Resources are TOPIC (2) and BROKER (4). A broker resource named "" is the cluster-wide dynamic
-default; one named with this node's id is this node. Values, sources and synonyms come from
-strom.metadata.configs (topic override > dynamic node > dynamic default > static > default).
+Resources are TOPIC (2), BROKER (4) and GROUP (32). A broker resource named "" is the
+cluster-wide dynamic default; one named with this node's id is this node. Values, sources and
+synonyms come from strom.metadata.configs (topic override > dynamic node > dynamic default >
+static > default); a group's from strom.metadata.group_configs (the group's own config, source
+DYNAMIC_GROUP_CONFIG, else the broker's group.* setting or the default, source DEFAULT_CONFIG).
+A group resource needs no group: its configs can be set before the group exists, as in Kafka.
 
 DescribeConfigs: a null or empty configuration_keys list means every config. Synonyms are sent
 only when include_synonyms is set (v1+), documentation only with include_documentation (v3+);
@@ -16,7 +19,9 @@ work on LIST configs only and start from the config's current effective value wh
 resource does not set it (cleanup.policy "delete" + APPEND "compact" is "delete,compact").
 Each resource is all-or-nothing; the checks follow Kafka's ConfigAdminManager (a resource
 named twice, a config named twice, a null value other than DELETE's: INVALID_REQUEST) and
-controller (bad topic values INVALID_CONFIG; bad broker values INVALID_REQUEST, KAFKA-13609).
+controller (bad topic and group values INVALID_CONFIG; bad broker values INVALID_REQUEST,
+KAFKA-13609). An empty group name is INVALID_REQUEST ("Group name must not be empty" to
+describe, "Default group resources are not allowed." to alter).
 A broker resource takes every broker config Kafka defines, by Kafka's update mode, also those
 strom does not act on (metadata.kafka_broker_configs), and keeps names Kafka does not define,
 as Kafka keeps custom configs for plugins.
@@ -29,8 +34,8 @@ cluster (CLUSTER_AUTHORIZATION_FAILED), a group on the group (GROUP_AUTHORIZATIO
 altering needs ALTER_CONFIGS likewise. A topic is authorized before it is looked up; a broker
 resource, as in Kafka, after its request-level checks and validation (duplicates, node id, values).
 
-Not done: BROKER_LOGGER (8; log4j levels), CLIENT_METRICS (16) and GROUP (32) resources are
-answered INVALID_REQUEST; there is no AlterConfigPolicy.
+Not done: BROKER_LOGGER (8; log4j levels) and CLIENT_METRICS (16) resources are answered
+INVALID_REQUEST; there is no AlterConfigPolicy.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from typing import Any
 from strom.handlers.auth import allowed
 from strom.handlers.context import BrokerContext
 from strom.handlers.registry import Request, handles
+from strom.metadata import group_configs
 from strom.metadata.configs import (
     TOPIC_CONFIGS,
     ConfigEntry,
@@ -181,6 +187,12 @@ def _describe_entries(ctx: BrokerContext, resource_type: int, name: str) -> list
                 f"Unexpected broker id, expected {node} or empty string, but received {name}",
             )
         return describe_broker_configs(ctx.config, ctx.metadata.broker_configs(), ctx.metadata.node_configs(node))
+    if resource_type == ResourceType.GROUP:
+        if not name:
+            raise ResourceError(ErrorCode.INVALID_REQUEST, "Group name must not be empty")
+        return group_configs.describe_group_configs(
+            ctx.metadata.group_configs(name), ctx.config, ctx.metadata.broker_configs()
+        )
     raise ResourceError(ErrorCode.INVALID_REQUEST, f"Unsupported resource type: {_type_name(resource_type)}")
 
 
@@ -235,7 +247,7 @@ class _Target:
     """A resource whose dynamic configs can be altered, and its current set."""
 
     resource_type: ResourceType
-    name: str  # the topic, or the broker resource name
+    name: str  # the topic, the broker resource name, or the group
     node_id: int | None  # BROKER: None for the cluster default
     current: Mapping[str, str]
 
@@ -255,6 +267,10 @@ def _target(ctx: BrokerContext, resource_type: int, name: str, *, incremental: b
                 f"Unexpected broker id, expected {ctx.node.node_id}, but received {name}",
             )
         return _Target(ResourceType.BROKER, name, node_id, ctx.metadata.node_configs(node_id))
+    if resource_type == ResourceType.GROUP:
+        if not name:
+            raise ResourceError(ErrorCode.INVALID_REQUEST, "Default group resources are not allowed.")
+        return _Target(ResourceType.GROUP, name, None, ctx.metadata.group_configs(name))
     if resource_type == ResourceType.BROKER_LOGGER and incremental:
         raise ResourceError(ErrorCode.INVALID_REQUEST, "strom does not support BROKER_LOGGER resources (log4j levels).")
     raise ResourceError(ErrorCode.INVALID_REQUEST, f"Unknown resource type {resource_type}")
@@ -281,6 +297,8 @@ def _current_value(ctx: BrokerContext, target: _Target, name: str) -> str | None
     if target.resource_type == ResourceType.TOPIC:
         node_dynamic = ctx.metadata.node_configs(ctx.node.node_id)
         return effective_topic_configs(target.current, ctx.config, broker_dynamic, node_dynamic)[name]
+    if target.resource_type == ResourceType.GROUP:
+        return group_configs.effective_configs(target.current, ctx.config, broker_dynamic)[name]
     node_dynamic = None if target.node_id is None else target.current
     return broker_config_value(name, ctx.config, broker_dynamic, node_dynamic)
 
@@ -290,8 +308,9 @@ def _split(value: str | None) -> list[str]:
 
 
 def _list_op(ctx: BrokerContext, target: _Target, op: OpType, name: str, value: str) -> str:
-    if target.resource_type == ResourceType.TOPIC:
-        defn = TOPIC_CONFIGS.get(name)
+    if target.resource_type in (ResourceType.TOPIC, ResourceType.GROUP):
+        defs = TOPIC_CONFIGS if target.resource_type == ResourceType.TOPIC else group_configs.GROUP_CONFIGS
+        defn = defs.get(name)
         if defn is None or defn.type != "list":
             raise ResourceError(ErrorCode.INVALID_CONFIG, f"Can't {op.name} to key {name} because its type is not LIST.")
     else:
@@ -335,6 +354,8 @@ def _validate(ctx: BrokerContext, target: _Target, configs: Mapping[str, str]) -
             return validate_topic_configs(
                 configs, ctx.config, ctx.metadata.broker_configs(), ctx.metadata.node_configs(ctx.node.node_id)
             )
+        if target.resource_type == ResourceType.GROUP:
+            return group_configs.validate_group_configs(configs, ctx.config, ctx.metadata.broker_configs())
         return validate_broker_dynamic_configs(configs, per_broker=target.node_id is not None)
     except ConfigError as exc:
         raise ResourceError.of(exc) from None
@@ -344,6 +365,8 @@ async def _apply(ctx: BrokerContext, target: _Target, configs: dict[str, str]) -
     """Store the configs; every broker's replica manager pushes them into its open logs."""
     if target.resource_type == ResourceType.TOPIC:
         await ctx.metadata.set_topic_configs(target.name, configs)
+    elif target.resource_type == ResourceType.GROUP:
+        await ctx.metadata.set_group_configs(target.name, configs)
     else:
         await ctx.metadata.set_broker_configs(target.node_id, configs)
 

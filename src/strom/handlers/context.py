@@ -30,6 +30,7 @@ from strom.metadata.store import MetadataStore, TopicMetadata
 from strom.security.acl import Authorizer, parse_super_users
 from strom.security.client import ClientSecurity
 from strom.security.quotas import QuotaManager
+from strom.share.persister import ShareCoordinator, SharePersister
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +198,13 @@ class BrokerContext:
     groups: GroupRuntime | None = None
     # The transaction coordinator runtime; set by the server (None: NOT_COORDINATOR).
     transactions: TransactionRuntime | None = None
+    # KIP-932 share-partition state: the share coordinator runtime over __share_group_state
+    # (None: its RPCs answer NOT_COORDINATOR) and the persister share partitions read and write
+    # their state through (server.share_persister); both set by the server.
+    share_state: ShareCoordinator | None = None
+    share_persister: SharePersister | None = None
+    # the share partitions led here and the share sessions (server.share_manager.SharePartitionManager)
+    shares: Any = None
     # This broker's replicas (roles, high watermarks, acks=all waits); set by the server.
     replicas: ReplicaView | None = None
     # Hands out producer ids (server.producer_ids.ProducerIdBlocks.next_id); set by the server.

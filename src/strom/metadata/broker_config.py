@@ -79,6 +79,13 @@ class BrokerConfig:
     group_min_session_timeout_ms: int = 6000
     group_max_session_timeout_ms: int = 1800000
     group_max_size: int = 2**31 - 1
+    group_consumer_session_timeout_ms: int = 45000
+    group_consumer_min_session_timeout_ms: int = 45000
+    group_consumer_max_session_timeout_ms: int = 60000
+    group_consumer_heartbeat_interval_ms: int = 5000
+    group_consumer_min_heartbeat_interval_ms: int = 5000
+    group_consumer_max_heartbeat_interval_ms: int = 15000
+    group_consumer_max_size: int = 2**31 - 1
     transaction_state_log_num_partitions: int = 50
     transaction_max_timeout_ms: int = 900000
     transactional_id_expiration_ms: int = 604800000
@@ -95,6 +102,9 @@ class BrokerConfig:
     offsets_topic_replication_factor: int = 3
     transaction_state_log_replication_factor: int = 3
     transaction_state_log_min_isr: int = 2
+    share_coordinator_state_topic_num_partitions: int = 50
+    share_coordinator_state_topic_replication_factor: int = 3
+    share_coordinator_state_topic_min_isr: int = 2
     replica_lag_time_max_ms: int = 30000
     replica_fetch_wait_max_ms: int = 500
     replica_fetch_max_bytes: int = 1048576
@@ -293,4 +303,41 @@ def load_broker_config(
         check_listeners(values)
     except ValueError as exc:
         raise BrokerConfigError(f"The listener settings are invalid: {exc}.") from None
-    return BrokerConfig.from_values(values)
+    config = BrokerConfig.from_values(values)
+    _check_consumer_groups(config)
+    from strom.metadata.group_configs import check_broker_group_settings
+
+    try:
+        check_broker_group_settings(config)
+    except ValueError as exc:
+        raise BrokerConfigError(str(exc)) from None
+    return config
+
+
+def _check_consumer_groups(config: BrokerConfig) -> None:
+    """Kafka's GroupCoordinatorConfig checks: each timing within its bounds, heartbeats more
+    often than sessions end."""
+    session, heartbeat = config.group_consumer_session_timeout_ms, config.group_consumer_heartbeat_interval_ms
+    if not config.group_consumer_min_session_timeout_ms <= session <= config.group_consumer_max_session_timeout_ms:
+        raise BrokerConfigError("group.consumer.session.timeout.ms must be between group.consumer.min.session.timeout.ms "
+                                "and group.consumer.max.session.timeout.ms.")
+    if not config.group_consumer_min_heartbeat_interval_ms <= heartbeat <= config.group_consumer_max_heartbeat_interval_ms:
+        raise BrokerConfigError("group.consumer.heartbeat.interval.ms must be between "
+                                "group.consumer.min.heartbeat.interval.ms and group.consumer.max.heartbeat.interval.ms.")
+    if heartbeat >= session:
+        raise BrokerConfigError("group.consumer.heartbeat.interval.ms must be less than group.consumer.session.timeout.ms.")
+    unknown = set(consumer_assignors(config)) - {"uniform", "range"}
+    if unknown or not consumer_assignors(config):
+        raise BrokerConfigError(f"group.consumer.assignors names unknown assignors ({', '.join(sorted(unknown))}): "
+                                "strom has uniform and range.")
+
+
+# Kafka's class names of its assignors, accepted as the short names
+_ASSIGNOR_CLASSES = {"org.apache.kafka.coordinator.group.assignor.UniformAssignor": "uniform",
+                     "org.apache.kafka.coordinator.group.assignor.RangeAssignor": "range"}
+
+
+def consumer_assignors(config: BrokerConfig) -> tuple[str, ...]:
+    """group.consumer.assignors, as short names (the first is the default)."""
+    names = (a.strip() for a in config.values.get("group.consumer.assignors", "uniform,range").split(","))
+    return tuple(_ASSIGNOR_CLASSES.get(n, n) for n in names if n)

@@ -17,6 +17,7 @@ Keys under ``/strom/<cluster_name>/`` (JSON values):
   Keyed by topic id so that a deleted-and-recreated topic never sees the old states and two
   concurrent creates of one name never write the same keys.
 - ``configs/broker/default``, ``configs/broker/<id>``: dynamic broker configs.
+- ``configs/group/<group id, percent-encoded>``: the configs set on a group (absent: none).
 - ``counters/producer_id``: ``{next}``, advanced by compare-and-set.
 - ``scram/<user>/<mechanism>``: ``ScramCredential.to_json()`` (the user name percent-encoded).
 - ``acls/<hash of the binding>``: ``AclBinding.to_json()``.
@@ -90,6 +91,42 @@ _CHANNEL_OPTIONS = {
     # A watch response carries every event of one revision (a deleted topic's partitions).
     "grpc.max_receive_message_length": -1,
 }
+
+
+_GROUP_CONFIGS = "configs/group/"
+
+
+class _Projection(Projection):
+    """The projection plus the group configs (``configs/group/<group id>``), which
+    etcd_projection's Projection leaves out of the image."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.group_configs: dict[str, dict[str, str]] = {}
+        self._groups_changed = False
+
+    def apply(self, key: str, kv: rpc.KeyValue, deleted: bool) -> None:
+        if not key.startswith(_GROUP_CONFIGS):
+            super().apply(key, kv, deleted)
+            return
+        group = urllib.parse.unquote(key[len(_GROUP_CONFIGS):])
+        try:
+            configs = {} if deleted else {str(k): str(v) for k, v in json.loads(kv.value).items()}
+        except (ValueError, TypeError, AttributeError) as exc:
+            log.warning("ignoring malformed metadata key %r: %s", key, exc)
+            return
+        if configs:
+            self.group_configs[group] = configs
+        else:
+            self.group_configs.pop(group, None)
+        self._groups_changed = True
+
+    def build(self, old: ClusterImage, revision: int) -> ClusterImage:
+        image = super().build(old, revision)
+        if self._groups_changed:
+            self._groups_changed = False
+            image = image.with_changes(group_configs=dict(self.group_configs))  # inner dicts never mutated
+        return image
 
 
 class DuplicateBrokerId(RuntimeError):
@@ -222,7 +259,7 @@ class EtcdMetadataStore(ImageHolder):
         self._client: aetcd.Client | None = None
         self._endpoint = 0  # index into endpoints
         self._lease_id = 0
-        self._projection = Projection()
+        self._projection = _Projection()
         self._applied = 0  # the revision ``image`` reflects
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._check_lease = asyncio.Event()
@@ -626,7 +663,7 @@ class EtcdMetadataStore(ImageHolder):
         """List the prefix at one revision R, publish the image it makes, return R."""
         deadline = self._deadline()
         end = _prefix_end(self._prefix)
-        projection = Projection()
+        projection = _Projection()
         start, revision = self._prefix, 0
         while True:  # paged, all pages at the first page's revision
             request = rpc.RangeRequest(
@@ -862,6 +899,15 @@ class EtcdMetadataStore(ImageHolder):
     async def set_broker_configs(self, node_id: int | None, configs: Mapping[str, str]) -> None:
         deadline = self._deadline()
         key = self._key(f"configs/broker/{'default' if node_id is None else node_id}")
+        response = await self._txn(
+            [], [_put(key, dict(configs)) if configs else _delete(key)], deadline=deadline
+        )
+        if _changed_anything(response):
+            await self._wait_applied(response.header.revision, deadline)
+
+    async def set_group_configs(self, group_id: str, configs: Mapping[str, str]) -> None:
+        deadline = self._deadline()
+        key = self._key(_GROUP_CONFIGS + urllib.parse.quote(group_id, safe=""))
         response = await self._txn(
             [], [_put(key, dict(configs)) if configs else _delete(key)], deadline=deadline
         )

@@ -203,6 +203,8 @@ class ClusterImage:
     partitions: Mapping[tuple[str, int], PartitionState] = field(default_factory=dict)
     broker_configs: Mapping[str, str] = field(default_factory=dict)
     node_configs: Mapping[int, Mapping[str, str]] = field(default_factory=dict)
+    # group configs (strom.metadata.group_configs) by group id: only the groups that set some
+    group_configs: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     # SCRAM credentials by user name, then mechanism
     scram: Mapping[str, Mapping[str, ScramCredential]] = field(default_factory=dict)
     acls: frozenset[AclBinding] = frozenset()

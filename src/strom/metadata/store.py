@@ -85,6 +85,10 @@ class MetadataStore(Protocol):
         """Dynamic configs of one broker (resource name '<node id>')."""
         ...
 
+    def group_configs(self, group_id: str) -> Mapping[str, str]:
+        """The configs set on one group (resource type GROUP), {} when none."""
+        ...
+
     def add_listener(self, listener: ImageListener) -> None:
         """Call ``listener(old, new)`` on the event loop after every image change."""
         ...
@@ -116,6 +120,10 @@ class MetadataStore(Protocol):
 
     async def set_broker_configs(self, node_id: int | None, configs: Mapping[str, str]) -> None:
         """Replace the dynamic configs of one node, or the cluster defaults when None."""
+        ...
+
+    async def set_group_configs(self, group_id: str, configs: Mapping[str, str]) -> None:
+        """Replace the configs of one group (the group need not exist); {} removes them."""
         ...
 
     async def alter_partition(
@@ -191,6 +199,9 @@ class ImageHolder:
 
     def node_configs(self, node_id: int) -> Mapping[str, str]:
         return self._image.node_configs.get(node_id, {})
+
+    def group_configs(self, group_id: str) -> Mapping[str, str]:
+        return self._image.group_configs.get(group_id, {})
 
     def add_listener(self, listener: ImageListener) -> None:
         self._listeners.append(listener)
@@ -295,6 +306,13 @@ class LocalMetadataStore(ImageHolder):
                 nodes[node_id] = dict(configs)
             await self._save(image.with_changes(node_configs=nodes))
 
+    async def set_group_configs(self, group_id: str, configs: Mapping[str, str]) -> None:
+        async with self._lock:
+            groups = {k: v for k, v in self._image.group_configs.items() if k != group_id}
+            if configs:
+                groups[group_id] = dict(configs)
+            await self._save(self._image.with_changes(group_configs=groups))
+
     async def alter_partition(
         self, topic: str, partition: int, state: PartitionState, *, controller_epoch: int | None = None
     ) -> PartitionState | None:
@@ -377,6 +395,7 @@ class LocalMetadataStore(ImageHolder):
             ],
             "broker_configs": dict(image.broker_configs),
             "node_configs": {str(k): dict(v) for k, v in image.node_configs.items()},
+            "group_configs": {g: dict(v) for g, v in image.group_configs.items()},
             "producer_id_block_end": self._producer_id_block_end,
             "scram": {u: {m: c.to_json() for m, c in creds.items()} for u, creds in image.scram.items()},
             "acls": sorted(b.to_json() for b in image.acls),
@@ -408,6 +427,8 @@ class LocalMetadataStore(ImageHolder):
                 partitions=partitions,
                 broker_configs=dict(doc.get("broker_configs", {})),
                 node_configs={int(k): dict(v) for k, v in doc.get("node_configs", {}).items()},
+                group_configs={str(g): {str(k): str(v) for k, v in c.items()}
+                               for g, c in doc.get("group_configs", {}).items()},
                 scram={u: {m: ScramCredential.from_json(c) for m, c in creds.items()}
                        for u, creds in doc.get("scram", {}).items()},
                 acls=frozenset(AclBinding.from_json(b) for b in doc.get("acls", [])),

@@ -30,12 +30,25 @@ __all__ = [
     "AlterPartitionReassignmentsResponse",
     "AlterPartitionReassignmentsResponseReassignablePartitionResponse",
     "AlterPartitionReassignmentsResponseReassignableTopicResponse",
+    "AlterShareGroupOffsetsResponse",
+    "AlterShareGroupOffsetsResponsePartition",
+    "AlterShareGroupOffsetsResponseTopic",
     "AlterUserScramCredentialsResponse",
     "AlterUserScramCredentialsResult",
     "ApiVersionsResponse",
     "ApiVersionsResponseApiVersion",
     "ApiVersionsResponseFinalizedFeatureKey",
     "ApiVersionsResponseSupportedFeatureKey",
+    "ConsumerGroupDescribeResponse",
+    "ConsumerGroupDescribeResponseAssignment",
+    "ConsumerGroupDescribeResponseDescribedGroup",
+    "ConsumerGroupDescribeResponseGroupsMembersTargetAssignment",
+    "ConsumerGroupDescribeResponseGroupsMembersTargetAssignmentTopicPartitions",
+    "ConsumerGroupDescribeResponseMember",
+    "ConsumerGroupDescribeResponseTopicPartitions",
+    "ConsumerGroupHeartbeatResponse",
+    "ConsumerGroupHeartbeatResponseAssignment",
+    "ConsumerGroupHeartbeatResponseTopicPartitions",
     "CreateAclsResponse",
     "CreateAclsResponseAclCreationResult",
     "CreatePartitionsResponse",
@@ -51,6 +64,11 @@ __all__ = [
     "DeleteRecordsPartitionResult",
     "DeleteRecordsResponse",
     "DeleteRecordsTopicResult",
+    "DeleteShareGroupOffsetsResponse",
+    "DeleteShareGroupOffsetsResponseTopic",
+    "DeleteShareGroupStateResponse",
+    "DeleteShareGroupStateResponseDeleteStateResult",
+    "DeleteShareGroupStateResponsePartitionResult",
     "DeleteTopicsResponse",
     "DeleteTopicsResponseDeletableTopicResult",
     "DescribeAclsResource",
@@ -77,6 +95,10 @@ __all__ = [
     "DescribeProducersResponsePartitionResponse",
     "DescribeProducersResponseProducerState",
     "DescribeProducersResponseTopicResponse",
+    "DescribeShareGroupOffsetsResponse",
+    "DescribeShareGroupOffsetsResponseGroup",
+    "DescribeShareGroupOffsetsResponsePartition",
+    "DescribeShareGroupOffsetsResponseTopic",
     "DescribeTransactionsResponse",
     "DescribeTransactionsResponseTopicData",
     "DescribeTransactionsResponseTransactionState",
@@ -101,6 +123,9 @@ __all__ = [
     "IncrementalAlterConfigsResponse",
     "IncrementalAlterConfigsResponseAlterConfigsResourceResponse",
     "InitProducerIdResponse",
+    "InitializeShareGroupStateResponse",
+    "InitializeShareGroupStateResponseInitializeStateResult",
+    "InitializeShareGroupStateResponsePartitionResult",
     "JoinGroupResponse",
     "JoinGroupResponseMember",
     "LeaveGroupResponse",
@@ -140,12 +165,41 @@ __all__ = [
     "ProduceResponseNodeEndpoint",
     "ProduceResponsePartitionProduceResponse",
     "ProduceResponseTopicProduceResponse",
+    "ReadShareGroupStateResponse",
+    "ReadShareGroupStateResponsePartitionResult",
+    "ReadShareGroupStateResponseReadStateResult",
+    "ReadShareGroupStateResponseStateBatch",
+    "ReadShareGroupStateSummaryResponse",
+    "ReadShareGroupStateSummaryResponsePartitionResult",
+    "ReadShareGroupStateSummaryResponseReadStateSummaryResult",
     "SaslAuthenticateResponse",
     "SaslHandshakeResponse",
+    "ShareAcknowledgeResponse",
+    "ShareAcknowledgeResponseLeaderIdAndEpoch",
+    "ShareAcknowledgeResponseNodeEndpoint",
+    "ShareAcknowledgeResponsePartitionData",
+    "ShareAcknowledgeTopicResponse",
+    "ShareFetchResponse",
+    "ShareFetchResponseAcquiredRecords",
+    "ShareFetchResponseLeaderIdAndEpoch",
+    "ShareFetchResponseNodeEndpoint",
+    "ShareFetchResponsePartitionData",
+    "ShareFetchableTopicResponse",
+    "ShareGroupDescribeResponse",
+    "ShareGroupDescribeResponseAssignment",
+    "ShareGroupDescribeResponseDescribedGroup",
+    "ShareGroupDescribeResponseMember",
+    "ShareGroupDescribeResponseTopicPartitions",
+    "ShareGroupHeartbeatResponse",
+    "ShareGroupHeartbeatResponseAssignment",
+    "ShareGroupHeartbeatResponseTopicPartitions",
     "SyncGroupResponse",
     "TxnOffsetCommitResponse",
     "TxnOffsetCommitResponsePartition",
     "TxnOffsetCommitResponseTopic",
+    "WriteShareGroupStateResponse",
+    "WriteShareGroupStateResponsePartitionResult",
+    "WriteShareGroupStateResponseWriteStateResult",
     "WriteTxnMarkersResponse",
     "WriteTxnMarkersResponseWritableTxnMarkerPartitionResult",
     "WriteTxnMarkersResponseWritableTxnMarkerResult",
@@ -1296,3 +1350,462 @@ class ListTransactionsResponseTransactionState(TypedDict, total=False):
     transactional_id: str
     producer_id: int
     transaction_state: str
+
+
+class ConsumerGroupHeartbeatResponse(TypedDict, total=False):
+    """CONSUMER_GROUP_HEARTBEAT (api_key 68)"""
+
+    throttle_time: int | datetime.timedelta
+    error_code: int
+    error_message: str | None
+    member_id: str | None
+    member_epoch: int
+    heartbeat_interval: int | datetime.timedelta
+    assignment: ConsumerGroupHeartbeatResponseAssignment | None
+
+
+class ConsumerGroupHeartbeatResponseAssignment(TypedDict, total=False):
+    """ConsumerGroupHeartbeatResponse.assignment"""
+
+    topic_partitions: Sequence[ConsumerGroupHeartbeatResponseTopicPartitions]
+
+
+class ConsumerGroupHeartbeatResponseTopicPartitions(TypedDict, total=False):
+    """ConsumerGroupHeartbeatResponse.assignment.topic_partitions"""
+
+    topic_id: uuid.UUID | None
+    partitions: Sequence[int]
+
+
+class ConsumerGroupDescribeResponse(TypedDict, total=False):
+    """CONSUMER_GROUP_DESCRIBE (api_key 69)"""
+
+    throttle_time: int | datetime.timedelta
+    groups: Sequence[ConsumerGroupDescribeResponseDescribedGroup]
+
+
+class ConsumerGroupDescribeResponseDescribedGroup(TypedDict, total=False):
+    """ConsumerGroupDescribeResponse.groups"""
+
+    error_code: int
+    error_message: str | None
+    group_id: str
+    group_state: str
+    group_epoch: int
+    assignment_epoch: int
+    assignor_name: str
+    members: Sequence[ConsumerGroupDescribeResponseMember]
+    authorized_operations: int
+
+
+class ConsumerGroupDescribeResponseMember(TypedDict, total=False):
+    """ConsumerGroupDescribeResponse.groups.members"""
+
+    member_id: str
+    instance_id: str | None
+    rack_id: str | None
+    member_epoch: int
+    client_id: str
+    client_host: str
+    subscribed_topic_names: Sequence[str]
+    subscribed_topic_regex: str | None
+    assignment: ConsumerGroupDescribeResponseAssignment
+    target_assignment: ConsumerGroupDescribeResponseGroupsMembersTargetAssignment
+    member_type: int
+
+
+class ConsumerGroupDescribeResponseAssignment(TypedDict, total=False):
+    """ConsumerGroupDescribeResponse.groups.members.assignment"""
+
+    topic_partitions: Sequence[ConsumerGroupDescribeResponseTopicPartitions]
+
+
+class ConsumerGroupDescribeResponseTopicPartitions(TypedDict, total=False):
+    """ConsumerGroupDescribeResponse.groups.members.assignment.topic_partitions"""
+
+    topic_id: uuid.UUID | None
+    topic_name: str
+    partitions: Sequence[int]
+
+
+class ConsumerGroupDescribeResponseGroupsMembersTargetAssignment(TypedDict, total=False):
+    """ConsumerGroupDescribeResponse.groups.members.target_assignment"""
+
+    topic_partitions: Sequence[ConsumerGroupDescribeResponseGroupsMembersTargetAssignmentTopicPartitions]
+
+
+class ConsumerGroupDescribeResponseGroupsMembersTargetAssignmentTopicPartitions(TypedDict, total=False):
+    """ConsumerGroupDescribeResponse.groups.members.target_assignment.topic_partitions"""
+
+    topic_id: uuid.UUID | None
+    topic_name: str
+    partitions: Sequence[int]
+
+
+class ShareGroupHeartbeatResponse(TypedDict, total=False):
+    """SHARE_GROUP_HEARTBEAT (api_key 76)"""
+
+    throttle_time: int | datetime.timedelta
+    error_code: int
+    error_message: str | None
+    member_id: str | None
+    member_epoch: int
+    heartbeat_interval: int | datetime.timedelta
+    assignment: ShareGroupHeartbeatResponseAssignment | None
+
+
+class ShareGroupHeartbeatResponseAssignment(TypedDict, total=False):
+    """ShareGroupHeartbeatResponse.assignment"""
+
+    topic_partitions: Sequence[ShareGroupHeartbeatResponseTopicPartitions]
+
+
+class ShareGroupHeartbeatResponseTopicPartitions(TypedDict, total=False):
+    """ShareGroupHeartbeatResponse.assignment.topic_partitions"""
+
+    topic_id: uuid.UUID | None
+    partitions: Sequence[int]
+
+
+class ShareGroupDescribeResponse(TypedDict, total=False):
+    """SHARE_GROUP_DESCRIBE (api_key 77)"""
+
+    throttle_time: int | datetime.timedelta
+    groups: Sequence[ShareGroupDescribeResponseDescribedGroup]
+
+
+class ShareGroupDescribeResponseDescribedGroup(TypedDict, total=False):
+    """ShareGroupDescribeResponse.groups"""
+
+    error_code: int
+    error_message: str | None
+    group_id: str
+    group_state: str
+    group_epoch: int
+    assignment_epoch: int
+    assignor_name: str
+    members: Sequence[ShareGroupDescribeResponseMember]
+    authorized_operations: int
+
+
+class ShareGroupDescribeResponseMember(TypedDict, total=False):
+    """ShareGroupDescribeResponse.groups.members"""
+
+    member_id: str
+    rack_id: str | None
+    member_epoch: int
+    client_id: str
+    client_host: str
+    subscribed_topic_names: Sequence[str]
+    assignment: ShareGroupDescribeResponseAssignment
+
+
+class ShareGroupDescribeResponseAssignment(TypedDict, total=False):
+    """ShareGroupDescribeResponse.groups.members.assignment"""
+
+    topic_partitions: Sequence[ShareGroupDescribeResponseTopicPartitions]
+
+
+class ShareGroupDescribeResponseTopicPartitions(TypedDict, total=False):
+    """ShareGroupDescribeResponse.groups.members.assignment.topic_partitions"""
+
+    topic_id: uuid.UUID | None
+    topic_name: str
+    partitions: Sequence[int]
+
+
+class ShareFetchResponse(TypedDict, total=False):
+    """SHARE_FETCH (api_key 78)"""
+
+    throttle_time: int | datetime.timedelta
+    error_code: int
+    error_message: str | None
+    acquisition_lock_timeout: int | datetime.timedelta
+    responses: Sequence[ShareFetchableTopicResponse]
+    node_endpoints: Sequence[ShareFetchResponseNodeEndpoint]
+
+
+class ShareFetchableTopicResponse(TypedDict, total=False):
+    """ShareFetchResponse.responses"""
+
+    topic_id: uuid.UUID | None
+    partitions: Sequence[ShareFetchResponsePartitionData]
+
+
+class ShareFetchResponsePartitionData(TypedDict, total=False):
+    """ShareFetchResponse.responses.partitions"""
+
+    partition_index: int
+    error_code: int
+    error_message: str | None
+    acknowledge_error_code: int
+    acknowledge_error_message: str | None
+    current_leader: ShareFetchResponseLeaderIdAndEpoch
+    records: bytes
+    acquired_records: Sequence[ShareFetchResponseAcquiredRecords]
+
+
+class ShareFetchResponseLeaderIdAndEpoch(TypedDict, total=False):
+    """ShareFetchResponse.responses.partitions.current_leader"""
+
+    leader_id: int
+    leader_epoch: int
+
+
+class ShareFetchResponseAcquiredRecords(TypedDict, total=False):
+    """ShareFetchResponse.responses.partitions.acquired_records"""
+
+    first_offset: int
+    last_offset: int
+    delivery_count: int
+
+
+class ShareFetchResponseNodeEndpoint(TypedDict, total=False):
+    """ShareFetchResponse.node_endpoints"""
+
+    node_id: int
+    host: str
+    port: int
+    rack: str | None
+
+
+class ShareAcknowledgeResponse(TypedDict, total=False):
+    """SHARE_ACKNOWLEDGE (api_key 79)"""
+
+    throttle_time: int | datetime.timedelta
+    error_code: int
+    error_message: str | None
+    acquisition_lock_timeout: int | datetime.timedelta
+    responses: Sequence[ShareAcknowledgeTopicResponse]
+    node_endpoints: Sequence[ShareAcknowledgeResponseNodeEndpoint]
+
+
+class ShareAcknowledgeTopicResponse(TypedDict, total=False):
+    """ShareAcknowledgeResponse.responses"""
+
+    topic_id: uuid.UUID | None
+    partitions: Sequence[ShareAcknowledgeResponsePartitionData]
+
+
+class ShareAcknowledgeResponsePartitionData(TypedDict, total=False):
+    """ShareAcknowledgeResponse.responses.partitions"""
+
+    partition_index: int
+    error_code: int
+    error_message: str | None
+    current_leader: ShareAcknowledgeResponseLeaderIdAndEpoch
+
+
+class ShareAcknowledgeResponseLeaderIdAndEpoch(TypedDict, total=False):
+    """ShareAcknowledgeResponse.responses.partitions.current_leader"""
+
+    leader_id: int
+    leader_epoch: int
+
+
+class ShareAcknowledgeResponseNodeEndpoint(TypedDict, total=False):
+    """ShareAcknowledgeResponse.node_endpoints"""
+
+    node_id: int
+    host: str
+    port: int
+    rack: str | None
+
+
+class InitializeShareGroupStateResponse(TypedDict, total=False):
+    """INITIALIZE_SHARE_GROUP_STATE (api_key 83)"""
+
+    results: Sequence[InitializeShareGroupStateResponseInitializeStateResult]
+
+
+class InitializeShareGroupStateResponseInitializeStateResult(TypedDict, total=False):
+    """InitializeShareGroupStateResponse.results"""
+
+    topic_id: uuid.UUID | None
+    partitions: Sequence[InitializeShareGroupStateResponsePartitionResult]
+
+
+class InitializeShareGroupStateResponsePartitionResult(TypedDict, total=False):
+    """InitializeShareGroupStateResponse.results.partitions"""
+
+    partition: int
+    error_code: int
+    error_message: str | None
+
+
+class ReadShareGroupStateResponse(TypedDict, total=False):
+    """READ_SHARE_GROUP_STATE (api_key 84)"""
+
+    results: Sequence[ReadShareGroupStateResponseReadStateResult]
+
+
+class ReadShareGroupStateResponseReadStateResult(TypedDict, total=False):
+    """ReadShareGroupStateResponse.results"""
+
+    topic_id: uuid.UUID | None
+    partitions: Sequence[ReadShareGroupStateResponsePartitionResult]
+
+
+class ReadShareGroupStateResponsePartitionResult(TypedDict, total=False):
+    """ReadShareGroupStateResponse.results.partitions"""
+
+    partition: int
+    error_code: int
+    error_message: str | None
+    state_epoch: int
+    start_offset: int
+    state_batches: Sequence[ReadShareGroupStateResponseStateBatch]
+
+
+class ReadShareGroupStateResponseStateBatch(TypedDict, total=False):
+    """ReadShareGroupStateResponse.results.partitions.state_batches"""
+
+    first_offset: int
+    last_offset: int
+    delivery_state: int
+    delivery_count: int
+
+
+class WriteShareGroupStateResponse(TypedDict, total=False):
+    """WRITE_SHARE_GROUP_STATE (api_key 85)"""
+
+    results: Sequence[WriteShareGroupStateResponseWriteStateResult]
+
+
+class WriteShareGroupStateResponseWriteStateResult(TypedDict, total=False):
+    """WriteShareGroupStateResponse.results"""
+
+    topic_id: uuid.UUID | None
+    partitions: Sequence[WriteShareGroupStateResponsePartitionResult]
+
+
+class WriteShareGroupStateResponsePartitionResult(TypedDict, total=False):
+    """WriteShareGroupStateResponse.results.partitions"""
+
+    partition: int
+    error_code: int
+    error_message: str | None
+
+
+class DeleteShareGroupStateResponse(TypedDict, total=False):
+    """DELETE_SHARE_GROUP_STATE (api_key 86)"""
+
+    results: Sequence[DeleteShareGroupStateResponseDeleteStateResult]
+
+
+class DeleteShareGroupStateResponseDeleteStateResult(TypedDict, total=False):
+    """DeleteShareGroupStateResponse.results"""
+
+    topic_id: uuid.UUID | None
+    partitions: Sequence[DeleteShareGroupStateResponsePartitionResult]
+
+
+class DeleteShareGroupStateResponsePartitionResult(TypedDict, total=False):
+    """DeleteShareGroupStateResponse.results.partitions"""
+
+    partition: int
+    error_code: int
+    error_message: str | None
+
+
+class ReadShareGroupStateSummaryResponse(TypedDict, total=False):
+    """READ_SHARE_GROUP_STATE_SUMMARY (api_key 87)"""
+
+    results: Sequence[ReadShareGroupStateSummaryResponseReadStateSummaryResult]
+
+
+class ReadShareGroupStateSummaryResponseReadStateSummaryResult(TypedDict, total=False):
+    """ReadShareGroupStateSummaryResponse.results"""
+
+    topic_id: uuid.UUID | None
+    partitions: Sequence[ReadShareGroupStateSummaryResponsePartitionResult]
+
+
+class ReadShareGroupStateSummaryResponsePartitionResult(TypedDict, total=False):
+    """ReadShareGroupStateSummaryResponse.results.partitions"""
+
+    partition: int
+    error_code: int
+    error_message: str | None
+    state_epoch: int
+    leader_epoch: int
+    start_offset: int
+    delivery_complete_count: int
+
+
+class DescribeShareGroupOffsetsResponse(TypedDict, total=False):
+    """DESCRIBE_SHARE_GROUP_OFFSETS (api_key 90)"""
+
+    throttle_time: int | datetime.timedelta
+    groups: Sequence[DescribeShareGroupOffsetsResponseGroup]
+
+
+class DescribeShareGroupOffsetsResponseGroup(TypedDict, total=False):
+    """DescribeShareGroupOffsetsResponse.groups"""
+
+    group_id: str
+    topics: Sequence[DescribeShareGroupOffsetsResponseTopic]
+    error_code: int
+    error_message: str | None
+
+
+class DescribeShareGroupOffsetsResponseTopic(TypedDict, total=False):
+    """DescribeShareGroupOffsetsResponse.groups.topics"""
+
+    topic_name: str
+    topic_id: uuid.UUID | None
+    partitions: Sequence[DescribeShareGroupOffsetsResponsePartition]
+
+
+class DescribeShareGroupOffsetsResponsePartition(TypedDict, total=False):
+    """DescribeShareGroupOffsetsResponse.groups.topics.partitions"""
+
+    partition_index: int
+    start_offset: int
+    leader_epoch: int
+    lag: int
+    error_code: int
+    error_message: str | None
+
+
+class AlterShareGroupOffsetsResponse(TypedDict, total=False):
+    """ALTER_SHARE_GROUP_OFFSETS (api_key 91)"""
+
+    throttle_time: int | datetime.timedelta
+    error_code: int
+    error_message: str | None
+    responses: Sequence[AlterShareGroupOffsetsResponseTopic]
+
+
+class AlterShareGroupOffsetsResponseTopic(TypedDict, total=False):
+    """AlterShareGroupOffsetsResponse.responses"""
+
+    topic_name: str
+    topic_id: uuid.UUID | None
+    partitions: Sequence[AlterShareGroupOffsetsResponsePartition]
+
+
+class AlterShareGroupOffsetsResponsePartition(TypedDict, total=False):
+    """AlterShareGroupOffsetsResponse.responses.partitions"""
+
+    partition_index: int
+    error_code: int
+    error_message: str | None
+
+
+class DeleteShareGroupOffsetsResponse(TypedDict, total=False):
+    """DELETE_SHARE_GROUP_OFFSETS (api_key 92)"""
+
+    throttle_time: int | datetime.timedelta
+    error_code: int
+    error_message: str | None
+    responses: Sequence[DeleteShareGroupOffsetsResponseTopic]
+
+
+class DeleteShareGroupOffsetsResponseTopic(TypedDict, total=False):
+    """DeleteShareGroupOffsetsResponse.responses"""
+
+    topic_name: str
+    topic_id: uuid.UUID | None
+    error_code: int
+    error_message: str | None

@@ -45,6 +45,9 @@ from strom.server.controller_runtime import ControllerRuntime
 from strom.server.coordinator_runtime import GroupCoordinatorRuntime, group_config
 from strom.server.producer_ids import ProducerIdBlocks
 from strom.server.replicas import ReplicaManager
+from strom.server.share_manager import SharePartitionManager
+from strom.server.share_persister import RuntimePersister
+from strom.server.share_state_runtime import ShareStateRuntime
 from strom.server.txn_runtime import TransactionCoordinatorRuntime, transaction_config
 
 log = logging.getLogger(__name__)
@@ -110,6 +113,8 @@ class Broker:
         self._tasks: list[asyncio.Task[None]] = []
         self._groups: GroupCoordinatorRuntime | None = None
         self._transactions: TransactionCoordinatorRuntime | None = None
+        self._share_state: ShareStateRuntime | None = None
+        self._shares: SharePartitionManager | None = None
         self._replicas: ReplicaManager | None = None
         self._fetchers: Any = None
         self._peers: Any = None
@@ -179,6 +184,8 @@ class Broker:
             if conn in self._connections:
                 self._connections.discard(conn)
                 self.connections_by_listener[name] -= 1
+                if self._shares is not None and self._shares.sessions:
+                    self._shares.connection_closed(conn.session)  # its share sessions end: records go back
 
         conn = KafkaConnection(self.ctx, registry, config.socket_request_max_bytes, closed,
                                config.connections_max_idle_ms, security)
@@ -260,6 +267,14 @@ class Broker:
         self._replicas = ctx.replicas = ReplicaManager(ctx, self._fetchers)
         self._replicas.add_leadership_listener(self._groups.leadership_changed)
         self._replicas.add_leadership_listener(self._transactions.leadership_changed)
+        # KIP-932 share-partition state: the share coordinator over __share_group_state, and
+        # the persister share partitions use (the local runtime, or the leader over `peers`).
+        self._share_state = ctx.share_state = ShareStateRuntime(ctx)
+        self._share_state.start()
+        self._replicas.add_leadership_listener(self._share_state.leadership_changed)
+        ctx.share_persister = RuntimePersister(ctx, self._share_state, self._peers)
+        self._shares = ctx.shares = SharePartitionManager(ctx)  # share partitions led here, share sessions
+        self._replicas.add_leadership_listener(self._shares.leadership_changed)
         await self._replicas.start()  # creates missing logs, takes up every role
         if cluster:
             self._controller = ControllerRuntime(ctx)
@@ -294,6 +309,12 @@ class Broker:
             self._peers = None
         if self._producer_ids is not None:
             await self._producer_ids.stop()
+        if self._shares is not None:
+            self._shares.stop()
+            self._shares = None
+        if self._share_state is not None:
+            await self._share_state.stop()
+            self._share_state = None
         if self._transactions is not None:
             await self._transactions.stop()
             self._transactions = None

@@ -67,7 +67,7 @@ from strom.handlers.context import BrokerContext, Commit
 from strom.log.partition import PartitionLog
 from strom.log.producer_state import ProducerStateError
 from strom.log.segment import LogSegment
-from strom.metadata.broker_config import BrokerConfig
+from strom.metadata.broker_config import BrokerConfig, consumer_assignors
 from strom.metadata.configs import ConfigError
 from strom.protocol.errors import ErrorCode
 from strom.protocol.records import (
@@ -102,6 +102,10 @@ def group_config(config: BrokerConfig) -> GroupConfig:
         offset_metadata_max_bytes=config.offset_metadata_max_bytes,
         offsets_retention_ms=config.offsets_retention_minutes * 60_000,
         offsets_retention_check_interval_ms=config.offsets_retention_check_interval_ms,
+        consumer_session_timeout_ms=config.group_consumer_session_timeout_ms,
+        consumer_heartbeat_interval_ms=config.group_consumer_heartbeat_interval_ms,
+        consumer_max_size=config.group_consumer_max_size,
+        consumer_assignors=consumer_assignors(config),
     )
 
 

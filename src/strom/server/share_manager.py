@@ -1,0 +1,391 @@
+"""KIP-932 on a partition leader (Kafka's SharePartitionManager and ShareSessionCache): the
+share partitions of the partitions led here, the share sessions of share consumers, and what
+ShareFetch and ShareAcknowledge do with them. The state machine of one share partition is
+strom.share.partition; its state is persisted through the share persister (``__share_group_state``)
+before an acknowledgement is answered, so an accepted record is never delivered again.
+
+A share session belongs to the connection that opened it (ShareFetch at epoch 0): when that
+connection closes, or the session ends at epoch -1, the records its member still holds are
+released at once; otherwise they come back when their acquisition lock expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from strom.handlers.context import BrokerContext
+from strom.metadata import group_configs
+from strom.protocol.errors import ErrorCode
+from strom.share.partition import LogBatch, PersistedState, ShareConfig, SharePartition, StateBatch
+from strom.share.records import PersistedBatch, ShareSnapshotValue
+
+log = logging.getLogger(__name__)
+
+INT32_MAX: Final = 2**31 - 1
+FINAL_EPOCH: Final = -1
+PartitionKey = tuple[str, uuid.UUID, int]  # (group, topic id, partition)
+
+
+@dataclass
+class ShareSession:
+    group_id: str
+    member_id: str
+    connection: object
+    partitions: set[tuple[uuid.UUID, int]] = field(default_factory=set)
+    next_epoch: int = 1
+    new: set[tuple[uuid.UUID, int]] = field(default_factory=set)  # not yet in a response
+
+
+@dataclass
+class _Entry:
+    """One loaded share partition and what its persistence needs."""
+
+    partition: SharePartition
+    topic: str
+    leader_epoch: int
+    snapshot_epoch: int
+    state_epoch: int
+    persisted: PersistedState
+    timer: asyncio.TimerHandle | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class ShareError(Exception):
+    def __init__(self, error: int, message: str | None = None) -> None:
+        super().__init__(message or ErrorCode(error).name)
+        self.error = error
+        self.message = message
+
+
+class SharePartitionManager:
+    def __init__(self, ctx: BrokerContext) -> None:
+        self.ctx = ctx
+        self.partitions: dict[PartitionKey, _Entry] = {}
+        self.sessions: dict[tuple[str, str], ShareSession] = {}
+        self._loading: dict[PartitionKey, asyncio.Future[_Entry]] = {}
+        self._changed = asyncio.Event()  # records became acquirable (release, expiry, ack)
+
+    # --- configuration ---------------------------------------------------------------------------
+
+    def _setting(self, group_id: str, name: str) -> str:
+        """A group config's effective value: the group's own, else the broker's."""
+        return group_configs.effective(self.ctx.image, self.ctx.config, group_id, name)
+
+    def share_config(self, group_id: str) -> ShareConfig:
+        values = self.ctx.config.values
+        return ShareConfig(
+            delivery_count_limit=int(values.get("group.share.delivery.count.limit", 5)),
+            record_lock_duration_ms=group_configs.effective_int(self.ctx.image, self.ctx.config, group_id,
+                                                                "share.record.lock.duration.ms"),
+            max_record_locks=int(values.get("group.share.partition.max.record.locks", 2000)),
+        )
+
+    def lock_duration_ms(self, group_id: str) -> int:
+        return self.share_config(group_id).record_lock_duration_ms
+
+    # --- loading and persisting ------------------------------------------------------------------
+
+    async def entry(self, group_id: str, topic_id: uuid.UUID, partition: int) -> _Entry:
+        """The share partition, loaded from its persisted state (or started from
+        share.auto.offset.reset) on first use; ShareError when this broker does not lead it."""
+        topic = self.ctx.topic_name(topic_id)
+        if topic is None:
+            raise ShareError(ErrorCode.UNKNOWN_TOPIC_ID)
+        log_, error = self.ctx.leader_log(topic, partition)
+        if log_ is None:
+            raise ShareError(error)
+        key = (group_id, topic_id, partition)
+        found = self.partitions.get(key)
+        if found is not None and found.leader_epoch == log_.leader_epoch:
+            return found
+        loading = self._loading.get(key)
+        if loading is None:
+            loading = self._loading[key] = asyncio.get_running_loop().create_future()
+            try:
+                entry = await self._load(group_id, topic, topic_id, partition, log_.leader_epoch)
+            except BaseException as exc:
+                del self._loading[key]
+                loading.set_exception(exc if isinstance(exc, ShareError) else ShareError(ErrorCode.UNKNOWN_SERVER_ERROR))
+                loading.exception()  # retrieved: the caller re-raises it
+                raise
+            del self._loading[key]
+            self.partitions[key] = entry
+            loading.set_result(entry)
+            return entry
+        return await asyncio.shield(loading)
+
+    async def _load(self, group_id: str, topic: str, topic_id: uuid.UUID, partition: int, leader_epoch: int) -> _Entry:
+        persister = self.ctx.share_persister
+        if persister is None:
+            raise ShareError(ErrorCode.COORDINATOR_NOT_AVAILABLE)
+        stored = await persister.read(group_id, topic_id, partition)
+        if stored is None:
+            start = await self._initial_offset(group_id, topic, partition)
+            state = PersistedState(start, ())
+            snapshot_epoch = state_epoch = -1
+        else:
+            state = PersistedState(stored.start_offset, tuple(
+                StateBatch(b.first_offset, b.last_offset, b.delivery_state, b.delivery_count) for b in stored.state_batches))
+            snapshot_epoch, state_epoch = stored.snapshot_epoch, stored.state_epoch
+        entry = _Entry(SharePartition(self.share_config(group_id), state), topic, leader_epoch, snapshot_epoch,
+                       state_epoch, state if stored is not None else PersistedState(-1, ()))
+        log_, _ = self.ctx.leader_log(topic, partition)
+        if log_ is not None and entry.partition.start_offset < log_.log_start_offset:
+            entry.partition.reset_start(log_.log_start_offset)
+        if stored is None:
+            await self._persist(group_id, topic_id, partition, entry)  # the start offset chosen now holds
+        return entry
+
+    async def _initial_offset(self, group_id: str, topic: str, partition: int) -> int:
+        """share.auto.offset.reset: latest (Kafka's default), earliest, or by_duration:<ISO-8601>."""
+        log_, _ = self.ctx.leader_log(topic, partition)
+        if log_ is None:
+            return 0
+        reset = self._setting(group_id, "share.auto.offset.reset").strip()
+        if reset.lower() == "earliest":
+            return log_.log_start_offset
+        if reset.lower().startswith("by_duration:"):
+            duration = group_configs.iso_duration_ms(reset.split(":", 1)[1])
+            if duration is None:
+                return log_.high_watermark
+            found = log_.offset_for_timestamp(int(time.time() * 1000) - duration)
+            return found[0] if found is not None else log_.high_watermark
+        return log_.high_watermark
+
+    async def _persist(self, group_id: str, topic_id: uuid.UUID, partition: int, entry: _Entry) -> int:
+        """Write the partition's state if it changed; the error (NONE when stored)."""
+        state = entry.partition.state()
+        if state == entry.persisted:
+            return ErrorCode.NONE
+        persister = self.ctx.share_persister
+        if persister is None:
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE
+        now = int(time.time() * 1000)
+        value = ShareSnapshotValue(
+            snapshot_epoch=entry.snapshot_epoch + 1, state_epoch=max(entry.state_epoch, 0), leader_epoch=entry.leader_epoch,
+            start_offset=state.start_offset, create_timestamp=now, write_timestamp=now,
+            state_batches=tuple(PersistedBatch(b.first_offset, b.last_offset, b.delivery_state, b.delivery_count)
+                                for b in state.batches),
+            delivery_complete_count=entry.partition.delivery_complete_count())
+        error: int = await persister.write(group_id, topic_id, partition, value)
+        if error == ErrorCode.NONE:
+            entry.persisted = state
+            entry.snapshot_epoch += 1
+        elif error in (ErrorCode.FENCED_STATE_EPOCH, ErrorCode.FENCED_LEADER_EPOCH):
+            # the state was reset (AlterShareGroupOffsets) or another leader wrote: load it again
+            self._drop((group_id, topic_id, partition))
+        return error
+
+    def _arm(self, key: PartitionKey, entry: _Entry) -> None:
+        """One timer per share partition, at its earliest acquisition-lock deadline."""
+        if entry.timer is not None:
+            entry.timer.cancel()
+            entry.timer = None
+        deadline = entry.partition.next_lock_deadline()
+        if deadline is None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(deadline - self.ctx.now_ms(), 0) / 1000
+        entry.timer = loop.call_later(delay, lambda: loop.create_task(self._expire(key)))
+
+    async def _expire(self, key: PartitionKey) -> None:
+        entry = self.partitions.get(key)
+        if entry is None:
+            return
+        async with entry.lock:
+            if entry.partition.expire_locks(self.ctx.now_ms()):
+                self._changed.set()
+                await self._persist(*key, entry)
+            self._arm(key, entry)
+
+    # --- sessions --------------------------------------------------------------------------------
+
+    def open_session(self, group_id: str, member_id: str, epoch: int, connection: object,
+                     partitions: Iterable[tuple[uuid.UUID, int]], forgotten: Iterable[tuple[uuid.UUID, int]]) -> ShareSession:
+        """The session a request runs in (Kafka's ShareSessionCache.maybeCreateSession and
+        friends): epoch 0 starts one (a previous one is dropped without releasing anything),
+        epoch n > 0 must be the one expected, and -1 names the session it ends."""
+        key = (group_id, member_id)
+        if epoch == 0:
+            started = self.sessions[key] = ShareSession(group_id, member_id, connection)
+            started.partitions.update(partitions)
+            started.new = set(started.partitions)
+            return started
+        session = self.sessions.get(key)
+        if session is None:
+            raise ShareError(ErrorCode.SHARE_SESSION_NOT_FOUND, "The share session was not found.")
+        if epoch != FINAL_EPOCH:
+            if epoch != session.next_epoch:
+                raise ShareError(ErrorCode.INVALID_SHARE_SESSION_EPOCH,
+                                 f"The share session epoch is {epoch}, expected {session.next_epoch}.")
+            session.next_epoch = 1 if session.next_epoch == INT32_MAX else session.next_epoch + 1
+            added = set(partitions) - session.partitions
+            session.partitions.update(added)
+            session.new |= added
+            session.partitions.difference_update(forgotten)
+        return session
+
+    async def close_session(self, session: ShareSession) -> None:
+        """The session ended (epoch -1, or its connection closed): what its member holds goes back."""
+        if self.sessions.get((session.group_id, session.member_id)) is session:
+            del self.sessions[(session.group_id, session.member_id)]
+        for topic_id, partition in sorted(session.partitions):
+            key = (session.group_id, topic_id, partition)
+            entry = self.partitions.get(key)
+            if entry is None:
+                continue
+            async with entry.lock:
+                if entry.partition.release_member(session.member_id, self.ctx.now_ms()):
+                    self._changed.set()
+                    await self._persist(*key, entry)
+                self._arm(key, entry)
+
+    def connection_closed(self, connection: object) -> None:
+        for session in [s for s in self.sessions.values() if s.connection is connection]:
+            task = asyncio.get_running_loop().create_task(self.close_session(session))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    # --- acknowledgements ----------------------------------------------------------------------
+
+    async def acknowledge(self, group_id: str, member_id: str, topic_id: uuid.UUID, partition: int,
+                          batches: Sequence[tuple[int, int, Sequence[int]]]) -> int:
+        """Apply one partition's AcknowledgementBatches and store the result: an ErrorCode."""
+        if not batches:
+            return ErrorCode.NONE
+        for _first, _last, types in batches:
+            if any(t not in (0, 1, 2, 3) for t in types):
+                return ErrorCode.INVALID_REQUEST
+        try:
+            entry = await self.entry(group_id, topic_id, partition)
+        except ShareError as exc:
+            return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION if exc.error == ErrorCode.UNKNOWN_SERVER_ERROR else exc.error
+        key = (group_id, topic_id, partition)
+        async with entry.lock:
+            error = entry.partition.acknowledge(member_id, batches, self.ctx.now_ms())
+            if error == ErrorCode.NONE:
+                self._changed.set()
+                stored = await self._persist(*key, entry)
+                if stored != ErrorCode.NONE:
+                    log.warning("share state of %s-%d for group %s not stored: %s", entry.topic, partition, group_id,
+                                ErrorCode(stored).name)
+                    error = ErrorCode.NOT_LEADER_OR_FOLLOWER if stored in (
+                        ErrorCode.FENCED_LEADER_EPOCH, ErrorCode.FENCED_STATE_EPOCH) else stored
+            self._arm(key, entry)
+        return error
+
+    # --- fetching ------------------------------------------------------------------------------
+
+    async def fetch(self, group_id: str, member_id: str, partitions: Sequence[tuple[uuid.UUID, int]], max_wait_ms: int,
+                    min_bytes: int, max_bytes: int, max_records: int, batch_size: int) -> dict[tuple[uuid.UUID, int], Any]:
+        """Acquire records for the member: {(topic id, partition): (records bytes, [Acquired], error)}.
+        Waits up to ``max_wait_ms`` while nothing can be acquired (a long poll)."""
+        deadline = time.monotonic() + max_wait_ms / 1000
+        while True:
+            results = await self._fetch_once(group_id, member_id, partitions, max_bytes, max_records, batch_size)
+            got = sum(len(r[0]) for r in results.values())
+            remaining = deadline - time.monotonic()
+            if got >= max(min_bytes, 1) or remaining <= 0 or any(r[2] for r in results.values()):
+                return results
+            self._changed.clear()
+            commits = asyncio.ensure_future(self.ctx.commits.wait(remaining))
+            changed = asyncio.ensure_future(self._changed.wait())
+            try:
+                await asyncio.wait([commits, changed], timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in (commits, changed):
+                    waiter.cancel()
+
+    async def _fetch_once(self, group_id: str, member_id: str, partitions: Sequence[tuple[uuid.UUID, int]], max_bytes: int,
+                          max_records: int, batch_size: int) -> dict[tuple[uuid.UUID, int], Any]:
+        results: dict[tuple[uuid.UUID, int], Any] = {}
+        records_left, bytes_left = max_records, max_bytes
+        isolation = self._setting(group_id, "share.isolation.level")
+        for topic_id, partition in partitions:
+            if records_left <= 0 or bytes_left <= 0:
+                results[(topic_id, partition)] = (b"", [], ErrorCode.NONE)
+                continue
+            try:
+                entry = await self.entry(group_id, topic_id, partition)
+            except ShareError as exc:
+                results[(topic_id, partition)] = (b"", [], exc.error)
+                continue
+            log_, error = self.ctx.leader_log(entry.topic, partition)
+            if log_ is None:
+                results[(topic_id, partition)] = (b"", [], error)
+                continue
+            key = (group_id, topic_id, partition)
+            async with entry.lock:
+                if entry.partition.start_offset < log_.log_start_offset:
+                    entry.partition.reset_start(log_.log_start_offset)
+                limit = log_.last_stable_offset if isolation == "read_committed" else log_.high_watermark
+                start = entry.partition.next_fetch_offset()
+                batches, chunks = _read_batches(log_, start, limit, bytes_left)
+                acquired = entry.partition.acquire(member_id, batches, records_left, batch_size, limit,
+                                                   self.ctx.now_ms(), fetch_offset=start) if batches else []
+                self._arm(key, entry)
+            if not acquired:
+                results[(topic_id, partition)] = (b"", [], ErrorCode.NONE)
+                continue
+            first, last = acquired[0].first_offset, acquired[-1].last_offset
+            data = b"".join(os.pread(fd, size, position) for (base, end, fd, position, size) in chunks
+                            if end >= first and base <= last)
+            records_left -= sum(a.last_offset - a.first_offset + 1 for a in acquired)
+            bytes_left -= len(data)
+            results[(topic_id, partition)] = (data, acquired, ErrorCode.NONE)
+        return results
+
+    # --- leadership and shutdown -----------------------------------------------------------------
+
+    def leadership_changed(self, topic: str, partition: int, leading: bool) -> None:
+        """A partition no longer led here: its share partitions go (their state is stored)."""
+        if leading:
+            return
+        for key in [k for k, e in self.partitions.items() if e.topic == topic and k[2] == partition]:
+            self._drop(key)
+
+    def forget_group(self, group_id: str) -> None:
+        """The group's share state was reset or deleted elsewhere: load it again on next use."""
+        for key in [k for k in self.partitions if k[0] == group_id]:
+            self._drop(key)
+
+    def _drop(self, key: PartitionKey) -> None:
+        entry = self.partitions.pop(key, None)
+        if entry is not None and entry.timer is not None:
+            entry.timer.cancel()
+
+    def stop(self) -> None:
+        for entry in self.partitions.values():
+            if entry.timer is not None:
+                entry.timer.cancel()
+        self.partitions.clear()
+        self.sessions.clear()
+
+
+def _read_batches(log_: Any, start: int, limit: int, max_bytes: int) -> tuple[list[LogBatch], list[tuple[int, int, int, int, int]]]:
+    """The log's batches from ``start`` below ``limit``, whole, up to about ``max_bytes`` (at least
+    one): their headers, and where their bytes are (base, last, fd, position, size)."""
+    batches: list[LogBatch] = []
+    chunks: list[tuple[int, int, int, int, int]] = []
+    total = 0
+    if start >= limit:
+        return batches, chunks
+    with contextlib.suppress(OSError, ValueError):  # a segment removed by retention meanwhile: nothing this time
+        for segment, position, header in log_.batches(start):
+            if header.base_offset >= limit:
+                break
+            if header.last_offset < start:
+                continue
+            if batches and total + header.size > max_bytes:
+                break
+            batches.append(LogBatch(header.base_offset, header.last_offset, header.is_control))
+            chunks.append((header.base_offset, header.last_offset, segment.fd, position, header.size))
+            total += header.size
+    return batches, chunks
