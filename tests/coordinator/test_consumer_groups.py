@@ -280,13 +280,87 @@ def test_an_empty_classic_group_becomes_a_consumer_group_and_back() -> None:
     assert "g" not in ctx.coordinator.consumer_groups and "g" in ctx.coordinator.groups
 
 
-def test_a_busy_classic_group_refuses_consumer_members_and_vice_versa() -> None:
+def _classic_join(ctx: GroupTestContext, member_id: str = "", owned: list[tuple[str, list[int]]] | None = None,
+                  group: str = "g") -> dict[str, Any]:
+    """A classic consumer's JoinGroup (ConsumerProtocolSubscription v1 with owned partitions)."""
+    import struct
+
+    from strom.coordinator.member import Protocol
+
+    body = bytearray(struct.pack(">hi", 1, 1)) + struct.pack(">h", 1) + b"t" + struct.pack(">i", -1)
+    body += struct.pack(">i", len(owned or []))
+    for topic, parts in owned or []:
+        body += struct.pack(">h", len(topic)) + topic.encode() + struct.pack(f">i{len(parts)}i", len(parts), *parts)
+    ticket = ctx.join(group, member_id, protocols_=(Protocol("range", bytes(body)),))
+    answer = ctx.answer(ticket)
+    assert answer is not None
+    return answer
+
+
+def _classic_sync(ctx: GroupTestContext, member_id: str, generation: int, group: str = "g") -> dict[str, Any]:
+    from tests.coordinator.context import Member
+
+    return ctx.answer(ctx.sync(group, Member(member_id, generation, "")))
+
+
+def test_a_classic_member_joins_a_consumer_group() -> None:
+    from strom.coordinator.classic_members import decode_assignment
+    from tests.coordinator.context import Member
+
     ctx = context()
-    ctx.stable_group("c", size=1)
-    assert join(ctx, "a", group="c")["error_code"] == ErrorCode.GROUP_ID_NOT_FOUND
-    join(ctx, "a", group="k")
-    ticket = ctx.join("k")
-    assert ctx.answer(ticket)["error_code"] == ErrorCode.INCONSISTENT_GROUP_PROTOCOL
+    join(ctx, "a")
+    first = _classic_join(ctx)
+    assert first["error_code"] == ErrorCode.MEMBER_ID_REQUIRED
+    joined = _classic_join(ctx, first["member_id"])
+    cid, generation = joined["member_id"], joined["generation_id"]
+    assert (joined["error_code"], joined["leader"], generation) == (ErrorCode.NONE, "", 2)
+    synced = _classic_sync(ctx, cid, generation)
+    assert synced["error_code"] == ErrorCode.NONE and decode_assignment(synced["assignment"]) == []  # a still holds them
+    beat(ctx, "a", 1)
+    beat(ctx, "a", 1, owned={T1: [0, 1]})  # a gives up two
+    assert ctx.heartbeat("g", Member(cid, generation, "")) == ErrorCode.REBALANCE_IN_PROGRESS  # they are free now
+    again = _classic_join(ctx, cid)
+    synced = _classic_sync(ctx, cid, again["generation_id"])
+    assert decode_assignment(synced["assignment"]) == [("t", [2, 3])]
+    assert ctx.heartbeat("g", Member(cid, again["generation_id"], "")) == ErrorCode.NONE
+    described = ctx.coordinator.describe_consumer_group("g", TOPICS)
+    assert len(described["members"]) == 2
+    left = ctx.leave("g", __import__("strom.coordinator.coordinator", fromlist=["LeaveMember"]).LeaveMember(cid))
+    assert left["members"][0]["error_code"] == ErrorCode.NONE
+    assert list(group(ctx).members) == ["a"]
+
+
+def test_a_classic_group_is_upgraded_when_a_consumer_member_joins() -> None:
+    import struct
+
+    from strom.coordinator.classic_members import decode_assignment, encode_assignment
+    from strom.coordinator.member import Protocol
+
+    ctx = context()
+    subscription = struct.pack(">hih", 1, 1, 1) + b"t" + struct.pack(">ii", -1, 0)  # v1: topic t, owns nothing
+    tickets = [ctx.join_new("g", protocols_=(Protocol("range", subscription),)) for _ in range(2)]
+    ctx.sleep(0)
+    members = [ctx.member(t) for t in tickets]
+    leader = next(m for m in members if m.member_id == m.leader)
+    follower = next(m for m in members if m is not leader)
+    ctx.sync("g", follower)
+    ctx.sync("g", leader, {leader.member_id: encode_assignment([("t", [0, 1])]),
+                           follower.member_id: encode_assignment([("t", [2, 3])])})
+    assert ctx.state("g") == "Stable"
+    b = join(ctx, "b")  # a consumer-protocol member: the group becomes a consumer group
+    assert b["error_code"] == ErrorCode.NONE
+    assert "g" not in ctx.coordinator.groups
+    kept = group(ctx).members[leader.member_id]
+    assert kept.assigned == {T1: frozenset({0, 1})} and kept.member_epoch == leader.generation_id
+    # the classic members learn of the rebalance from their heartbeats and rejoin
+    assert ctx.heartbeat("g", leader) == ErrorCode.REBALANCE_IN_PROGRESS
+    rejoined = _classic_join(ctx, leader.member_id, owned=[("t", [0, 1])])
+    assert rejoined["error_code"] == ErrorCode.NONE
+    synced = _classic_sync(ctx, leader.member_id, rejoined["generation_id"])
+    assert synced["error_code"] == ErrorCode.NONE
+    assert decode_assignment(synced["assignment"])[0][0] == "t"
+    owners = group(ctx).owners
+    assert all(owners[(T1, p)] in {leader.member_id, follower.member_id, "b"} for p in range(4) if (T1, p) in owners)
 
 
 def test_delete_only_empty_groups() -> None:

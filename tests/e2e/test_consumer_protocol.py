@@ -187,3 +187,47 @@ def test_classic_clients_in_the_same_run(broker: Broker, topic: str) -> None:
     types = {g["group"]: g["type"] for g in json.loads(listed.stdout)}
     assert types["classic-kp"] == "classic" and types["classic-aio"] == "classic"
     assert "consumer" in types.values()
+
+
+def test_a_mixed_group_serves_both_protocols(broker: Broker, topic: str) -> None:
+    """A kafka-python member (the classic protocol) runs; a confluent-kafka member of KIP-848's
+    joins: the classic group becomes a consumer group serving both (an online upgrade), the
+    partitions split between them, and every record is read once."""
+    import threading
+
+    from kafka import KafkaConsumer
+
+    group = f"mixed-{uuid.uuid4().hex[:6]}"
+    classic = KafkaConsumer(topic, bootstrap_servers=broker.bootstrap, group_id=group, auto_offset_reset="earliest",
+                            enable_auto_commit=False, heartbeat_interval_ms=200, session_timeout_ms=6000)
+    seen: list[tuple[int, int]] = []
+    stop = threading.Event()
+
+    def run_classic() -> None:
+        while not stop.is_set():
+            for records in classic.poll(timeout_ms=100).values():
+                seen.extend((r.partition, r.offset) for r in records)
+                classic.commit()
+
+    thread = threading.Thread(target=run_classic)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while len(classic.assignment()) < PARTITIONS:
+            assert time.monotonic() < deadline, "the classic member got no partitions"
+            time.sleep(0.1)
+        modern = consumer(broker, group, **{"client.id": "modern"})
+        modern.subscribe([topic])
+        assert poll_until([modern], lambda: len(partitions(modern)) > 0 and
+                          len(partitions(modern)) + len(classic.assignment()) == PARTITIONS, timeout=30, seen=seen)
+        assert set(partitions(modern)).isdisjoint(tp.partition for tp in classic.assignment())
+        assert poll_until([modern], lambda: len(set(seen)) >= RECORDS, timeout=30, seen=seen)
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+        [listed] = [g for g in admin.list_consumer_groups().result(10).valid if g.group_id == group]
+        assert listed.type.name == "CONSUMER"
+        modern.close()
+    finally:
+        stop.set()
+        thread.join(10)
+        classic.close()
+    assert len(set(seen)) == RECORDS

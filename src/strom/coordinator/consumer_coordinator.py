@@ -27,6 +27,7 @@ from strom.coordinator.consumer_group import (
     LEAVE_STATIC_EPOCH,
     UNKNOWN,
     UNREVOKED_PARTITIONS,
+    ClassicInfo,
     ConsumerGroup,
     ConsumerMember,
     Partitions,
@@ -37,6 +38,8 @@ from strom.coordinator.consumer_group import (
 )
 from strom.coordinator.offset_manager import OffsetManager
 from strom.coordinator.records import (
+    ClassicMemberMetadata,
+    ClassicProtocol,
     ConsumerGroupCurrentMemberAssignmentKey,
     ConsumerGroupCurrentMemberAssignmentValue,
     ConsumerGroupMemberMetadataKey,
@@ -95,6 +98,7 @@ class ConsumerHeartbeat:
     # the group's consumer.session.timeout.ms / consumer.heartbeat.interval.ms (None: the broker's)
     session_timeout_ms: int | None = None
     heartbeat_interval_ms: int | None = None
+    classic: ClassicInfo | None = None  # a classic member's JoinGroup (classic_members)
 
     @property
     def full(self) -> bool:
@@ -157,6 +161,7 @@ class ConsumerGroupManager(OffsetManager):
     """The consumer-group half of a group coordinator shard (``consumer_groups``)."""
 
     _topics: TopicImage = EMPTY_TOPICS  # the last topics a heartbeat saw (for timers)
+    _new_member_id: Callable[[str], str]  # set by GroupCoordinator
 
     # --- records -------------------------------------------------------------------------------
 
@@ -190,7 +195,9 @@ class ConsumerGroupManager(OffsetManager):
                 old, instance_id=value.instance_id, rack_id=value.rack_id, client_id=value.client_id,
                 client_host=value.client_host, subscribed_topic_names=tuple(sorted(value.subscribed_topic_names)),
                 subscribed_topic_regex=value.subscribed_topic_regex or "", rebalance_timeout_ms=value.rebalance_timeout_ms,
-                server_assignor=value.server_assignor))
+                server_assignor=value.server_assignor, classic=None if value.classic_member_metadata is None else ClassicInfo(
+                    value.classic_member_metadata.session_timeout_ms,
+                    tuple((p.name, p.metadata) for p in value.classic_member_metadata.supported_protocols))))
         elif isinstance(key, ConsumerGroupTargetAssignmentMetadataKey):
             assert value is None or isinstance(value, ConsumerGroupTargetAssignmentMetadataValue)
             group.assignment_epoch = -1 if value is None else value.assignment_epoch
@@ -236,7 +243,10 @@ class ConsumerGroupManager(OffsetManager):
                                           subscribed_topic_names=member.subscribed_topic_names,
                                           subscribed_topic_regex=member.subscribed_topic_regex or None,
                                           rebalance_timeout_ms=member.rebalance_timeout_ms,
-                                          server_assignor=member.server_assignor)))
+                                          server_assignor=member.server_assignor,
+                                          classic_member_metadata=None if member.classic is None else ClassicMemberMetadata(
+                                              member.classic.session_timeout_ms,
+                                              tuple(ClassicProtocol(n, m) for n, m in member.classic.protocols)))))
 
     def _write_assignment(self, group_id: str, member: ConsumerMember) -> None:
         self._write(CoordinatorRecord(ConsumerGroupCurrentMemberAssignmentKey(group_id, member.member_id),
@@ -315,13 +325,15 @@ class ConsumerGroupManager(OffsetManager):
             raise _Refused(ErrorCode.GROUP_ID_NOT_FOUND, f"Group {r.group_id} {message}.")
         if classic is not None:
             if classic.members:
-                raise _Refused(ErrorCode.GROUP_ID_NOT_FOUND, f"Group {r.group_id} is a non-empty classic group: "
-                               "it cannot take consumer-protocol members (online migration is not supported).")
+                return self.upgrade_classic_group(classic)
             self._append(CoordinatorRecord.group_metadata(r.group_id, None))
             del self.groups[r.group_id]
             log.info("empty classic group %s becomes a consumer group", r.group_id)
         group = self.consumer_groups[r.group_id] = ConsumerGroup(r.group_id)
         return group
+
+    def upgrade_classic_group(self, classic: Any) -> ConsumerGroup:
+        raise _Refused(ErrorCode.GROUP_ID_NOT_FOUND, "online upgrade is classic_members'")  # overridden there
 
     def _regular_heartbeat(self, r: ConsumerHeartbeat, topics: TopicImage, describable: Callable[[str], bool]) -> dict[str, Any]:
         config = self.config
@@ -400,7 +412,7 @@ class ConsumerGroupManager(OffsetManager):
                                     else member.subscribed_topic_names),
             subscribed_topic_regex=(r.subscribed_topic_regex if r.subscribed_topic_regex is not None
                                     else member.subscribed_topic_regex),
-            client_id=r.client_id, client_host=r.client_host)
+            client_id=r.client_id, client_host=r.client_host, classic=r.classic)
         subscription_changed = not updated.subscription_equals(member)
         regexes_changed = self._resolve_regexes(group, member, updated, topics, describable)
         if not known or not updated.metadata_equals(member):
@@ -490,8 +502,11 @@ class ConsumerGroupManager(OffsetManager):
             target = targets.get(member_id, {})
             if group.targets.get(member_id) != target:
                 self._write_target(group.group_id, member_id, target)
+        self._write_assignment_epoch(group, group.group_epoch)
+
+    def _write_assignment_epoch(self, group: ConsumerGroup, epoch: int) -> None:
         self._write(CoordinatorRecord(ConsumerGroupTargetAssignmentMetadataKey(group.group_id),
-                                      ConsumerGroupTargetAssignmentMetadataValue(group.group_epoch)))
+                                      ConsumerGroupTargetAssignmentMetadataValue(epoch)))
 
     # --- leaving -------------------------------------------------------------------------------
 

@@ -48,6 +48,14 @@ def pairs(partitions: Partitions) -> set[tuple[uuid.UUID, int]]:
 
 
 @dataclass(frozen=True, slots=True)
+class ClassicInfo:
+    """A member that uses the classic protocol (JoinGroup, SyncGroup) in a consumer group."""
+
+    session_timeout_ms: int
+    protocols: tuple[tuple[str, bytes], ...]  # (name, ConsumerProtocolSubscription) in preference order
+
+
+@dataclass(frozen=True, slots=True)
 class ConsumerMember:
     member_id: str
     instance_id: str | None = None
@@ -63,6 +71,7 @@ class ConsumerMember:
     state: int = STABLE
     assigned: Partitions = field(default_factory=dict)
     pending_revocation: Partitions = field(default_factory=dict)
+    classic: ClassicInfo | None = None  # set for members of the classic protocol (a mixed group)
 
     def subscription_equals(self, other: ConsumerMember) -> bool:
         return (self.subscribed_topic_names, self.subscribed_topic_regex) == (
@@ -71,9 +80,9 @@ class ConsumerMember:
     def metadata_equals(self, other: ConsumerMember) -> bool:
         """The fields of ConsumerGroupMemberMetadata are equal."""
         return (self.instance_id, self.rack_id, self.client_id, self.client_host, self.subscribed_topic_names,
-                self.subscribed_topic_regex, self.rebalance_timeout_ms, self.server_assignor) == (
+                self.subscribed_topic_regex, self.rebalance_timeout_ms, self.server_assignor, self.classic) == (
             other.instance_id, other.rack_id, other.client_id, other.client_host, other.subscribed_topic_names,
-            other.subscribed_topic_regex, other.rebalance_timeout_ms, other.server_assignor)
+            other.subscribed_topic_regex, other.rebalance_timeout_ms, other.server_assignor, other.classic)
 
     def assignment_equals(self, other: ConsumerMember) -> bool:
         """The fields of ConsumerGroupCurrentMemberAssignment are equal."""

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from strom.coordinator.consumer_coordinator import CONSUMER_KEYS
+from strom.coordinator.consumer_coordinator import CONSUMER_KEYS, TopicImage
 from strom.coordinator.group import (
     COMPLETING_REBALANCE,
     DEAD,
@@ -186,12 +186,16 @@ class GroupCoordinator(ShareGroupManager):
             self.groups.clear()
             self.consumer_groups.clear()
             self.share_groups.clear()
+            self._pending_classic.clear()
 
         return self._run(now_ms, run)
 
     # --- JoinGroup -----------------------------------------------------------------------------
 
-    def join_group(self, request: JoinRequest, ticket: int, now_ms: int) -> Result:
+    def join_group(self, request: JoinRequest, ticket: int, now_ms: int, topics: TopicImage | None = None) -> Result:
+        """``topics``: what a classic member of a consumer group subscribes to is resolved with them."""
+        if topics is not None:
+            self._topics = topics
         return self._run(now_ms, lambda: self._join(request, ticket))
 
     def _join(self, request: JoinRequest, ticket: int) -> None:
@@ -209,8 +213,7 @@ class GroupCoordinator(ShareGroupManager):
         consumer_group = self.consumer_groups.get(group_id)
         if consumer_group is not None:
             if consumer_group.members:
-                # Kafka serves classic members in a consumer group (a mixed group); strom does not yet
-                self._answer(ticket, join_response(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, request.member_id))
+                self.classic_join(consumer_group, request, ticket)  # a mixed group
                 return
             log.info("empty consumer group %s becomes a classic group", group_id)
             self._delete_consumer_group(consumer_group)
@@ -585,10 +588,15 @@ class GroupCoordinator(ShareGroupManager):
 
     # --- SyncGroup -----------------------------------------------------------------------------
 
-    def sync_group(self, request: SyncRequest, ticket: int, now_ms: int) -> Result:
+    def sync_group(self, request: SyncRequest, ticket: int, now_ms: int, topics: TopicImage | None = None) -> Result:
+        if topics is not None:
+            self._topics = topics
         return self._run(now_ms, lambda: self._sync(request, ticket))
 
     def _sync(self, request: SyncRequest, ticket: int) -> None:
+        if request.group_id in self.consumer_groups:
+            self.classic_sync(self.consumer_groups[request.group_id], request, ticket)
+            return
         group = self.groups.get(request.group_id)
         if group is None or group.is_in(EMPTY):
             self._answer(ticket, sync_response(ErrorCode.UNKNOWN_MEMBER_ID))
@@ -670,6 +678,8 @@ class GroupCoordinator(ShareGroupManager):
         return self._run(now_ms, lambda: {"error_code": self._heartbeat(request)})
 
     def _heartbeat(self, request: HeartbeatRequest) -> int:
+        if request.group_id in self.consumer_groups:
+            return self.classic_heartbeat(self.consumer_groups[request.group_id], request.member_id, request.generation_id)
         group = self.groups.get(request.group_id)
         if group is None:
             return ErrorCode.UNKNOWN_MEMBER_ID
@@ -688,6 +698,8 @@ class GroupCoordinator(ShareGroupManager):
         return self._run(now_ms, lambda: self._leave(group_id, members))
 
     def _leave(self, group_id: str, members: Sequence[LeaveMember]) -> dict[str, Any]:
+        if group_id in self.consumer_groups:
+            return self.classic_leave(self.consumer_groups[group_id], members)
         group = self.groups.get(group_id)
         if group is None:
             return {"error_code": ErrorCode.UNKNOWN_MEMBER_ID, "members": []}

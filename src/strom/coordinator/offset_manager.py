@@ -140,10 +140,11 @@ class OffsetManager(Shard):
         member = group.members.get(request.member_id)
         if member is None:
             return ErrorCode.UNKNOWN_MEMBER_ID
-        if isinstance(request, CommitRequest) and request.api_version < 9:
-            return ErrorCode.UNSUPPORTED_VERSION  # members of consumer groups commit with v9+
+        if member.classic is None and isinstance(request, CommitRequest) and request.api_version < 9:
+            return ErrorCode.UNSUPPORTED_VERSION  # consumer-protocol members commit with v9+
         if request.generation_id != member.member_epoch:
-            return ErrorCode.ILLEGAL_GENERATION if transactional else ErrorCode.STALE_MEMBER_EPOCH
+            # a classic member (a mixed group) is told in its protocol's words
+            return ErrorCode.ILLEGAL_GENERATION if transactional or member.classic else ErrorCode.STALE_MEMBER_EPOCH
         return ErrorCode.NONE
 
     # --- TxnOffsetCommit -----------------------------------------------------------------------

@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
+from strom.coordinator.classic_members import MixedGroupManager
 from strom.coordinator.consumer_coordinator import (
-    ConsumerGroupManager,
     TopicImage,
     _Refused,
     heartbeat_error,
@@ -144,7 +144,7 @@ def _topic_partitions(partitions: Partitions) -> tuple[TopicPartitions, ...]:
     return tuple(TopicPartitions(t, tuple(sorted(ps))) for t, ps in sorted(partitions.items()))
 
 
-class ShareGroupManager(ConsumerGroupManager):
+class ShareGroupManager(MixedGroupManager):
     """The share-group part of a group coordinator shard (``share_groups``)."""
 
     # --- records -------------------------------------------------------------------------------

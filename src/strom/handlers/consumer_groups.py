@@ -3,7 +3,6 @@ coordinator's side is coordinator.consumer_coordinator)."""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -16,26 +15,19 @@ from strom.handlers.authorized_operations import (
     authorized_operations,
 )
 from strom.handlers.context import BrokerContext
-from strom.handlers.groups import call, client_host, group_allowed, milliseconds, runtime
+from strom.handlers.groups import (
+    call,
+    client_host,
+    group_allowed,
+    milliseconds,
+    runtime,
+    topic_image,
+)
 from strom.handlers.registry import Request, handles
 from strom.metadata.group_configs import effective_int
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
 from strom.security.acl import Operation, ResourceType
-
-_versions = itertools.count()
-_topics: tuple[object, TopicImage] | None = None
-
-
-def topic_image(ctx: BrokerContext) -> TopicImage:
-    """The topics as the coordinator sees them, rebuilt only when the image's topics change."""
-    global _topics
-    topics = ctx.image.topics
-    if _topics is None or _topics[0] is not topics:
-        by_name = {name: (t.topic_id, t.partitions) for name, t in topics.items()}
-        image = TopicImage(by_name, {tid: (name, count) for name, (tid, count) in by_name.items()}, next(_versions))
-        _topics = (topics, image)
-    return _topics[1]
 
 
 @handles(ApiKey.CONSUMER_GROUP_HEARTBEAT, 0, 1)

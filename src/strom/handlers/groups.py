@@ -34,9 +34,11 @@ Not done: KIP-848 groups (ConsumerGroupHeartbeat and ConsumerGroupDescribe are n
 from __future__ import annotations
 
 import datetime
+import itertools
 from collections.abc import Callable
 from typing import Any
 
+from strom.coordinator.consumer_coordinator import TopicImage
 from strom.coordinator.coordinator import HeartbeatRequest, JoinRequest, LeaveMember, SyncRequest
 from strom.coordinator.member import Protocol
 from strom.coordinator.records import OFFSETS_TOPIC, partition_for
@@ -62,6 +64,21 @@ _ONE_MS = datetime.timedelta(milliseconds=1)
 def milliseconds(value: Any) -> int:
     """A kio duration (timedelta) or a plain int, in milliseconds."""
     return value // _ONE_MS if isinstance(value, datetime.timedelta) else int(value)
+
+
+_versions = itertools.count()
+_topics: tuple[object, TopicImage] | None = None
+
+
+def topic_image(ctx: BrokerContext) -> TopicImage:
+    """The topics as the coordinator sees them, rebuilt only when the image's topics change."""
+    global _topics
+    topics = ctx.image.topics
+    if _topics is None or _topics[0] is not topics:
+        by_name = {name: (t.topic_id, t.partitions) for name, t in topics.items()}
+        image = TopicImage(by_name, {tid: (name, count) for name, (tid, count) in by_name.items()}, next(_versions))
+        _topics = (topics, image)
+    return _topics[1]
 
 
 def runtime(ctx: BrokerContext) -> GroupRuntime:
@@ -164,7 +181,7 @@ async def join_group(ctx: BrokerContext, request: Request) -> dict[str, Any]:
     if not join.group_id:
         return _join_for_version(join_response(ErrorCode.INVALID_GROUP_ID, join.member_id), version)
     try:
-        response = await call(ctx, join.group_id, lambda c, now, ticket: c.join_group(join, ticket, now))
+        response = await call(ctx, join.group_id, lambda c, now, ticket: c.join_group(join, ticket, now, topic_image(ctx)))
     except CoordinatorError as exc:
         response = join_response(exc.error_code, join.member_id)
     return _join_for_version(response, version)
@@ -190,7 +207,7 @@ async def sync_group(ctx: BrokerContext, request: Request) -> dict[str, Any]:
     if not sync.group_id:
         return sync_response(ErrorCode.INVALID_GROUP_ID)
     try:
-        response: dict[str, Any] = await call(ctx, sync.group_id, lambda c, now, ticket: c.sync_group(sync, ticket, now))
+        response: dict[str, Any] = await call(ctx, sync.group_id, lambda c, now, ticket: c.sync_group(sync, ticket, now, topic_image(ctx)))
     except CoordinatorError as exc:
         return sync_response(exc.error_code)
     return response

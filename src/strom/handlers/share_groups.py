@@ -18,9 +18,15 @@ from strom.handlers.authorized_operations import (
     AUTHORIZED_OPERATIONS_OMITTED,
     authorized_operations,
 )
-from strom.handlers.consumer_groups import topic_image
 from strom.handlers.context import BrokerContext
-from strom.handlers.groups import call, client_host, group_allowed, milliseconds, runtime
+from strom.handlers.groups import (
+    call,
+    client_host,
+    group_allowed,
+    milliseconds,
+    runtime,
+    topic_image,
+)
 from strom.handlers.registry import Request, handles
 from strom.metadata.group_configs import effective_int
 from strom.protocol.api import ApiKey
