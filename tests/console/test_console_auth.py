@@ -189,3 +189,18 @@ def test_the_sampler_reads_past_the_acls(secured):
                 await asyncio.sleep(0.2)
             raise AssertionError("no lag chart")
     run(check())
+
+
+def test_a_rebound_host_name_is_refused(secured):
+    """DNS rebinding: a page of evil.example whose name now resolves to 127.0.0.1 sends
+    Host: evil.example; the loopback listener does not answer it."""
+    import urllib.request
+
+    request = urllib.request.Request(secured.url + "/healthz", headers={"Host": "evil.example:80"})
+    try:
+        urllib.request.urlopen(request, timeout=10)
+        raise AssertionError("answered")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 421
+    with urllib.request.urlopen(secured.url.replace("127.0.0.1", "localhost") + "/healthz", timeout=10) as answer:
+        assert answer.status == 200

@@ -21,13 +21,14 @@ COOKIE = "strom_console"
 SESSION_S = 8 * 3600
 MAX_SESSIONS = 10_000
 BASIC_CACHE_S = 60  # a scraper's verified password is not re-hashed (4096+ iterations) each scrape
+FAILED_DELAY_S = 0.5  # a wrong password is answered late (Kafka: connection.failed.authentication.delay.ms)
 
 
 class Logins:
     def __init__(self, ctx: BrokerContext) -> None:
         self.ctx = ctx
         self._sessions: OrderedDict[str, tuple[str, float]] = OrderedDict()  # token -> (principal, expiry)
-        self._basic: dict[tuple[str, bytes], float] = {}  # (user, sha256(password)) -> expiry
+        self._basic: dict[tuple[str, bytes], tuple[bool, float]] = {}  # (user, sha256(password)) -> (right, expiry)
 
     @property
     def required(self) -> bool:
@@ -44,6 +45,7 @@ class Logins:
     async def login(self, user: str, password: str) -> str | None:
         """A new session token, or None for a wrong user or password."""
         if not await self.verify(user, password):
+            await asyncio.sleep(FAILED_DELAY_S)
             return None
         token = secrets.token_urlsafe(32)
         self._sessions[token] = (f"User:{user}", time.monotonic() + SESSION_S)
@@ -62,7 +64,7 @@ class Logins:
             return ANONYMOUS
         now = time.monotonic()
         if cookie and (found := self._sessions.get(cookie)) is not None:
-            if found[1] > now:
+            if found[1] > now and found[0].partition(":")[2] in self.ctx.image.scram:  # the user may be gone
                 return found[0]
             del self._sessions[cookie]
         if authorization and authorization[:6].lower() == "basic ":
@@ -71,11 +73,14 @@ class Logins:
             except (binascii.Error, UnicodeDecodeError):
                 return None
             key = (user, hashlib.sha256(password.encode()).digest())
-            if self._basic.get(key, 0) > now:
-                return f"User:{user}"
-            if await self.verify(user, password):
+            known = self._basic.get(key)
+            if known is None or known[1] <= now or user not in self.ctx.image.scram:
+                # wrong answers are remembered too: a flood of guesses costs no hashing
+                known = (await self.verify(user, password), now + BASIC_CACHE_S)
                 if len(self._basic) > MAX_SESSIONS:
                     self._basic.clear()
-                self._basic[key] = now + BASIC_CACHE_S
+                self._basic[key] = known
+            if known[0]:
                 return f"User:{user}"
+            await asyncio.sleep(FAILED_DELAY_S)
         return None

@@ -400,7 +400,8 @@ class ConsoleData:
             for info, group in zip(share, response.groups, strict=True):
                 info.state, info.protocol_type = (group.group_state, "share") if group.error_code == 0 else ("", "")
                 info.members = [Member(m.member_id, None, m.client_id, m.client_host,
-                                       [(tp.topic_name, sorted(tp.partitions)) for tp in m.assignment.topic_partitions])
+                                       self._visible(viewer, [(tp.topic_name, sorted(tp.partitions))
+                                                              for tp in m.assignment.topic_partitions]))
                                 for m in group.members]
         consumer = [i for i in infos if i.group_type == "consumer"]
         if consumer:
@@ -409,7 +410,8 @@ class ConsoleData:
             for info, group in zip(consumer, response.groups, strict=True):
                 info.state, info.protocol_type = (group.group_state, "consumer") if group.error_code == 0 else ("", "")
                 info.members = [Member(m.member_id, m.instance_id, m.client_id, m.client_host,
-                                       [(tp.topic_name, sorted(tp.partitions)) for tp in m.assignment.topic_partitions])
+                                       self._visible(viewer, [(tp.topic_name, sorted(tp.partitions))
+                                                              for tp in m.assignment.topic_partitions]))
                                 for m in group.members]
         classic = [i for i in infos if i.group_type == "classic"]
         if not classic:
@@ -419,8 +421,14 @@ class ConsoleData:
         for info, described in zip(classic, response.groups, strict=True):
             info.state, info.protocol_type = described.group_state, described.protocol_type
             info.members = [Member(m.member_id, m.group_instance_id, m.client_id, m.client_host,
-                                   decode_assignment(m.member_assignment) if described.protocol_type == "consumer" else [])
+                                   self._visible(viewer, decode_assignment(m.member_assignment))
+                                   if described.protocol_type == "consumer" else [])
                             for m in described.members]
+
+    def _visible(self, viewer: Viewer, assignment: list[tuple[str, list[int]]]) -> list[tuple[str, list[int]]]:
+        """An assignment without the topics the viewer may not describe (the requests to other
+        brokers run as the broker, which may describe everything)."""
+        return [(t, ps) for t, ps in assignment if self.may(viewer, Operation.DESCRIBE, ResourceType.TOPIC, t)]
 
     async def _offsets(self, viewer: Viewer, node: int, infos: list[GroupInfo]) -> None:
         share = [i for i in infos if i.group_type == "share"]

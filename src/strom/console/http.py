@@ -17,9 +17,29 @@ if TYPE_CHECKING:
     from strom.console.web import Console
 
 
-def application(metrics: BrokerMetrics, ready: Callable[[], str | None], console: Console | None = None) -> web.Application:
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def loopback(host: str) -> bool:
+    return host in LOOPBACK_NAMES or host.startswith("127.")
+
+
+def application(metrics: BrokerMetrics, ready: Callable[[], str | None], console: Console | None = None,
+                bound_host: str = "") -> web.Application:
     """``ready()`` says why the broker is not ready, or None. With an authorizer on, /metrics
-    asks for the console's login (HTTP Basic) and leaves out what the user may not describe."""
+    asks for the console's login (HTTP Basic) and leaves out what the user may not describe.
+
+    Bound to a loopback address, the listener answers only requests addressed to a loopback
+    name: a web page the operator opens cannot reach it through DNS rebinding (a name of the
+    attacker's that resolves to 127.0.0.1 would carry that name in its Host header)."""
+
+    @web.middleware
+    async def local_only(request: web.Request, handler: Any) -> web.StreamResponse:
+        host = (request.url.host or "").strip("[]").lower()
+        if not loopback(host):
+            return web.Response(status=421, text="This listener answers only for localhost.\n")
+        response: web.StreamResponse = await handler(request)
+        return response
 
     async def healthz(request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
@@ -41,7 +61,7 @@ def application(metrics: BrokerMetrics, ready: Callable[[], str | None], console
         body = generate_latest(registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    app = web.Application()
+    app = web.Application(middlewares=[local_only] if loopback(bound_host) else [])
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", scrape)

@@ -284,6 +284,8 @@ class Console:
     async def login(self, request: web.Request) -> web.StreamResponse:
         if not self.attached:
             return web.Response(status=503, text="strom is loading; try again in a moment\n")
+        if not _same_origin(request):
+            return web.Response(status=403, text="Cross-site form refused.\n")
         form = await request.post()
         next_page = str(form.get("next", "/"))
         if not next_page.startswith("/") or next_page.startswith("//"):

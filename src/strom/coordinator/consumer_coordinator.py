@@ -309,6 +309,12 @@ class ConsumerGroupManager(OffsetManager):
             raise _Refused(ErrorCode.INVALID_REQUEST, "InstanceId can't be null.")
         elif r.member_epoch < LEAVE_STATIC_EPOCH:
             raise _Refused(ErrorCode.INVALID_REQUEST, f"MemberEpoch is {r.member_epoch}, but must be greater than or equal to -2.")
+        if r.subscribed_topic_regex:
+            try:  # before anything is written: a refused heartbeat changes nothing
+                _compile(r.subscribed_topic_regex)
+            except ValueError as exc:
+                raise _Refused(ErrorCode.INVALID_REGULAR_EXPRESSION,
+                               f"SubscribedTopicRegex {r.subscribed_topic_regex} is invalid: {exc}") from None
         if r.server_assignor is not None and r.server_assignor not in config.consumer_assignors:
             raise _Refused(ErrorCode.UNSUPPORTED_ASSIGNOR, f"ServerAssignor {r.server_assignor} is not supported. "
                            f"Supported assignors: {', '.join(config.consumer_assignors)}.")
@@ -402,6 +408,9 @@ class ConsumerGroupManager(OffsetManager):
     def _heartbeat_member(self, group: ConsumerGroup, member: ConsumerMember, known: bool, r: ConsumerHeartbeat,
                           topics: TopicImage, describable: Callable[[str], bool]) -> dict[str, Any]:
         config, gid = self.config, group.group_id
+        owned = partitions_of(r.topic_partitions) if r.topic_partitions is not None else None
+        if member.state == UNKNOWN and (owned is None or owned):  # checked before anything is written
+            raise _Refused(ErrorCode.FENCED_MEMBER_EPOCH, "The member must rejoin: its state is unknown.")
         updated = replace(
             member,
             instance_id=r.instance_id if r.instance_id is not None else member.instance_id,
@@ -432,9 +441,6 @@ class ConsumerGroupManager(OffsetManager):
             self._compute_targets(group, topics)
 
         current = group.members[updated.member_id]
-        owned = partitions_of(r.topic_partitions) if r.topic_partitions is not None else None
-        if current.state == UNKNOWN and (owned is None or owned):
-            raise _Refused(ErrorCode.FENCED_MEMBER_EPOCH, "The member must rejoin: its state is unknown.")
         reconciled = current
         if subscription_changed or not current.reconciled_to(group.assignment_epoch):
             subscribed_ids = {topics.by_name[n][0] for n in group.member_topics(current) if n in topics.by_name}

@@ -12,6 +12,7 @@ on the first fetch, from ``share.auto.offset.reset``).
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 import uuid
@@ -126,14 +127,20 @@ def simple_assign(subscriptions: Mapping[str, frozenset[uuid.UUID]], previous: M
                 if len(mine[m]) < quota[m] and holders[p] < sharing:
                     mine[m].add(p)
                     holders[p] += 1
+        heap = [(holders[p], p) for p in range(count)]  # the least shared partitions first
+        heapq.heapify(heap)
         for m in order:
-            while len(mine[m]) < quota[m]:
-                free = [p for p in range(count) if p not in mine[m]]
-                if not free:
-                    break
-                p = min(free, key=lambda q: (holders[q], q))
+            skipped = []
+            while len(mine[m]) < quota[m] and heap:
+                held, p = heapq.heappop(heap)
+                if p in mine[m]:
+                    skipped.append((held, p))
+                    continue
                 mine[m].add(p)
                 holders[p] += 1
+                heapq.heappush(heap, (holders[p], p))
+            for item in skipped:
+                heapq.heappush(heap, item)
         for m in members:
             if mine[m]:
                 out[m][topic] = mine[m]

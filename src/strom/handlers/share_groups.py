@@ -33,6 +33,7 @@ from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
 from strom.security.acl import Operation, ResourceType
 from strom.server.share_manager import FINAL_EPOCH, ShareError, SharePartitionManager
+from strom.share.persister import SharePersisterError
 from strom.share.records import ShareSnapshotValue
 
 TopicPartition = tuple[uuid.UUID, int]
@@ -83,6 +84,10 @@ async def share_group_describe(ctx: BrokerContext, request: Request) -> dict[str
                 described = runtime(ctx).read(group_id, _describe(group_id, topics))
             except CoordinatorError as exc:
                 described = _no_group(exc.error_code, group_id)
+        if described["error_code"] == ErrorCode.NONE and ctx.authorizer is not None and not all(
+                allowed(ctx, request, Operation.DESCRIBE, ResourceType.TOPIC, tp["topic_name"])
+                for m in described["members"] for tp in m["assignment"]["topic_partitions"]):
+            described = _no_group(ErrorCode.TOPIC_AUTHORIZATION_FAILED, group_id)  # as Kafka: no members shown
         described["authorized_operations"] = (
             authorized_operations(ctx, request, ResourceType.GROUP, group_id)
             if request.body.include_authorized_operations and described["error_code"] == ErrorCode.NONE
@@ -167,6 +172,9 @@ async def share_fetch(ctx: BrokerContext, request: Request) -> dict[str, Any]:
         await manager.close_session(session)
     else:
         wanted = [tp for tp in (order if epoch == 0 else sorted(session.partitions)) if not errors[tp]]
+        if wanted:  # MaxRecords is shared: start at another partition each time, so none starves
+            turn = session.next_epoch % len(wanted)
+            wanted = wanted[turn:] + wanted[:turn]
         fetched = await manager.fetch(group, member, wanted, milliseconds(body.max_wait), body.min_bytes,
                                       body.max_bytes, body.max_records, body.batch_size)
     shown = [tp for tp in dict.fromkeys([*order, *sorted(session.partitions)])
@@ -246,41 +254,49 @@ def _end_offset(ctx: BrokerContext, topic: str, partition: int) -> int | None:
 
 @handles(ApiKey.DESCRIBE_SHARE_GROUP_OFFSETS, 0, 1)
 async def describe_share_group_offsets(ctx: BrokerContext, request: Request) -> dict[str, Any]:
-    persister = ctx.share_persister
     groups = []
     for group in request.body.groups:
-        if not group_allowed(ctx, request, Operation.DESCRIBE, group.group_id):
-            groups.append({"group_id": group.group_id, "topics": [], "error_code": ErrorCode.GROUP_AUTHORIZATION_FAILED,
-                           "error_message": None})
-            continue
-        requested: list[tuple[str, list[int]]]
-        if group.topics is None:  # every partition of the topics the group subscribes to
-            subscribed = runtime(ctx).read(group.group_id, _subscribed(group.group_id))
-            requested = [(name, list(range(ctx.image.topics[name].partitions)))
-                         for name in subscribed if name in ctx.image.topics]
-        else:
-            requested = [(t.topic_name, list(t.partitions)) for t in group.topics]
-        topics = []
-        for name, partitions in requested:
-            metadata = ctx.image.topics.get(name)
-            described = []
-            for p in partitions:
-                start, lag, epoch = -1, -1, 0
-                if metadata is not None and persister is not None and allowed(ctx, request, Operation.DESCRIBE, ResourceType.TOPIC, name):
-                    stored = await persister.read(group.group_id, metadata.topic_id, p)
-                    end = _end_offset(ctx, name, p)
-                    if stored is not None:
-                        start, epoch = stored.start_offset, max(stored.leader_epoch, 0)
-                        if end is not None:  # Kafka's share lag: end - start - records already done with
-                            done = sum(b.last_offset - max(b.first_offset, start) + 1 for b in stored.state_batches
-                                       if b.delivery_state in (2, 4) and b.last_offset >= start)
-                            lag = max(end - start - done, 0)
-                described.append({"partition_index": p, "start_offset": start, "leader_epoch": epoch, "lag": lag,
-                                  "error_code": ErrorCode.NONE, "error_message": None})
-            topics.append({"topic_name": name, "topic_id": metadata.topic_id if metadata else uuid.UUID(int=0),
-                           "partitions": described})
-        groups.append({"group_id": group.group_id, "topics": topics, "error_code": ErrorCode.NONE, "error_message": None})
+        try:
+            groups.append(await _describe_offsets(ctx, request, group))
+        except (CoordinatorError, SharePersisterError) as exc:
+            groups.append({"group_id": group.group_id, "topics": [], "error_code": exc.error_code, "error_message": str(exc)})
     return {"throttle_time": 0, "groups": groups}
+
+
+async def _describe_offsets(ctx: BrokerContext, request: Request, group: Any) -> dict[str, Any]:
+    if not group_allowed(ctx, request, Operation.DESCRIBE, group.group_id):
+        return {"group_id": group.group_id, "topics": [], "error_code": ErrorCode.GROUP_AUTHORIZATION_FAILED,
+                "error_message": None}
+    persister = ctx.share_persister
+    requested: list[tuple[str, list[int]]]
+    if group.topics is None:  # every partition of the topics the group subscribes to (and may describe)
+        subscribed = runtime(ctx).read(group.group_id, _subscribed(group.group_id))
+        requested = [(name, list(range(ctx.image.topics[name].partitions))) for name in subscribed
+                     if name in ctx.image.topics and allowed(ctx, request, Operation.DESCRIBE, ResourceType.TOPIC, name)]
+    else:
+        requested = [(t.topic_name, list(t.partitions)) for t in group.topics]
+    topics = []
+    for name, partitions in requested:
+        metadata = ctx.image.topics.get(name)
+        denied = not allowed(ctx, request, Operation.DESCRIBE, ResourceType.TOPIC, name)
+        described = []
+        for p in partitions:
+            start, lag, epoch = -1, -1, 0
+            if metadata is not None and persister is not None and not denied:
+                stored = await persister.read(group.group_id, metadata.topic_id, p)
+                end = _end_offset(ctx, name, p)
+                if stored is not None:
+                    start, epoch = stored.start_offset, max(stored.leader_epoch, 0)
+                    if end is not None:  # Kafka's share lag: end - start - records already done with
+                        done = sum(b.last_offset - max(b.first_offset, start) + 1 for b in stored.state_batches
+                                   if b.delivery_state in (2, 4) and b.last_offset >= start)
+                        lag = max(end - start - done, 0)
+            described.append({"partition_index": p, "start_offset": start, "leader_epoch": epoch, "lag": lag,
+                              "error_code": ErrorCode.TOPIC_AUTHORIZATION_FAILED if denied else ErrorCode.NONE,
+                              "error_message": None})
+        topics.append({"topic_name": name, "topic_id": metadata.topic_id if metadata and not denied else uuid.UUID(int=0),
+                       "partitions": described})
+    return {"group_id": group.group_id, "topics": topics, "error_code": ErrorCode.NONE, "error_message": None}
 
 
 @handles(ApiKey.ALTER_SHARE_GROUP_OFFSETS, 0, 0)
@@ -309,7 +325,11 @@ async def alter_share_group_offsets(ctx: BrokerContext, request: Request) -> dic
             elif not allowed(ctx, request, Operation.READ, ResourceType.TOPIC, topic.topic_name):
                 result = ErrorCode.TOPIC_AUTHORIZATION_FAILED
             else:
-                stored = await persister.read(body.group_id, metadata.topic_id, p.partition_index)
+                try:
+                    stored = await persister.read(body.group_id, metadata.topic_id, p.partition_index)
+                except SharePersisterError as exc:
+                    results.append({"partition_index": p.partition_index, "error_code": exc.error_code, "error_message": None})
+                    continue
                 # a new state epoch: a leader holding the old state is fenced and loads this one
                 value = ShareSnapshotValue(
                     snapshot_epoch=0 if stored is None else stored.snapshot_epoch + 1,
@@ -345,10 +365,12 @@ async def delete_share_group_offsets(ctx: BrokerContext, request: Request) -> di
         if metadata is not None and not allowed(ctx, request, Operation.READ, ResourceType.TOPIC, topic.topic_name):
             result = ErrorCode.TOPIC_AUTHORIZATION_FAILED
         elif metadata is not None:
-            for p in range(metadata.partitions):
-                if await persister.read(body.group_id, metadata.topic_id, p) is not None:
-                    await persister.delete(body.group_id, metadata.topic_id, p)
-                    result = ErrorCode.NONE
+            try:
+                for p in range(metadata.partitions):
+                    if await persister.read(body.group_id, metadata.topic_id, p) is not None:
+                        result = await persister.delete(body.group_id, metadata.topic_id, p)
+            except SharePersisterError as exc:
+                result = exc.error_code
         response["responses"].append({
             "topic_name": topic.topic_name, "topic_id": metadata.topic_id if metadata else uuid.UUID(int=0),
             "error_code": result,

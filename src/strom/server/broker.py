@@ -206,7 +206,7 @@ class Broker:
         host, _, port = setting.rpartition(":")
         self._console = Console(security, int(self.config.values.get("console.sample.interval.ms", 5000)) / 1000)
         app = application(self.metrics, lambda: None if self.ctx is not None and self._tasks else "loading",
-                          self._console)
+                          self._console, host.strip("[]") or "127.0.0.1")
         try:
             self._http, self.http_port = await serve(app, host.strip("[]") or "127.0.0.1", int(port))
         except OSError as exc:

@@ -71,7 +71,10 @@ class SharePartitionManager:
         self.partitions: dict[PartitionKey, _Entry] = {}
         self.sessions: dict[tuple[str, str], ShareSession] = {}
         self._loading: dict[PartitionKey, asyncio.Future[_Entry]] = {}
-        self._changed = asyncio.Event()  # records became acquirable (release, expiry, ack)
+        # records may have become acquirable (a release, an expiry, an ack): parked fetches look again
+        self._version = 0
+        self._waiters: set[asyncio.Future[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # --- configuration ---------------------------------------------------------------------------
 
@@ -113,8 +116,12 @@ class SharePartitionManager:
                 entry = await self._load(group_id, topic, topic_id, partition, log_.leader_epoch)
             except BaseException as exc:
                 del self._loading[key]
-                loading.set_exception(exc if isinstance(exc, ShareError) else ShareError(ErrorCode.UNKNOWN_SERVER_ERROR))
-                loading.exception()  # retrieved: the caller re-raises it
+                failure = exc if isinstance(exc, ShareError) else ShareError(
+                    getattr(exc, "error_code", ErrorCode.UNKNOWN_SERVER_ERROR))  # SharePersisterError's
+                loading.set_exception(failure)
+                loading.exception()  # retrieved: every caller raises it
+                if isinstance(exc, Exception):
+                    raise failure from exc
                 raise
             del self._loading[key]
             self.partitions[key] = entry
@@ -126,7 +133,9 @@ class SharePartitionManager:
         persister = self.ctx.share_persister
         if persister is None:
             raise ShareError(ErrorCode.COORDINATOR_NOT_AVAILABLE)
-        stored = await persister.read(group_id, topic_id, partition)
+        # read with this leadership's epoch: the share coordinator then fences a deposed
+        # leader's late writes (FENCED_LEADER_EPOCH), so none can overwrite what is loaded here
+        stored = await persister.read(group_id, topic_id, partition, leader_epoch)
         if stored is None:
             start = await self._initial_offset(group_id, topic, partition)
             state = PersistedState(start, ())
@@ -184,17 +193,33 @@ class SharePartitionManager:
             self._drop((group_id, topic_id, partition))
         return error
 
+    def _notify(self) -> None:
+        self._version += 1
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiters.clear()
+
     def _arm(self, key: PartitionKey, entry: _Entry) -> None:
         """One timer per share partition, at its earliest acquisition-lock deadline."""
         if entry.timer is not None:
             entry.timer.cancel()
             entry.timer = None
         deadline = entry.partition.next_lock_deadline()
-        if deadline is None:
+        if deadline is None or self.partitions.get(key) is not entry:
             return
-        loop = asyncio.get_running_loop()
         delay = max(deadline - self.ctx.now_ms(), 0) / 1000
-        entry.timer = loop.call_later(delay, lambda: loop.create_task(self._expire(key)))
+        entry.timer = asyncio.get_running_loop().call_later(delay, self._spawn_expiry, key)
+
+    def _spawn_expiry(self, key: PartitionKey) -> None:
+        task = asyncio.get_running_loop().create_task(self._expire(key))
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("share lock expiry failed", exc_info=task.exception())
 
     async def _expire(self, key: PartitionKey) -> None:
         entry = self.partitions.get(key)
@@ -202,7 +227,7 @@ class SharePartitionManager:
             return
         async with entry.lock:
             if entry.partition.expire_locks(self.ctx.now_ms()):
-                self._changed.set()
+                self._notify()
                 await self._persist(*key, entry)
             self._arm(key, entry)
 
@@ -215,6 +240,10 @@ class SharePartitionManager:
         epoch n > 0 must be the one expected, and -1 names the session it ends."""
         key = (group_id, member_id)
         if epoch == 0:
+            limit = int(self.ctx.config.values.get("group.share.max.share.sessions", 2000))
+            if key not in self.sessions and len(self.sessions) >= limit:
+                raise ShareError(ErrorCode.SHARE_SESSION_LIMIT_REACHED,
+                                 f"This broker has {limit} share sessions (group.share.max.share.sessions).")
             started = self.sessions[key] = ShareSession(group_id, member_id, connection)
             started.partitions.update(partitions)
             started.new = set(started.partitions)
@@ -244,14 +273,19 @@ class SharePartitionManager:
                 continue
             async with entry.lock:
                 if entry.partition.release_member(session.member_id, self.ctx.now_ms()):
-                    self._changed.set()
+                    self._notify()
                     await self._persist(*key, entry)
                 self._arm(key, entry)
+        if not any(s.group_id == session.group_id for s in self.sessions.values()):
+            # nobody of the group reads here now: its state is stored; loaded again on next use,
+            # so offsets altered or deleted meanwhile take effect
+            self.forget_group(session.group_id)
 
     def connection_closed(self, connection: object) -> None:
         for session in [s for s in self.sessions.values() if s.connection is connection]:
             task = asyncio.get_running_loop().create_task(self.close_session(session))
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            self._tasks.add(task)
+            task.add_done_callback(self._task_done)
 
     # --- acknowledgements ----------------------------------------------------------------------
 
@@ -271,7 +305,7 @@ class SharePartitionManager:
         async with entry.lock:
             error = entry.partition.acknowledge(member_id, batches, self.ctx.now_ms())
             if error == ErrorCode.NONE:
-                self._changed.set()
+                self._notify()
                 stored = await self._persist(*key, entry)
                 if stored != ErrorCode.NONE:
                     log.warning("share state of %s-%d for group %s not stored: %s", entry.topic, partition, group_id,
@@ -289,19 +323,24 @@ class SharePartitionManager:
         Waits up to ``max_wait_ms`` while nothing can be acquired (a long poll)."""
         deadline = time.monotonic() + max_wait_ms / 1000
         while True:
+            seen = self._version
             results = await self._fetch_once(group_id, member_id, partitions, max_bytes, max_records, batch_size)
-            got = sum(len(r[0]) for r in results.values())
             remaining = deadline - time.monotonic()
-            if got >= max(min_bytes, 1) or remaining <= 0 or any(r[2] for r in results.values()):
+            # anything acquired goes out now (MinBytes only decides how long an empty fetch
+            # waits): records acquired and held back would wait for their locks to expire
+            if (any(r[1] or r[2] for r in results.values()) or remaining <= 0 or not partitions
+                    or max_records <= 0 or max_bytes <= 0):
                 return results
-            self._changed.clear()
+            if self._version != seen:
+                continue  # a release or an expiry while we read: look again at once
             commits = asyncio.ensure_future(self.ctx.commits.wait(remaining))
-            changed = asyncio.ensure_future(self._changed.wait())
+            changed = asyncio.get_running_loop().create_future()
+            self._waiters.add(changed)
             try:
                 await asyncio.wait([commits, changed], timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for waiter in (commits, changed):
-                    waiter.cancel()
+                commits.cancel()
+                self._waiters.discard(changed)
 
     async def _fetch_once(self, group_id: str, member_id: str, partitions: Sequence[tuple[uuid.UUID, int]], max_bytes: int,
                           max_records: int, batch_size: int) -> dict[tuple[uuid.UUID, int], Any]:
@@ -326,8 +365,10 @@ class SharePartitionManager:
                 if entry.partition.start_offset < log_.log_start_offset:
                     entry.partition.reset_start(log_.log_start_offset)
                 limit = log_.last_stable_offset if isolation == "read_committed" else log_.high_watermark
+                entry.partition.config = self.share_config(group_id)  # the group's configs may have changed
+                entry.partition.expire_locks(self.ctx.now_ms())
                 start = entry.partition.next_fetch_offset()
-                batches, chunks = _read_batches(log_, start, limit, bytes_left)
+                batches, chunks = _read_batches(log_, start, limit, bytes_left, records_left)
                 acquired = entry.partition.acquire(member_id, batches, records_left, batch_size, limit,
                                                    self.ctx.now_ms(), fetch_offset=start) if batches else []
                 self._arm(key, entry)
@@ -365,13 +406,17 @@ class SharePartitionManager:
         for entry in self.partitions.values():
             if entry.timer is not None:
                 entry.timer.cancel()
+        for task in self._tasks:
+            task.cancel()
         self.partitions.clear()
         self.sessions.clear()
 
 
-def _read_batches(log_: Any, start: int, limit: int, max_bytes: int) -> tuple[list[LogBatch], list[tuple[int, int, int, int, int]]]:
-    """The log's batches from ``start`` below ``limit``, whole, up to about ``max_bytes`` (at least
-    one): their headers, and where their bytes are (base, last, fd, position, size)."""
+def _read_batches(log_: Any, start: int, limit: int, max_bytes: int,
+                  max_records: int) -> tuple[list[LogBatch], list[tuple[int, int, int, int, int]]]:
+    """The log's batches from ``start`` below ``limit``, whole, up to about ``max_bytes`` and
+    ``max_records`` offsets (at least one): their headers, and where their bytes are (base, last,
+    fd, position, size). Bounded by records too: a fetch never walks more headers than it can use."""
     batches: list[LogBatch] = []
     chunks: list[tuple[int, int, int, int, int]] = []
     total = 0
@@ -388,4 +433,6 @@ def _read_batches(log_: Any, start: int, limit: int, max_bytes: int) -> tuple[li
             batches.append(LogBatch(header.base_offset, header.last_offset, header.is_control))
             chunks.append((header.base_offset, header.last_offset, segment.fd, position, header.size))
             total += header.size
+            if header.last_offset - start + 1 >= max_records:
+                break
     return batches, chunks

@@ -115,15 +115,22 @@ class RuntimePersister:
 
     # --- share.persister.SharePersister ----------------------------------------------------------
 
-    async def read(self, group_id: str, topic_id: uuid.UUID, partition: int) -> ShareSnapshotValue | None:
+    async def read(self, group_id: str, topic_id: uuid.UUID, partition: int, leader_epoch: int = -1) -> ShareSnapshotValue | None:
         key = ShareSnapshotKey(group_id, topic_id, partition)
 
         async def local() -> Outcome:
-            value = self.runtime.snapshot(key)
-            return ErrorCode.NONE, None if value is None else read_view(value)
+            if leader_epoch < 0:
+                value = self.runtime.snapshot(key)
+                return ErrorCode.NONE, None if value is None else read_view(value)
+            # a new leader's read records its epoch: the old leader's late writes are fenced
+            error, found = await self.runtime.read_state(key, leader_epoch)
+            if error == ErrorCode.INVALID_REQUEST:  # uninitialized share partition
+                return ErrorCode.NONE, None
+            return error, None if error or found is None else read_view(found)
 
         async def remote(conn: BrokerConnection) -> Outcome:
-            body = {"group_id": group_id, "topics": [{"topic_id": topic_id, "partitions": [{"partition": partition, "leader_epoch": -1}]}]}
+            body = {"group_id": group_id, "topics": [{"topic_id": topic_id, "partitions": [
+                {"partition": partition, "leader_epoch": leader_epoch}]}]}
             result = _partition_result(await conn.request(ApiKey.READ_SHARE_GROUP_STATE, 0, body, timeout_s=REQUEST_TIMEOUT_S))
             if result is None:
                 return ErrorCode.UNKNOWN_SERVER_ERROR, None

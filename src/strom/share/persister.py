@@ -34,7 +34,7 @@ class SharePersisterError(Exception):
 class SharePersister(Protocol):
     """A share partition's persisted state, by (share group, topic id, partition)."""
 
-    async def read(self, group_id: str, topic_id: uuid.UUID, partition: int) -> ShareSnapshotValue | None:
+    async def read(self, group_id: str, topic_id: uuid.UUID, partition: int, leader_epoch: int = -1) -> ShareSnapshotValue | None:
         """The stored state, None when the share partition was never initialized (or its
         state was deleted). The value holds what ReadShareGroupState carries, wherever the
         state lives: ``state_epoch``, ``start_offset`` and ``state_batches`` as written; the
