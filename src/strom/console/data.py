@@ -16,6 +16,7 @@ from typing import Any
 
 from strom.console.client import ConsoleClient, ConsoleError
 from strom.console.render import Rendered, render
+from strom.coordinator.classic_members import decode_assignment as classic_assignment
 from strom.handlers.context import BrokerContext
 from strom.metadata.store import TopicMetadata
 from strom.protocol.api import ApiKey
@@ -508,25 +509,10 @@ def _by_leader(parts: list[PartitionInfo]) -> dict[int, list[PartitionInfo]]:
 
 
 def decode_assignment(data: bytes | None) -> list[tuple[str, list[int]]]:
-    """The topic partitions of a ConsumerProtocolAssignment (any version: the fields read here
-    lead every version); [] when it does not parse."""
-    if not data:
-        return []
+    """The topic partitions of a ConsumerProtocolAssignment, sorted; [] when it does not parse."""
     try:
-        view, pos = memoryview(data), 2  # the version
-        out = []
-        count, pos = int.from_bytes(view[pos:pos + 4], "big", signed=True), pos + 4
-        for _ in range(max(count, 0)):
-            length, pos = int.from_bytes(view[pos:pos + 2], "big"), pos + 2
-            topic, pos = bytes(view[pos:pos + length]).decode(), pos + length
-            n, pos = int.from_bytes(view[pos:pos + 4], "big", signed=True), pos + 4
-            parts = [int.from_bytes(view[pos + 4 * i:pos + 4 * i + 4], "big", signed=True) for i in range(max(n, 0))]
-            pos += 4 * max(n, 0)
-            out.append((topic, sorted(parts)))
-        if pos > len(view):
-            return []
-        return out
-    except (UnicodeDecodeError, ValueError):
+        return [(topic, sorted(parts)) for topic, parts in classic_assignment(data or b"")]
+    except ValueError:
         return []
 
 

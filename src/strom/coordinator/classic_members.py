@@ -45,6 +45,21 @@ log = logging.getLogger(__name__)
 CONSUMER = "consumer"
 
 
+def _topic_partitions_at(data: bytes, pos: int) -> tuple[list[tuple[str, list[int]]], int]:
+    """An array of (topic string, [int32]) at ``pos``, and the position after it."""
+    (count,) = struct.unpack_from(">i", data, pos)
+    pos += 4
+    out: list[tuple[str, list[int]]] = []
+    for _ in range(max(count, 0)):
+        (length,) = struct.unpack_from(">h", data, pos)
+        topic = bytes(data[pos + 2:pos + 2 + length]).decode()
+        pos += 2 + length
+        (n,) = struct.unpack_from(">i", data, pos)
+        out.append((topic, list(struct.unpack_from(f">{max(n, 0)}i", data, pos + 4))))
+        pos += 4 + 4 * max(n, 0)
+    return out, pos
+
+
 def decode_subscription(metadata: bytes) -> tuple[list[str], list[tuple[str, list[int]]]]:
     """A ConsumerProtocolSubscription's topics and owned partitions (v1+; none in v0, as Kafka
     reads it: an eager client has given up everything before it joins); ValueError when it does
@@ -61,17 +76,7 @@ def decode_subscription(metadata: bytes) -> tuple[list[str], list[tuple[str, lis
         pos += 4 + max(user_data, 0)
         if version < 1 or pos >= len(metadata):
             return topics, []
-        owned: list[tuple[str, list[int]]] = []
-        (count,) = struct.unpack_from(">i", metadata, pos)
-        pos += 4
-        for _ in range(max(count, 0)):
-            (length,) = struct.unpack_from(">h", metadata, pos)
-            topic = bytes(metadata[pos + 2:pos + 2 + length]).decode()
-            pos += 2 + length
-            (n,) = struct.unpack_from(">i", metadata, pos)
-            owned.append((topic, list(struct.unpack_from(f">{max(n, 0)}i", metadata, pos + 4))))
-            pos += 4 + 4 * max(n, 0)
-        return topics, owned
+        return topics, _topic_partitions_at(metadata, pos)[0]
     except (struct.error, UnicodeDecodeError) as exc:
         raise ValueError(f"malformed ConsumerProtocolSubscription: {exc}") from None
 
@@ -81,16 +86,7 @@ def decode_assignment(data: bytes) -> list[tuple[str, list[int]]]:
     if not data:
         return []
     try:
-        (count,) = struct.unpack_from(">i", data, 2)
-        pos, out = 6, []
-        for _ in range(max(count, 0)):
-            (length,) = struct.unpack_from(">h", data, pos)
-            topic = bytes(data[pos + 2:pos + 2 + length]).decode()
-            pos += 2 + length
-            (n,) = struct.unpack_from(">i", data, pos)
-            out.append((topic, list(struct.unpack_from(f">{max(n, 0)}i", data, pos + 4))))
-            pos += 4 + 4 * max(n, 0)
-        return out
+        return _topic_partitions_at(data, 2)[0]
     except (struct.error, UnicodeDecodeError) as exc:
         raise ValueError(f"malformed ConsumerProtocolAssignment: {exc}") from None
 

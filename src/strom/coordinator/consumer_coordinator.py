@@ -339,7 +339,7 @@ class ConsumerGroupManager(OffsetManager):
         return group
 
     def upgrade_classic_group(self, classic: Any) -> ConsumerGroup:
-        raise _Refused(ErrorCode.GROUP_ID_NOT_FOUND, "online upgrade is classic_members'")  # overridden there
+        raise NotImplementedError  # the online upgrade of a classic group (classic_members)
 
     def _regular_heartbeat(self, r: ConsumerHeartbeat, topics: TopicImage, describable: Callable[[str], bool]) -> dict[str, Any]:
         config = self.config

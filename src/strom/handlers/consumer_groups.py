@@ -67,6 +67,16 @@ async def consumer_group_heartbeat(ctx: BrokerContext, request: Request) -> dict
 
 @handles(ApiKey.CONSUMER_GROUP_DESCRIBE, 0, 1)
 async def consumer_group_describe(ctx: BrokerContext, request: Request) -> dict[str, Any]:
+    return describe_groups_of_a_type(ctx, request, lambda c, group_id, topics: c.describe_consumer_group(group_id, topics),
+                                     ("assignment", "target_assignment"))
+
+
+def describe_groups_of_a_type(ctx: BrokerContext, request: Request,
+                              describe: Callable[[GroupCoordinator, str, TopicImage], dict[str, Any]],
+                              assignments: tuple[str, ...]) -> dict[str, Any]:
+    """ConsumerGroupDescribe and ShareGroupDescribe: each group as its coordinator describes it,
+    with Kafka's checks: DESCRIBE on the group, and on every topic of its members' ``assignments``
+    (TOPIC_AUTHORIZATION_FAILED and no members otherwise)."""
     topics = topic_image(ctx)
     groups = []
     for group_id in request.body.group_ids:
@@ -77,13 +87,12 @@ async def consumer_group_describe(ctx: BrokerContext, request: Request) -> dict[
             described = _failed(ErrorCode.GROUP_AUTHORIZATION_FAILED, group_id)
         else:
             try:
-                described = runtime(ctx).read(group_id, _describe(group_id, topics))
+                described = runtime(ctx).read(group_id, lambda c, g=group_id: describe(c, g, topics))  # type: ignore[misc]
             except CoordinatorError as exc:
                 described = _failed(exc.error_code, group_id)
         if described["error_code"] == ErrorCode.NONE and ctx.authorizer is not None and not all(
                 allowed(ctx, request, Operation.DESCRIBE, ResourceType.TOPIC, tp["topic_name"])
-                for m in described["members"] for a in ("assignment", "target_assignment")
-                for tp in m[a]["topic_partitions"]):
+                for m in described["members"] for a in assignments for tp in m[a]["topic_partitions"]):
             described = _failed(ErrorCode.TOPIC_AUTHORIZATION_FAILED, group_id)
         described["authorized_operations"] = (
             authorized_operations(ctx, request, ResourceType.GROUP, group_id)
@@ -91,10 +100,6 @@ async def consumer_group_describe(ctx: BrokerContext, request: Request) -> dict[
             else AUTHORIZED_OPERATIONS_OMITTED)
         groups.append(described)
     return {"throttle_time": 0, "groups": groups}
-
-
-def _describe(group_id: str, topics: TopicImage) -> Callable[[GroupCoordinator], dict[str, Any]]:
-    return lambda coordinator: coordinator.describe_consumer_group(group_id, topics)
 
 
 def _failed(error: int, group_id: str) -> dict[str, Any]:

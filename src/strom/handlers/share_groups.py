@@ -14,10 +14,7 @@ from strom.coordinator.coordinator import GroupCoordinator
 from strom.coordinator.shard import CoordinatorError
 from strom.coordinator.share_groups import MAX_MEMBER_ID_LENGTH, ShareHeartbeat
 from strom.handlers.auth import allowed
-from strom.handlers.authorized_operations import (
-    AUTHORIZED_OPERATIONS_OMITTED,
-    authorized_operations,
-)
+from strom.handlers.consumer_groups import describe_groups_of_a_type
 from strom.handlers.context import BrokerContext
 from strom.handlers.groups import (
     call,
@@ -73,36 +70,8 @@ async def share_group_heartbeat(ctx: BrokerContext, request: Request) -> dict[st
 
 @handles(ApiKey.SHARE_GROUP_DESCRIBE, 1, 1)
 async def share_group_describe(ctx: BrokerContext, request: Request) -> dict[str, Any]:
-    topics = topic_image(ctx)
-    groups = []
-    for group_id in request.body.group_ids:
-        described: dict[str, Any]
-        if not group_allowed(ctx, request, Operation.DESCRIBE, group_id):
-            described = _no_group(ErrorCode.GROUP_AUTHORIZATION_FAILED, group_id)
-        else:
-            try:
-                described = runtime(ctx).read(group_id, _describe(group_id, topics))
-            except CoordinatorError as exc:
-                described = _no_group(exc.error_code, group_id)
-        if described["error_code"] == ErrorCode.NONE and ctx.authorizer is not None and not all(
-                allowed(ctx, request, Operation.DESCRIBE, ResourceType.TOPIC, tp["topic_name"])
-                for m in described["members"] for tp in m["assignment"]["topic_partitions"]):
-            described = _no_group(ErrorCode.TOPIC_AUTHORIZATION_FAILED, group_id)  # as Kafka: no members shown
-        described["authorized_operations"] = (
-            authorized_operations(ctx, request, ResourceType.GROUP, group_id)
-            if request.body.include_authorized_operations and described["error_code"] == ErrorCode.NONE
-            else AUTHORIZED_OPERATIONS_OMITTED)
-        groups.append(described)
-    return {"throttle_time": 0, "groups": groups}
-
-
-def _describe(group_id: str, topics: Any) -> Callable[[GroupCoordinator], dict[str, Any]]:
-    return lambda coordinator: coordinator.describe_share_group(group_id, topics)
-
-
-def _no_group(error: int, group_id: str) -> dict[str, Any]:
-    return {"error_code": error, "error_message": None, "group_id": group_id, "group_state": "", "group_epoch": 0,
-            "assignment_epoch": 0, "assignor_name": "", "members": []}
+    return describe_groups_of_a_type(ctx, request, lambda c, group_id, topics: c.describe_share_group(group_id, topics),
+                                     ("assignment",))
 
 
 # --- ShareFetch / ShareAcknowledge ----------------------------------------------------------------
