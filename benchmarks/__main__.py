@@ -11,7 +11,8 @@ beside one broker (benchmarks/cluster.py: replicated produce, latency, leader ki
 markdown tables and writes ``<date>.json`` and ``<date>.png`` into ``--out`` (default
 benchmarks/results/). ``--only`` keeps some parts: machine, produce, consume, latency,
 partitions, cluster, security (TLS + SASL beside plaintext), metrics (the cost of /metrics
-scrapes), and the system names strom, tansu, rabbitmq, activemq, redis, nats.
+scrapes), queues (share groups beside a classic group, rebalance times of both group
+protocols), and the system names strom, tansu, rabbitmq, activemq, redis, nats.
 ``--profile`` records py-spy profiles of the strom broker during the produce (100 B, acks=all)
 and consume workloads (py-spy must be installed).
 """
@@ -35,7 +36,7 @@ from benchmarks.model import Row, Sizes
 from benchmarks.workloads import run_kafka_suite
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKLOADS = {"machine", "produce", "consume", "latency", "partitions", "cluster", "security", "metrics"}
+WORKLOADS = {"machine", "produce", "consume", "latency", "partitions", "cluster", "security", "metrics", "queues"}
 PEERS = ("tansu", "rabbitmq", "activemq", "redis", "nats")
 SYSTEMS = {"strom", *PEERS}
 
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
     client = KafkaClient(build_rdkperf())
     print(f"Kafka client: {client.name}", file=sys.stderr, flush=True)
-    kafka_workloads = (workloads or WORKLOADS) - {"machine", "cluster", "security", "metrics"}
+    kafka_workloads = (workloads or WORKLOADS) - {"machine", "cluster", "security", "metrics", "queues"}
     # the cluster group: in full runs unless --only leaves it out; in --quick runs when asked
     asked_cluster = args.cluster or "cluster" in (workloads or ())
     want_cluster = (systems is None or "strom" in systems) and (
@@ -161,6 +162,19 @@ def run(args: argparse.Namespace) -> int:
             traceback.print_exc()
             failures["metrics"] = f"{type(exc).__name__}: {exc}"
 
+    queues: dict = {}  # filled part by part: a failure keeps the part measured before it
+    if (systems is None or "strom" in systems) and ("queues" in (workloads or ()) or (workloads is None and not args.quick)):
+        print("strom: share groups beside a classic group, rebalance times", file=sys.stderr, flush=True)
+        try:
+            from benchmarks.queues import run_queues_suite
+
+            run_queues_suite(sizes, queues)
+            for failed in queues["share"]["failed"]:
+                failures.setdefault("queues", failed)
+        except Exception as exc:  # noqa: BLE001 - the other rows still count
+            traceback.print_exc()
+            failures["queues"] = f"{type(exc).__name__}: {exc}"
+
     cluster: dict = {}  # filled part by part: a failure keeps the parts measured before it
     if want_cluster:
         print("strom cluster (3 brokers) beside one broker", file=sys.stderr, flush=True)
@@ -194,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
     print(report.context_markdown(ctx) + "\n")
     if limits:
         print(report.machine_markdown(limits) + "\n")
-    if rows or not (cluster or security or metrics):
+    if rows or not (cluster or security or metrics or queues):
         print(report.markdown(rows) + "\n")
     goals = report.targets(rows)
     if any(g["met"] is not None for g in goals):
@@ -211,11 +225,15 @@ def run(args: argparse.Namespace) -> int:
         from benchmarks.metrics_cost import markdown as metrics_markdown
 
         print(metrics_markdown(metrics) + "\n")
+    if queues.get("share") or queues.get("rebalance"):
+        from benchmarks.queues import markdown as queues_markdown
+
+        print(queues_markdown(queues) + "\n")
     if "cluster" in failures:
         print(f"cluster: failed: {failures['cluster']}\n")
     report.write_json(json_path, ctx, limits, rows, {"failures": failures, "profiles": profiles,
                                                      "targets": goals, "cluster": cluster, "security": security,
-                                                     "metrics": metrics})
+                                                     "metrics": metrics, "queues": queues})
     report.chart(png_path, ctx, limits, rows)
     print(f"wrote {json_path} and {png_path} in {ctx['seconds']:.0f}s", flush=True)
     return 1 if failures and not args.keep_going else 0

@@ -73,6 +73,12 @@ class Sizes:
     metrics_records: int = 10_000_000  # per produce run (~5 s), with and without a scrape every second
     metrics_repeats: int = 7  # pairs of runs
     metrics_pages: int = 20  # loads of each console page
+    # the queues group (benchmarks/queues.py): share groups beside a classic group on one
+    # partition, then the rebalance time of a 10-member group under each protocol
+    queue_records: int = 2_000_000
+    queue_repeats: int = 5
+    rebalance_repeats: int = 5
+    rebalance_protocols: tuple[str, ...] = ("range", "cooperative-sticky", "consumer")  # queues.PROTOCOLS
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -83,7 +89,9 @@ class Sizes:
                    security_records_1k=50_000, security_repeats=1, quota_seconds=12, cluster_latency_seconds=1.0,
                    cluster_latency_lingers=(1,), cluster_idle_seconds=1.0, cluster_kills_default=0,
                    cluster_kills_short=1, metrics_topics=10, metrics_groups=10, metrics_scrapes=20,
-                   metrics_records=200_000, metrics_repeats=1, metrics_pages=3)
+                   metrics_records=200_000, metrics_repeats=1, metrics_pages=3,
+                   queue_records=50_000, queue_repeats=1, rebalance_repeats=1,
+                   rebalance_protocols=("range", "consumer"))
 
 
 @dataclass

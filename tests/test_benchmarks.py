@@ -112,3 +112,34 @@ def test_quick_metrics_run_prints_scrape_and_page_costs(tmp_path: Path) -> None:
     assert metrics["scrape"]["lag_series"] == metrics["settings"]["groups"] * 10
     assert set(metrics["pages"]) == {"overview", "topic page (latest 20)", "topic search (10,000 records)", "group page"}
     assert metrics["produce"]["none"]["records"] > 0 and metrics["produce"]["scraped"]["records"] > 0
+
+
+def test_quick_queues_run_prints_share_groups_beside_classic_and_rebalance_times(tmp_path: Path) -> None:
+    """`--quick --only queues`: 1, 2 and 4 share consumers beside a classic consumer on one
+    partition (every record once), then an 11th member joining and leaving a 10-member group
+    under the classic and the consumer protocol."""
+    out = tmp_path / "results"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "run", "--quick", "--only", "queues", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    for row in ("| classic group, 1 Consumer (commit per poll) |", "| share group, 1 ShareConsumer (implicit ack) |",
+                "| share group, 2 ShareConsumers (implicit ack) |", "| share group, 4 ShareConsumers (implicit ack) |",
+                "| classic, range (eager) | 3000 ms |", "| consumer (KIP-848), uniform | 500 ms |"):
+        assert row in proc.stdout, f"missing {row!r} in:\n{proc.stdout}"
+    data = json.loads(next(out.glob("*.json")).read_text())
+    assert data["rows"] == [] and data["failures"] == {}
+    queues = data["queues"]
+    records = queues["settings"]["records"]
+    median = queues["share"]["median"]
+    assert [(m["kind"], m["consumers"]) for m in median.values()] == [("classic", 1), ("share", 1), ("share", 2), ("share", 4)]
+    for m in median.values():
+        assert m["all_complete"] and m["records"] == m["distinct"] == records and m["errors"] == []
+        assert m["records_per_s"] > 0 and m["broker_cpu_s"] >= 0 and sum(m["per_consumer"]) == records
+    assert [m["committed_offset"] for m in median.values()] == [None, records, records, records]
+    assert set(queues["share"]["ratios"]) == set(list(median)[1:])
+    assert all(r["rate"] > 0 for r in queues["share"]["ratios"].values())
+    protocols = queues["rebalance"]["protocols"]
+    assert [p["protocol"] for p in protocols] == ["classic, range (eager)", "consumer (KIP-848), uniform"]
+    assert all(p["join_s"] > 0 and p["leave_s"] > 0 and len(p["joins"]) == 1 for p in protocols)
