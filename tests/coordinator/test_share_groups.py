@@ -122,3 +122,15 @@ def test_simple_assignor_shares_evenly(members: int, partitions: int) -> None:
     assert max(loads) - min(loads) <= 1 and min(loads) >= 1
     again = simple_assign({m: frozenset({T1}) for m in names}, out, {T1: partitions})
     assert again == out  # sticky
+
+
+def test_the_partitions_a_group_has_read_are_kept() -> None:
+    ctx = context()
+    beat(ctx, "a", 0, ("r",))
+    group = ctx.coordinator.share_groups["s"]
+    assert group.initialized == {T2: ("r", frozenset({0, 1, 2, 3}))}
+    beat(ctx, "a", -1)  # nobody reads now: still listed (DescribeShareGroupOffsets shows them)
+    assert group.initialized == {T2: ("r", frozenset({0, 1, 2, 3}))}
+    assert reload(ctx).share_groups["s"].initialized == group.initialized
+    ctx.apply(ctx.coordinator.share_forget_topics("s", {T2}, ctx.time))
+    assert group.initialized == {}

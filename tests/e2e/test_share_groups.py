@@ -260,3 +260,7 @@ def test_share_groups_in_listings(broker: Broker) -> None:
     [partition] = info["partitions"]
     assert (partition["committed_offset"], partition["end_offset"], partition["lag"]) == (3, 3, 0)
     c.close()
+    described = subprocess.run([sys.executable, "-m", "strom", "group", "describe", group, "-b", broker.bootstrap,
+                                "--output", "json"], capture_output=True, text=True, timeout=60)
+    info = json.loads(described.stdout)  # no member now: the partitions it read are still shown
+    assert (info["state"], info["members"], len(info["partitions"])) == ("EMPTY", [], 1)

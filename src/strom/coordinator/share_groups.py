@@ -37,11 +37,13 @@ from strom.coordinator.records import (
     ShareGroupMetadataKey,
     ShareGroupMetadataValue,
     ShareGroupStatePartitionMetadataKey,
+    ShareGroupStatePartitionMetadataValue,
     ShareGroupTargetAssignmentMemberKey,
     ShareGroupTargetAssignmentMemberValue,
     ShareGroupTargetAssignmentMetadataKey,
     ShareGroupTargetAssignmentMetadataValue,
     TopicPartitions,
+    TopicPartitionsInfo,
 )
 from strom.coordinator.shard import Result, TimerKey
 from strom.protocol.errors import ErrorCode
@@ -76,6 +78,9 @@ class ShareGroup:
         self.metadata_version = -1
         self.members: dict[str, ShareMember] = {}
         self.targets: dict[str, Partitions] = {}
+        # the partitions the group has read (its share state may exist): (topic name, partitions) by
+        # topic id, kept in ShareGroupStatePartitionMetadata; what DescribeShareGroupOffsets lists
+        self.initialized: dict[uuid.UUID, tuple[str, frozenset[int]]] = {}
 
     @property
     def state(self) -> str:
@@ -162,9 +167,13 @@ class ShareGroupManager(MixedGroupManager):
 
     def _replay_share(self, record: CoordinatorRecord) -> None:
         key, value = record.key, record.value
-        if isinstance(key, ShareGroupStatePartitionMetadataKey):
-            return  # strom keeps which partitions have share state with the state itself
         group_id = key.group
+        if isinstance(key, ShareGroupStatePartitionMetadataKey):
+            if group_id in self.share_groups:
+                assert value is None or isinstance(value, ShareGroupStatePartitionMetadataValue)
+                self.share_groups[group_id].initialized = {} if value is None else {
+                    t.topic_id: (t.topic_name, frozenset(t.partitions)) for t in value.initialized_topics}
+            return
         if isinstance(key, ShareGroupMetadataKey):
             if value is None:
                 self.share_groups.pop(group_id, None)
@@ -302,6 +311,29 @@ class ShareGroupManager(MixedGroupManager):
                                                     ShareGroupTargetAssignmentMemberValue(_topic_partitions(target))))
         self._write_share(CoordinatorRecord(ShareGroupTargetAssignmentMetadataKey(group.group_id),
                                             ShareGroupTargetAssignmentMetadataValue(group.group_epoch)))
+        initialized = dict(group.initialized)
+        for target in targets.values():
+            for topic_id, parts in target.items():
+                name, known = initialized.get(topic_id, (topics.by_id[topic_id][0], frozenset()))
+                initialized[topic_id] = (name, known | parts)
+        if initialized != group.initialized:
+            self._write_initialized(group, initialized)
+
+    def _write_initialized(self, group: ShareGroup, initialized: Mapping[uuid.UUID, tuple[str, frozenset[int]]]) -> None:
+        self._write_share(CoordinatorRecord(ShareGroupStatePartitionMetadataKey(group.group_id),
+                                            ShareGroupStatePartitionMetadataValue((), tuple(
+                                                TopicPartitionsInfo(t, name, tuple(sorted(parts)))
+                                                for t, (name, parts) in sorted(initialized.items())), ())))
+
+    def share_forget_topics(self, group_id: str, topic_ids: set[uuid.UUID], now_ms: int) -> Result:
+        """DeleteShareGroupOffsets deleted the topics' share state: the group no longer lists them."""
+
+        def run() -> None:
+            group = self.share_groups.get(group_id)
+            if group is not None and topic_ids & group.initialized.keys():
+                self._write_initialized(group, {t: v for t, v in group.initialized.items() if t not in topic_ids})
+
+        return self._run(now_ms, run)
 
     def _share_leave(self, r: ShareHeartbeat) -> dict[str, Any]:
         group = self.share_groups.get(r.group_id)
@@ -344,6 +376,7 @@ class ShareGroupManager(MixedGroupManager):
         for member_id in list(group.targets):
             self._write_share(CoordinatorRecord(ShareGroupTargetAssignmentMemberKey(gid, member_id), None))
         self._write_share(CoordinatorRecord(ShareGroupTargetAssignmentMetadataKey(gid), None))
+        self._write_share(CoordinatorRecord(ShareGroupStatePartitionMetadataKey(gid), None))
         self._write_share(CoordinatorRecord(ShareGroupMetadataKey(gid), None))
 
     # --- ShareGroupDescribe --------------------------------------------------------------------

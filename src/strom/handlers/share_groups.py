@@ -208,12 +208,17 @@ async def _group_is_empty(ctx: BrokerContext, group_id: str) -> int:
     return runtime(ctx).read(group_id, state)
 
 
-def _subscribed(group_id: str) -> Callable[[GroupCoordinator], list[str]]:
-    def read(c: GroupCoordinator) -> list[str]:
+def _initialized(group_id: str) -> Callable[[GroupCoordinator], list[tuple[str, list[int]]]]:
+    """The partitions the group has read (Kafka: its initialized share partitions)."""
+    def read(c: GroupCoordinator) -> list[tuple[str, list[int]]]:
         group = c.share_groups.get(group_id)
-        return sorted(group.subscribed_topic_names()) if group is not None else []
+        return [] if group is None else sorted((name, sorted(parts)) for name, parts in group.initialized.values())
 
     return read
+
+
+def _forget(group_id: str, topic_ids: set[uuid.UUID]) -> Callable[[GroupCoordinator, int, int], Any]:
+    return lambda c, now, _ticket: c.share_forget_topics(group_id, topic_ids, now)
 
 
 def _end_offset(ctx: BrokerContext, topic: str, partition: int) -> int | None:
@@ -238,10 +243,9 @@ async def _describe_offsets(ctx: BrokerContext, request: Request, group: Any) ->
                 "error_message": None}
     persister = ctx.share_persister
     requested: list[tuple[str, list[int]]]
-    if group.topics is None:  # every partition of the topics the group subscribes to (and may describe)
-        subscribed = runtime(ctx).read(group.group_id, _subscribed(group.group_id))
-        requested = [(name, list(range(ctx.image.topics[name].partitions))) for name in subscribed
-                     if name in ctx.image.topics and allowed(ctx, request, Operation.DESCRIBE, ResourceType.TOPIC, name)]
+    if group.topics is None:  # every partition the group has read (and the caller may describe)
+        requested = [(name, parts) for name, parts in runtime(ctx).read(group.group_id, _initialized(group.group_id))
+                     if allowed(ctx, request, Operation.DESCRIBE, ResourceType.TOPIC, name)]
     else:
         requested = [(t.topic_name, list(t.partitions)) for t in group.topics]
     topics = []
@@ -339,6 +343,11 @@ async def delete_share_group_offsets(ctx: BrokerContext, request: Request) -> di
                     if await persister.read(body.group_id, metadata.topic_id, p) is not None:
                         result = await persister.delete(body.group_id, metadata.topic_id, p)
             except SharePersisterError as exc:
+                result = exc.error_code
+        if result == ErrorCode.NONE and metadata is not None:
+            try:
+                await call(ctx, body.group_id, _forget(body.group_id, {metadata.topic_id}))
+            except CoordinatorError as exc:
                 result = exc.error_code
         response["responses"].append({
             "topic_name": topic.topic_name, "topic_id": metadata.topic_id if metadata else uuid.UUID(int=0),
