@@ -24,6 +24,7 @@ from strom.coordinator.classic_members import MixedGroupManager
 from strom.coordinator.consumer_coordinator import (
     TopicImage,
     _Refused,
+    _topic_partitions,
     heartbeat_error,
     metadata_hash,
 )
@@ -42,7 +43,6 @@ from strom.coordinator.records import (
     ShareGroupTargetAssignmentMemberValue,
     ShareGroupTargetAssignmentMetadataKey,
     ShareGroupTargetAssignmentMetadataValue,
-    TopicPartitions,
     TopicPartitionsInfo,
 )
 from strom.coordinator.shard import Result, TimerKey
@@ -150,10 +150,6 @@ def simple_assign(subscriptions: Mapping[str, frozenset[uuid.UUID]], previous: M
             if mine[m]:
                 out[m][topic] = mine[m]
     return {m: {t: frozenset(ps) for t, ps in topics.items()} for m, topics in out.items()}
-
-
-def _topic_partitions(partitions: Partitions) -> tuple[TopicPartitions, ...]:
-    return tuple(TopicPartitions(t, tuple(sorted(ps))) for t, ps in sorted(partitions.items()))
 
 
 class ShareGroupManager(MixedGroupManager):
