@@ -395,6 +395,7 @@ def test_e2e_every_broker_serves_http(three):
         controllers = []
         for node, address in enumerate(addresses):
             assert http_get(address, "/healthz")[0] == 200
+            assert http_get(address, "/readyz") == (200, "ready\n")  # registered, and its image shows it
             status, metrics = http_get(address, "/metrics")
             assert status == 200 and "strom_is_controller" in metrics
             if re.search(r"^strom_is_controller 1(\.0)?$", metrics, re.M):

@@ -205,14 +205,25 @@ class Broker:
 
         host, _, port = setting.rpartition(":")
         self._console = Console(security, int(self.config.values.get("console.sample.interval.ms", 5000)) / 1000)
-        app = application(self.metrics, lambda: None if self.ctx is not None and self._tasks else "loading",
-                          self._console, host.strip("[]") or "127.0.0.1")
+        app = application(self.metrics, self._not_ready, self._console, host.strip("[]") or "127.0.0.1")
         try:
             self._http, self.http_port = await serve(app, host.strip("[]") or "127.0.0.1", int(port))
         except OSError as exc:
             if self.http_required:
                 raise BrokerConfigError(f"Cannot serve http.listener {setting}: {exc}.") from None
             log.warning("HTTP listener not started (metrics and health checks off): %s: %s", setting, exc)
+
+    def _not_ready(self) -> str | None:
+        """/readyz: why this broker should not take traffic yet (None: serving). In cluster
+        mode it must be registered and its metadata image must show it (the image is current)."""
+        if self.ctx is None or not self._tasks:
+            return "loading"
+        if self.config.etcd_endpoints is not None:
+            if getattr(self.metadata, "registration", None) is None:
+                return "not registered in the cluster (etcd)"
+            if self.config.node_id not in self.ctx.image.brokers:
+                return "the metadata image does not show this broker yet"
+        return None
 
     async def _open(self) -> BrokerContext:
         """Everything between binding and serving: the data directory (its lock first), the
