@@ -361,6 +361,14 @@ def test_a_classic_group_is_upgraded_when_a_consumer_member_joins() -> None:
     assert decode_assignment(synced["assignment"])[0][0] == "t"
     owners = group(ctx).owners
     assert all(owners[(T1, p)] in {leader.member_id, follower.member_id, "b"} for p in range(4) if (T1, p) in owners)
+    # the consumer-protocol member leaves: only classic members are left, a classic group again
+    epoch = group(ctx).group_epoch
+    beat(ctx, "b", -1)
+    assert "g" not in ctx.coordinator.consumer_groups
+    classic = ctx.coordinator.groups["g"]
+    assert set(classic.members) == {leader.member_id, follower.member_id}
+    assert classic.generation_id == epoch + 1 and classic.state.value == "PreparingRebalance"
+    assert reload(ctx).groups["g"].generation_id == epoch + 1  # as stored
 
 
 def test_delete_only_empty_groups() -> None:

@@ -192,7 +192,8 @@ def test_classic_clients_in_the_same_run(broker: Broker, topic: str) -> None:
 def test_a_mixed_group_serves_both_protocols(broker: Broker, topic: str) -> None:
     """A kafka-python member (the classic protocol) runs; a confluent-kafka member of KIP-848's
     joins: the classic group becomes a consumer group serving both (an online upgrade), the
-    partitions split between them, and every record is read once."""
+    partitions split between them, and every record is read once; when the consumer-protocol
+    member leaves, the group is a classic group again (the online downgrade)."""
     import threading
 
     from kafka import KafkaConsumer
@@ -225,7 +226,13 @@ def test_a_mixed_group_serves_both_protocols(broker: Broker, topic: str) -> None
         admin = AdminClient({"bootstrap.servers": broker.bootstrap})
         [listed] = [g for g in admin.list_consumer_groups().result(10).valid if g.group_id == group]
         assert listed.type.name == "CONSUMER"
-        modern.close()
+        modern.close()  # only the classic member is left: a classic group again, which gets everything back
+        deadline = time.monotonic() + 30
+        while len(classic.assignment()) < PARTITIONS:
+            assert time.monotonic() < deadline, "the classic member did not get every partition back"
+            time.sleep(0.1)
+        [listed] = [g for g in admin.list_consumer_groups().result(10).valid if g.group_id == group]
+        assert listed.type.name == "CLASSIC"
     finally:
         stop.set()
         thread.join(10)

@@ -7,8 +7,8 @@ and the partitions it owns come from its ConsumerProtocolSubscription, the broke
 target, and the answer comes at once (no join barrier; the member is never the leader). Its
 SyncGroup returns its assigned partitions as a ConsumerProtocolAssignment; its Heartbeat answers
 REBALANCE_IN_PROGRESS while it must rejoin to give up or take partitions. A group whose
-consumer-protocol members have all left stays a consumer group serving its classic members
-(Kafka turns it back into a classic group: ``group.consumer.migration.policy``).
+consumer-protocol members have all left becomes a classic group again (Kafka's online downgrade,
+``group.consumer.migration.policy=bidirectional``).
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from strom.coordinator.consumer_coordinator import (
     TopicImage,
     _Refused,
     metadata_hash,
+    rebalance_key,
+    session_key,
 )
 from strom.coordinator.consumer_group import (
     STABLE,
@@ -36,7 +38,7 @@ from strom.coordinator.consumer_group import (
     pairs,
 )
 from strom.coordinator.group import DEAD, ClassicGroup
-from strom.coordinator.records import CoordinatorRecord
+from strom.coordinator.records import CoordinatorRecord, GroupMetadataValue, MemberMetadata
 from strom.coordinator.shard import heartbeat_key, join_key, join_response, sync_key, sync_response
 from strom.protocol.errors import ErrorCode
 
@@ -220,6 +222,41 @@ class MixedGroupManager(ConsumerGroupManager):
         if gone:
             self._remove_members(group, gone)
         return {"error_code": ErrorCode.NONE, "members": results}
+
+    def _remove_members(self, group: ConsumerGroup, member_ids: Any) -> None:
+        super()._remove_members(group, member_ids)
+        self._maybe_downgrade(group)
+
+    def _maybe_downgrade(self, group: ConsumerGroup) -> None:
+        """Kafka's online downgrade (``group.consumer.migration.policy=bidirectional``, its
+        default): once only classic members are left, the group becomes a classic group again,
+        Stable at the group epoch with each member's target as its assignment, and rebalances
+        (the leave that got it here asks for one)."""
+        members = list(group.members.values())
+        classics = [m.classic for m in members if m.classic is not None]
+        if not members or len(classics) < len(members) or len(members) > self.config.max_size:
+            return
+        shared = [name for name, _ in classics[0].protocols if all(name in dict(c.protocols) for c in classics)]
+        if not shared:
+            return
+        gid, image, protocol = group.group_id, self._topics, shared[0]
+        stored = tuple(MemberMetadata(
+            m.member_id, m.instance_id, m.client_id, m.client_host, m.rebalance_timeout_ms, m.classic.session_timeout_ms,
+            dict(m.classic.protocols)[protocol],
+            encode_assignment([(image.by_id[t][0], sorted(ps)) for t, ps in sorted(group.targets.get(m.member_id, {}).items())
+                               if t in image.by_id]))
+            for m in members if m.classic is not None)
+        value = GroupMetadataValue(CONSUMER, group.group_epoch, protocol, None, self._now, stored)
+        for m in members:
+            self._cancel(session_key(gid, m.member_id))
+            self._cancel(rebalance_key(gid, m.member_id))
+        self._delete_consumer_group(group)
+        self._append(CoordinatorRecord.group_metadata(gid, value))
+        classic = self.groups[gid] = ClassicGroup.from_record(gid, value)
+        for member in classic.members.values():
+            self._reschedule_heartbeat(classic, member)
+        log.info("consumer group %s has only classic members left: a classic group again at generation %d", gid, value.generation)
+        self._prepare_rebalance(classic, "the last consumer-protocol member left")
 
     # --- online upgrade ------------------------------------------------------------------------
 

@@ -284,6 +284,9 @@ class Shard(CoordinatorShard):
     def _reschedule_heartbeat(self, group: ClassicGroup, member: ClassicGroupMember, timeout_ms: int | None = None) -> None:
         raise NotImplementedError  # the classic group protocol's (GroupCoordinator)
 
+    def _prepare_rebalance(self, group: ClassicGroup, reason: str) -> None:
+        raise NotImplementedError  # the classic group protocol's (GroupCoordinator)
+
 
 # Kafka's translations of a failed coordinator write (its records could not be stored) into
 # what the client is told. They share these cases and differ in a few.
