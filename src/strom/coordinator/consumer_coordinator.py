@@ -5,10 +5,11 @@ and rebalance timeouts, and the replay of the consumer-group records of ``__cons
 Every change is a record, applied the moment it is written (as Kafka applies records to its
 timeline at once) and applied again, unchanged, when the runtime replays it after the append.
 
-Kept simpler than Kafka, and said so in docs/architecture.md: regular expressions are resolved
-within the heartbeat that brings them (Kafka resolves them in the background, a heartbeat later);
-a non-empty classic group does not turn into a consumer group (online migration, mixed groups);
-an empty one does, and an empty consumer group becomes classic again on JoinGroup.
+Empty groups convert both ways (a heartbeat to an empty classic group, a JoinGroup to an empty
+consumer group); non-empty ones are upgraded and downgraded in classic_members, which also
+serves classic members in consumer groups. Kept simpler than Kafka, and said so in
+docs/architecture.md: regular expressions are resolved within the heartbeat that brings them
+(Kafka resolves them in the background, a heartbeat later).
 """
 
 from __future__ import annotations

@@ -16,7 +16,9 @@ Timers (keys): ("heartbeat", group, member) session expiry, or the new-member jo
 Transactional offsets: ``replay`` with the batch's producer id keeps them pending, and
 ``replay_end_transaction`` (the transaction's marker in this partition) commits or drops them.
 
-Not here: KIP-848 consumer groups, share/streams groups.
+Built on the others of a shard: KIP-848 consumer groups (consumer_coordinator, with classic
+members and conversions in classic_members) and KIP-932 share groups (share_groups), which
+requests for a group of their type are handed to. Not here: streams groups (KIP-1071).
 """
 
 from __future__ import annotations
