@@ -263,9 +263,12 @@ class SharePartitionManager:
         return session
 
     async def close_session(self, session: ShareSession) -> None:
-        """The session ended (epoch -1, or its connection closed): what its member holds goes back."""
-        if self.sessions.get((session.group_id, session.member_id)) is session:
-            del self.sessions[(session.group_id, session.member_id)]
+        """The session ended (epoch -1, or its connection closed): what its member holds goes back.
+        A session already replaced by the member's new one (epoch 0 on another connection)
+        releases nothing: the records are the new session's now, as in Kafka."""
+        if self.sessions.get((session.group_id, session.member_id)) is not session:
+            return
+        del self.sessions[(session.group_id, session.member_id)]
         for topic_id, partition in sorted(session.partitions):
             key = (session.group_id, topic_id, partition)
             entry = self.partitions.get(key)
