@@ -394,23 +394,16 @@ class ConsoleData:
         return int(found.node_id)
 
     async def _describe(self, viewer: Viewer, node: int, infos: list[GroupInfo]) -> None:
-        share = [i for i in infos if i.group_type == "share"]
-        if share:
-            body = {"group_ids": [i.group_id for i in share], "include_authorized_operations": False}
-            response = await self._call(viewer, node, ApiKey.SHARE_GROUP_DESCRIBE, 1, body)
-            for info, group in zip(share, response.groups, strict=True):
-                info.state, info.protocol_type = (group.group_state, "share") if group.error_code == 0 else ("", "")
-                info.members = [Member(m.member_id, None, m.client_id, m.client_host,
-                                       self._visible(viewer, [(tp.topic_name, sorted(tp.partitions))
-                                                              for tp in m.assignment.topic_partitions]))
-                                for m in group.members]
-        consumer = [i for i in infos if i.group_type == "consumer"]
-        if consumer:
-            body = {"group_ids": [i.group_id for i in consumer], "include_authorized_operations": False}
-            response = await self._call(viewer, node, ApiKey.CONSUMER_GROUP_DESCRIBE, 0, body)
-            for info, group in zip(consumer, response.groups, strict=True):
-                info.state, info.protocol_type = (group.group_state, "consumer") if group.error_code == 0 else ("", "")
-                info.members = [Member(m.member_id, m.instance_id, m.client_id, m.client_host,
+        # the two KIP-848-style describes answer alike (a share group's members have no instance id)
+        for kind, api, version in (("share", ApiKey.SHARE_GROUP_DESCRIBE, 1), ("consumer", ApiKey.CONSUMER_GROUP_DESCRIBE, 0)):
+            modern = [i for i in infos if i.group_type == kind]
+            if not modern:
+                continue
+            body = {"group_ids": [i.group_id for i in modern], "include_authorized_operations": False}
+            response = await self._call(viewer, node, api, version, body)
+            for info, group in zip(modern, response.groups, strict=True):
+                info.state, info.protocol_type = (group.group_state, kind) if group.error_code == 0 else ("", "")
+                info.members = [Member(m.member_id, getattr(m, "instance_id", None), m.client_id, m.client_host,
                                        self._visible(viewer, [(tp.topic_name, sorted(tp.partitions))
                                                               for tp in m.assignment.topic_partitions]))
                                 for m in group.members]

@@ -115,6 +115,14 @@ class _Refused(Exception):
         self.message = message
 
 
+def replay_target(targets: dict[str, Partitions], member_id: str, value: Any) -> None:
+    """A TargetAssignmentMember record (consumer or share group; None: a tombstone)."""
+    if value is None:
+        targets.pop(member_id, None)
+    else:
+        targets[member_id] = partitions_of((tp.topic_id, tp.partitions) for tp in value.topic_partitions)
+
+
 def heartbeat_error(error: int, message: str | None = None) -> dict[str, Any]:
     return {"throttle_time": 0, "error_code": error, "error_message": message, "member_id": None,
             "member_epoch": 0, "heartbeat_interval": 0, "assignment": None}
@@ -203,11 +211,7 @@ class ConsumerGroupManager(OffsetManager):
             assert value is None or isinstance(value, ConsumerGroupTargetAssignmentMetadataValue)
             group.assignment_epoch = -1 if value is None else value.assignment_epoch
         elif isinstance(key, ConsumerGroupTargetAssignmentMemberKey):
-            if value is None:
-                group.targets.pop(key.member_id, None)
-            else:
-                assert isinstance(value, ConsumerGroupTargetAssignmentMemberValue)
-                group.targets[key.member_id] = partitions_of((tp.topic_id, tp.partitions) for tp in value.topic_partitions)
+            replay_target(group.targets, key.member_id, value)
         elif isinstance(key, ConsumerGroupCurrentMemberAssignmentKey):
             old = group.members.get(key.member_id) or ConsumerMember(key.member_id)
             if value is None:  # parked until its MemberMetadata tombstone removes it

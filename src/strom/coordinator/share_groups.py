@@ -27,6 +27,7 @@ from strom.coordinator.consumer_coordinator import (
     _topic_partitions,
     heartbeat_error,
     metadata_hash,
+    replay_target,
 )
 from strom.coordinator.consumer_group import Partitions, partitions_of
 from strom.coordinator.records import (
@@ -194,11 +195,7 @@ class ShareGroupManager(MixedGroupManager):
             assert value is None or isinstance(value, ShareGroupTargetAssignmentMetadataValue)
             group.assignment_epoch = -1 if value is None else value.assignment_epoch
         elif isinstance(key, ShareGroupTargetAssignmentMemberKey):
-            if value is None:
-                group.targets.pop(key.member_id, None)
-            else:
-                assert isinstance(value, ShareGroupTargetAssignmentMemberValue)
-                group.targets[key.member_id] = partitions_of((tp.topic_id, tp.partitions) for tp in value.topic_partitions)
+            replay_target(group.targets, key.member_id, value)
         elif isinstance(key, ShareGroupCurrentMemberAssignmentKey):
             old = group.members.get(key.member_id) or ShareMember(key.member_id)
             if value is None:

@@ -350,6 +350,7 @@ class SharePartitionManager:
         results: dict[tuple[uuid.UUID, int], Any] = {}
         records_left, bytes_left = max_records, max_bytes
         isolation = self._setting(group_id, "share.isolation.level")
+        config = self.share_config(group_id)  # read per fetch: the group's configs may have changed
         for topic_id, partition in partitions:
             if records_left <= 0 or bytes_left <= 0:
                 results[(topic_id, partition)] = (b"", [], ErrorCode.NONE)
@@ -368,7 +369,7 @@ class SharePartitionManager:
                 if entry.partition.start_offset < log_.log_start_offset:
                     entry.partition.reset_start(log_.log_start_offset)
                 limit = log_.last_stable_offset if isolation == "read_committed" else log_.high_watermark
-                entry.partition.config = self.share_config(group_id)  # the group's configs may have changed
+                entry.partition.config = config
                 entry.partition.expire_locks(self.ctx.now_ms())
                 start = entry.partition.next_fetch_offset()
                 batches, chunks = _read_batches(log_, start, limit, bytes_left, records_left)

@@ -383,7 +383,9 @@ class SharePartition:
                         touched_lo = a
                     if x.count >= throttle:
                         if n == 0:
-                            window_end = min(bs[-1].last_offset, end)
+                            # within this log batch, as Kafka halves its in-flight batch:
+                            # MaxRecords stays a soft limit at batch boundaries
+                            window_end = min(chi, end)
                             n += self._acquire_throttled(
                                 a, window_end, member_id, deadline, segs, bi
                             )
