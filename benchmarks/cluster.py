@@ -12,6 +12,9 @@ single, cluster, ...), so a burst of other work on the machine hits both alike:
 * latency: end to end at 5,000 records/s, 100 B (workloads.latency: the Python producer and
   consumer), same topic settings;
 * idle: CPU of the idle brokers (and etcd) over a few seconds, and their RSS;
+* the floor: the produce rows' data movement done by a minimal program on one "broker" and on
+  a leader with two followers (benchmarks.replication_floor), so the report shows what any
+  replication costs per byte on this machine beside what strom's costs;
 * failover: an idempotent acks=all producer sends one 100 B record every 2 ms to a partition
   (replication factor 3, ``min.insync.replicas=2``); the partition's leader (from Metadata) is
   killed with SIGKILL, and the failover time is from the kill to the first acknowledgement of a
@@ -27,6 +30,7 @@ Everything comes back as one JSON-able dict (report.cluster_markdown prints it).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -38,6 +42,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks import replication_floor
 from benchmarks.brokers import KafkaBroker, StromBroker
 from benchmarks.clients import KafkaClient
 from benchmarks.model import Row, Sizes, median_row
@@ -475,7 +480,7 @@ def run_cluster_suite(client: KafkaClient, sizes: Sizes, strom_src: str | None =
             "kills_default": sizes.cluster_kills_default, "kills_short": sizes.cluster_kills_short,
             "short_session_timeout_ms": short, "failover_interval_ms": FAILOVER_INTERVAL_S * 1000,
         },
-        "pairs": [], "idle": {}, "failover": [],
+        "pairs": [], "floor": {}, "idle": {}, "failover": [],
     })
     with _strom_src(strom_src), contextlib.ExitStack() as stack:
         single = stack.enter_context(StromBroker(src=Path(strom_src) if strom_src else None))
@@ -494,6 +499,8 @@ def run_cluster_suite(client: KafkaClient, sizes: Sizes, strom_src: str | None =
                 produce(broker, client, f"cwarmup-{size}", size, "all", 1, max(total // 2, 1000), 1)
                 broker.delete_topic(f"cwarmup-{size}")
         result["pairs"] += _produce_pairs(pair, client, sizes)
+        result["floor"] = replication_floor.measure(sizes.floor_bytes, sizes.floor_repeats, touch_page_cache)
+        log(f"floor: {json.dumps({k: v for k, v in result['floor'].items() if k != 'runs'})}")
         result["pairs"] += _latency_pairs(pair, sizes)
         single.stop()
         kills = sizes.cluster_kills_default if first_timeout is None else sizes.cluster_kills_short

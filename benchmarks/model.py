@@ -66,6 +66,8 @@ class Sizes:
     cluster_kills_default: int = 10  # with broker.session.timeout.ms's default (9000)
     cluster_kills_short: int = 10
     cluster_short_timeout_ms: int = 3000
+    floor_bytes: int = 1 << 30  # benchmarks/replication_floor.py: the same bytes moved without strom
+    floor_repeats: int = 3
     # the metrics group (benchmarks/metrics_cost.py): /metrics with 1,000 partitions, 100 groups
     metrics_topics: int = 100  # x 10 partitions
     metrics_groups: int = 100
@@ -88,7 +90,7 @@ class Sizes:
                    cluster_records_1k=10_000, cluster_repeats=1, security_records_100=200_000,
                    security_records_1k=50_000, security_repeats=1, quota_seconds=12, cluster_latency_seconds=1.0,
                    cluster_latency_lingers=(1,), cluster_idle_seconds=1.0, cluster_kills_default=0,
-                   cluster_kills_short=1, metrics_topics=10, metrics_groups=10, metrics_scrapes=20,
+                   cluster_kills_short=1, floor_bytes=64 << 20, floor_repeats=1, metrics_topics=10, metrics_groups=10, metrics_scrapes=20,
                    metrics_records=200_000, metrics_repeats=1, metrics_pages=3,
                    queue_records=50_000, queue_repeats=1, rebalance_repeats=1,
                    rebalance_protocols=("range", "consumer"))

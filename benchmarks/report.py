@@ -258,6 +258,13 @@ def cluster_markdown(data: dict[str, Any]) -> str:
             lines.append(f"| {name}: broker CPU s (cluster: sum; etcd {_s(pair.get('etcd_cpu_s'))} s) "
                          f"| {_s(one['broker_cpu_s'])} | {_s(three['broker_cpu_s'])}{_roles(pair, 1.0)} "
                          f"| {_ratio(three['broker_cpu_s'], one['broker_cpu_s'])} |")
+    floor = data.get("floor")
+    if floor:
+        for mode, how in (("sendfile", "with sendfile, as Kafka"), ("copy", "by a pread copy, as strom to a follower on its host")):
+            lines.append(f"| floor: the produce bytes moved by a minimal program (no broker), CPU s per GB; "
+                         f"the leader sends to 2 followers {how} | {_s(floor['single_cpu_s_per_gb'])} "
+                         f"| {_s(floor[mode]['cluster_cpu_s_per_gb'])} "
+                         f"| {_ratio(floor[mode]['cluster_cpu_s_per_gb'], floor['single_cpu_s_per_gb'])} |")
     idle = data.get("idle")
     if idle:
         secs = idle["seconds"]

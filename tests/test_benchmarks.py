@@ -61,6 +61,7 @@ CLUSTER_ROWS = [
     "| produce 100 B acks=all: broker CPU s per M records (cluster: sum of 3 brokers) |",
     "| produce 1 KiB acks=all: records/s |",
     "| latency @5,000/s linger.ms=1: e2e p50 / p99 ms |",
+    "| floor: the produce bytes moved by a minimal program (no broker), CPU s per GB; the leader sends to 2 followers with sendfile",
     "| idle: broker RSS MB",
     "| broker.session.timeout.ms=3000 | 1 |",
     "| target (cluster) | this run | met |",
@@ -86,6 +87,8 @@ def test_quick_cluster_run_prints_one_broker_beside_three_and_a_failover(tmp_pat
     for pair in cluster["pairs"]:
         assert pair["single"]["records"] > 0 and pair["cluster"]["records"] > 0
         assert pair["cluster"]["broker_cpu_s"] > 0 and pair["etcd_cpu_s"] >= 0
+    floor = cluster["floor"]  # three copies cost more than one
+    assert all(floor[m]["cluster_cpu_s_per_gb"] > floor["single_cpu_s_per_gb"] > 0 for m in ("sendfile", "copy"))
     [failover] = cluster["failover"]
     assert failover["session_timeout_ms"] == 3000 and failover["failed_kills"] == 0
     assert len(failover["kills"]) == 1 and failover["kills"][0]["seconds"] > 0
@@ -143,3 +146,14 @@ def test_quick_queues_run_prints_share_groups_beside_classic_and_rebalance_times
     protocols = queues["rebalance"]["protocols"]
     assert [p["protocol"] for p in protocols] == ["classic, range (eager)", "consumer (KIP-848), uniform"]
     assert all(p["join_s"] > 0 and p["leave_s"] > 0 and len(p["joins"]) == 1 for p in protocols)
+
+
+def test_the_replication_floor_gives_every_follower_the_leaders_bytes(tmp_path: Path) -> None:
+    from benchmarks import replication_floor
+
+    for mode in replication_floor.MODES:
+        result = replication_floor.run_once(8 << 20, 2, mode, str(tmp_path))
+        assert len(result["follower_cpu_s"]) == 2 and result["cpu_s"] > 0
+        leader = (tmp_path / "leader").read_bytes()
+        assert len(leader) == 8 << 20
+        assert (tmp_path / "follower-0").read_bytes() == leader == (tmp_path / "follower-1").read_bytes()

@@ -395,3 +395,38 @@ def test_large_frames_are_read_only_views() -> None:
     buffer[:] = body[100:]
     (view,) = reader.buffer_updated(len(body) - 100)
     assert isinstance(view, memoryview) and view.readonly and view == body
+
+
+def _raw_frames(reader: _FrameReader, stream: bytes) -> list[Any]:
+    frames: list[Any] = []
+    pos = 0
+    while pos < len(stream):
+        buffer = reader.get_buffer()
+        n = min(len(buffer), len(stream) - pos)
+        buffer[:n] = stream[pos : pos + n]
+        pos += n
+        frames += reader.buffer_updated(n)
+    return frames
+
+
+def test_a_large_frame_buffer_is_reused_only_once_no_view_of_it_is_left() -> None:
+    reader = _FrameReader(max_frame_size=1 << 20, buffer_size=2048)
+    bodies = [random.randbytes(n) for n in (5000, 6000, 4000, 7000)]
+    framed = [struct.pack(">i", len(b)) + b for b in bodies]
+    (first,) = _raw_frames(reader, framed[0])
+    (second,) = _raw_frames(reader, framed[1])  # the first is still alive: a new buffer
+    assert second.obj is not first.obj and first == bodies[0] and second == bodies[1]
+    kept = id(second.obj)
+    del first
+    part = second[10:20]  # a slice keeps the buffer too
+    del second
+    (third,) = _raw_frames(reader, framed[2])
+    assert id(third.obj) != kept and part == bodies[1][10:20]
+    kept = id(third.obj)
+    del part, third
+    (fourth,) = _raw_frames(reader, framed[3])  # larger than the spare: a new buffer
+    assert id(fourth.obj) != kept and fourth == bodies[3]
+    kept = id(fourth.obj)
+    del fourth
+    (fifth,) = _raw_frames(reader, framed[0])  # smaller, no view left: the same buffer
+    assert id(fifth.obj) == kept and fifth == bodies[0] and len(fifth) == len(bodies[0]) and fifth.readonly

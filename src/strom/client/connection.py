@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import sys
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -43,6 +44,7 @@ DEFAULT_REQUEST_TIMEOUT_S: Final = 30.0
 # Kafka's socket.request.max.bytes is 100 MiB; a response claiming more is garbage.
 DEFAULT_MAX_FRAME_SIZE: Final = 100 * 1024 * 1024
 _READ_BUFFER_SIZE: Final = 64 * 1024
+_SPARE_MAX: Final = 16 << 20  # a large frame's buffer is kept for the next one up to this size
 _CORRELATION_ID_MASK: Final = 0x7FFF_FFFF
 
 Frame = bytes | memoryview
@@ -70,7 +72,9 @@ class _FrameReader:
 
     ``get_buffer()`` says where the next bytes go, ``buffer_updated(n)`` returns the frames
     they completed: ``bytes`` copied out of the shared buffer, or a read-only ``memoryview``
-    of a frame big enough (half the buffer or more) to get a buffer of its own.
+    of a frame big enough (half the buffer or more) to get a buffer of its own. That buffer
+    is used again for a later large frame once no view of it is left (a follower receives a
+    large fetch response after another, and a fresh bytearray is zeroed and faulted in).
 
     Invariant: outside a large frame, ``_buffer[_start:_end]`` holds less than one frame.
     """
@@ -81,13 +85,14 @@ class _FrameReader:
         self._view = memoryview(self._buffer)
         self._start = 0  # first byte not yet consumed
         self._end = 0  # end of the bytes received
-        self._large: bytearray | None = None  # a large frame's body, filled in place
+        self._large: memoryview | None = None  # a large frame's body, filled in place
         self._large_filled = 0
+        self._spare: bytearray | None = None  # the last large frame's buffer
 
     def get_buffer(self) -> memoryview:
         large = self._large
         if large is not None:
-            return memoryview(large)[self._large_filled :]
+            return large[self._large_filled :]
         size = len(self._buffer)
         if self._start == self._end:
             self._start = self._end = 0
@@ -106,7 +111,7 @@ class _FrameReader:
             if self._large_filled < len(large):
                 return []
             self._large = None
-            return [memoryview(large).toreadonly()]
+            return [large.toreadonly()]
         self._end += nbytes
         frames: list[Frame] = []
         view, start, end = self._view, self._start, self._end
@@ -119,7 +124,7 @@ class _FrameReader:
                 frames.append(bytes(view[body : body + size]))  # the buffer will be reused
                 start = body + size
             elif size >= len(self._buffer) // 2:
-                large = self._large = bytearray(size)
+                large = self._large = self._large_buffer(size)
                 received = end - body
                 large[:received] = view[body:end]
                 self._large_filled = received
@@ -129,6 +134,20 @@ class _FrameReader:
                 break
         self._start, self._end = start, end
         return frames
+
+    def _large_buffer(self, size: int) -> memoryview:
+        spare = self._spare
+        # Its references: self._spare, ``spare`` and getrefcount's argument; a frame view
+        # still alive anywhere holds one more (through its memoryview's buffer).
+        if spare is None or len(spare) < size or sys.getrefcount(spare) > 3:
+            spare = bytearray(size)
+            self._spare = spare if size <= _SPARE_MAX else None
+        return memoryview(spare)[:size]
+
+
+def _time_out(future: asyncio.Future[Frame]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
 
 
 class _Pending:
@@ -287,10 +306,18 @@ class BrokerConnection(asyncio.BufferedProtocol):
         # Append and write with no await between, so the FIFO order is the wire order.
         self._pending.append(_Pending(correlation_id, api_key, api_version, future))
         self._transport.write(frame)
+        deadline = None if timeout_s is None else self._loop.time() + timeout_s
         try:
-            async with asyncio.timeout(timeout_s):
-                await self._drain()
+            if self._drain_waiter is not None:
+                async with asyncio.timeout_at(deadline):
+                    await self._drain()
+            # A timer rather than asyncio.timeout: a follower sends a request after another.
+            timer = None if deadline is None else self._loop.call_at(deadline, _time_out, future)
+            try:
                 response = await future
+            finally:
+                if timer is not None:
+                    timer.cancel()
         except TimeoutError:
             message = (
                 f"no response to api_key={api_key} v{api_version} "

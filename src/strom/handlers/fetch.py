@@ -249,4 +249,4 @@ async def fetch(ctx: BrokerContext, request: Request) -> RawResponse:
             if (sent := sum(p.records_size for p in topic.partitions if p.records_size)) and topic.name is not None:
                 ctx.metrics.fetched(topic.name, sent)
     chunks, size = encode_fetch_response(version, topics, session_id=start.session_id)
-    return RawResponse(chunks, size)
+    return RawResponse(chunks, size, to_follower=replica_id >= 0)

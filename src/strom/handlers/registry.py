@@ -42,6 +42,7 @@ class RawResponse:
     chunks: list[Any]  # bytes | strom.log FileRegion
     size: int
     throttle_ms: int = 0  # a quota's throttle time, encoded in the body: the server mutes the connection
+    to_follower: bool = False  # a follower's fetch: records appended moments ago (see server.connection)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,13 +6,15 @@ clients pipeline). Reading pauses while too many requests are queued. A frame th
 decode, an unknown API key, or an unsupported version closes this connection with one log
 line; the broker keeps serving everyone else. Record data of large fetch responses goes out
 with os.sendfile when the socket's buffer is empty, else by a pread copy; small responses are
-sent as one buffer.
+sent as one buffer. A follower on this host gets its records copied, not sent with sendfile
+(see ``_write_raw``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import ipaddress
 import logging
 import os
 import time
@@ -63,6 +65,13 @@ def _pread(region: Any) -> bytes:
     return os.pread(region.fd, region.length, region.position)
 
 
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a Unix socket path or no address
+
+
 class CloseReason(enum.Enum):
     PEER_CLOSED = "peer closed"
     MALFORMED = "malformed request"
@@ -90,6 +99,7 @@ class KafkaConnection(asyncio.Protocol):
         self._max_frame_size = max_frame_size
         # Under TLS the bytes must pass through the SSL object: no sendfile.
         self._zero_copy = not self.session.security.listener.tls
+        self._local_peer = False  # a loopback peer (connection_made)
         self._on_close = on_close
         self.registry = registry
         self.decoder = FrameDecoder(max_frame_size if self.session.authenticated
@@ -125,6 +135,7 @@ class KafkaConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.peer_host = str(peer[0]) if peer else ""
+        self._local_peer = _is_loopback(self.peer_host)
         if self.session.security.listener.tls and not self.session.security.listener.sasl:
             self._certificate_principal(transport)
         loop = self._loop
@@ -352,12 +363,22 @@ class KafkaConnection(asyncio.Protocol):
     def _write_raw(self, head: bytes, result: RawResponse) -> None:
         """A response with file regions. A small one is read into one buffer and sent with one
         write: a send costs more than copying a few KiB. A large one goes out zero copy: the
-        bytes between regions are joined into one write, each region sent with os.sendfile."""
-        if result.size <= COPY_BELOW or not self._zero_copy:
+        bytes between regions are joined into one write, each region sent with os.sendfile.
+
+        Except to a follower on this host: it fetches what was appended moments ago, and
+        copying that (pread, then an ordinary send) cost the leader and the follower less than
+        sendfile's page references did (docs/performance.md, "What replication costs"), while
+        sendfile stays cheaper for consumers, which mostly read older data."""
+        if result.size <= COPY_BELOW:
             parts: list[bytes | bytearray | memoryview] = [head]
             for chunk in result.chunks:
                 parts.append(chunk if isinstance(chunk, bytes | bytearray | memoryview) else _pread(chunk))
             self._write(b"".join(parts))
+            return
+        if not self._zero_copy or (result.to_follower and self._local_peer):
+            self._write(head)  # the records each in a write of their own: no joining copy
+            for chunk in result.chunks:
+                self._write(chunk if isinstance(chunk, bytes | bytearray | memoryview) else _pread(chunk))
             return
         pending: list[bytes | bytearray | memoryview] = [head]
         for chunk in result.chunks:

@@ -98,10 +98,10 @@ class LeaderFetcher:
                         *self.address, client_id=f"strom-replica-{config.node_id}", security=self.ctx.inter_broker)
                 request = self._request(ready)
                 timeout_s = config.replica_fetch_wait_max_ms / 1000 + 30
-                response = await self._connection.request(
+                # No name keeps the response: once applied, its buffer takes the next one.
+                if self._handle(*await self._connection.request(
                     ApiKey.FETCH, FETCH_VERSION, request, timeout_s=timeout_s, decode=decode_fetch_response
-                )
-                if self._handle(*response):
+                )):
                     await self._sleep(backoff_s)
             except asyncio.CancelledError:
                 raise
