@@ -241,11 +241,11 @@ def _scan_find(segment, offset):
     return next((b for b in segment.batches(0) if b.header.last_offset >= offset), None)
 
 
-@pytest.mark.parametrize("interval", [128, 4096, 1 << 30])
+@pytest.mark.parametrize("interval", [128, 4096, 100_000, 1 << 30])
 def test_find_from_the_tail_agrees_with_a_file_scan(open_log, interval):
     config = LogConfig(index_interval_bytes=interval, segment_bytes=1 << 30)
     log = open_log(config)
-    for i in range(1500):  # 1500 batches: past the tail's cap with no index entry at all
+    for i in range(1500):  # 1500 batches: past the tail's cap with no index entry at all, or with one after it (100_000)
         append(log, batch(*[b"v"] * (1 + i % 3)))
 
     def agree(segment):

@@ -32,6 +32,9 @@ class _Transport:
     def write(self, data: Any) -> None:
         self.written.append(bytes(data))
 
+    def writelines(self, parts: list[Any]) -> None:
+        self.written.append(b"".join(parts))
+
     def is_closing(self) -> bool:
         return False
 
@@ -88,3 +91,45 @@ def test_consumers_and_remote_followers_get_sendfile(tmp_path: Path, monkeypatch
     for host, to_follower in (("127.0.0.1", False), ("10.1.2.3", True), ("10.1.2.3", False)):
         _, by_sendfile = _send(tmp_path, monkeypatch, host, to_follower)
         assert by_sendfile == 200_000
+
+
+class _SlowTransport(_Transport):
+    """Keeps what it is given unsent, as a transport with a full socket buffer does."""
+
+    def __init__(self, host: str) -> None:
+        super().__init__(host)
+        self.held: list[Any] = []
+
+    def writelines(self, parts: list[Any]) -> None:
+        self.held.append(parts)
+
+    def get_write_buffer_size(self) -> int:
+        return sum(len(p) for parts in self.held for p in parts)
+
+
+def test_the_copy_buffer_is_reused_only_once_the_transport_has_let_go(tmp_path: Path) -> None:
+    first, second = os.urandom(100_000), os.urandom(90_000)
+    (tmp_path / "a").write_bytes(first)
+    (tmp_path / "b").write_bytes(second)
+
+    async def main() -> None:
+        for transport in (_Transport("127.0.0.1"), _SlowTransport("127.0.0.1")):
+            conn = KafkaConnection(None, {}, 1 << 20, max_idle_ms=0)  # type: ignore[arg-type]
+            conn.connection_made(transport)  # type: ignore[arg-type]
+            fds = [os.open(tmp_path / name, os.O_RDONLY) for name in ("a", "b")]
+            try:
+                conn._write_raw(b"h1", RawResponse([FileRegion(fds[0], 0, len(first))], 100_000, to_follower=True))
+                kept = conn._copy_buffer
+                conn._write_raw(b"h2", RawResponse([FileRegion(fds[1], 0, len(second))], 90_000, to_follower=True))
+            finally:
+                for fd in fds:
+                    os.close(fd)
+                conn.connection_lost(None)
+            if isinstance(transport, _SlowTransport):
+                assert kept is None  # the first response is still in the transport: not overwritten
+                assert [b"".join(bytes(p) for p in parts) for parts in transport.held] == [b"h1" + first, b"h2" + second]
+            else:
+                assert kept is not None and conn._copy_buffer is kept
+                assert transport.written == [b"h1" + first, b"h2" + second]
+
+    asyncio.run(main())

@@ -47,6 +47,7 @@ DELETED_SUFFIX = ".deleted"
 # an index entry lies at most index.interval.bytes (4 KiB by default) before the target.
 _SCAN_CHUNK = 16 * 1024
 _MAX_TAIL = 1024  # batches kept in memory after the last index entry (see LogSegment._tail)
+_KEEP_BEHIND_INDEX = 32  # and before it (followers fetching 1 MiB at a time run that far behind)
 _INT32_MAX = 2**31 - 1
 
 
@@ -126,8 +127,9 @@ class LogSegment:
         self.bytes_since_index_entry = 0
         self.roll_jitter_ms = 0  # segment.jitter.ms share of this segment, set by the partition
         # The batches from the last offset-index entry to the end (at most about
-        # index.interval.bytes of them), kept in memory: consumers tailing the log fetch from
-        # there, and find() answers them without reading a header from the file.
+        # index.interval.bytes of them) and the few before it, kept in memory: consumers and
+        # followers tailing the log fetch from there (with large batches, one or two behind the
+        # end), and find() answers them without reading a header from the file.
         self._tail: list[BatchPosition] = []
         self._tail_last_offsets: list[int] = []
         self.closed = False
@@ -216,7 +218,7 @@ class LogSegment:
                 index.append(header.last_offset - self.base_offset, position)
                 self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp - self.base_offset)
                 self.bytes_since_index_entry = 0
-                self._clear_tail()
+                self._trim_tail()
             self._track(header)
             self._add_to_tail(position, header)
             size = header.batch_length + LOG_OVERHEAD
@@ -228,6 +230,13 @@ class LogSegment:
     def _clear_tail(self) -> None:
         self._tail.clear()
         self._tail_last_offsets.clear()
+
+    def _trim_tail(self) -> None:
+        if len(self._tail) >= _MAX_TAIL:  # it stopped growing: it may lack the latest batches
+            self._clear_tail()
+        else:
+            del self._tail[:-_KEEP_BEHIND_INDEX]
+            del self._tail_last_offsets[:-_KEEP_BEHIND_INDEX]
 
     def _add_to_tail(self, position: int, header: BatchHeader) -> None:
         if len(self._tail) < _MAX_TAIL:  # past that (a huge index.interval.bytes) find() scans

@@ -56,6 +56,7 @@ MAX_QUEUED_REQUESTS = 64
 # Fetch responses up to this size are copied into one buffer and sent with one write;
 # larger ones are sent zero copy (os.sendfile), which saves copying but costs more syscalls.
 COPY_BELOW = 64 * 1024
+COPY_BUFFER_MAX = 16 << 20  # a connection keeps a buffer for copied regions up to this size
 
 
 PLAINTEXT = ListenerSecurity(Listener("PLAINTEXT", "PLAINTEXT", "", 0))
@@ -63,6 +64,16 @@ PLAINTEXT = ListenerSecurity(Listener("PLAINTEXT", "PLAINTEXT", "", 0))
 
 def _pread(region: Any) -> bytes:
     return os.pread(region.fd, region.length, region.position)
+
+
+def _read_into(region: Any, view: memoryview) -> None:
+    done = 0
+    while done < len(view):
+        n = os.preadv(region.fd, [view[done:]], region.position + done)
+        if n <= 0:  # the file was cut meanwhile: keep the frame's length, the CRC tells
+            view[done:] = bytes(len(view) - done)
+            return
+        done += n
 
 
 def _is_loopback(host: str) -> bool:
@@ -100,6 +111,7 @@ class KafkaConnection(asyncio.Protocol):
         # Under TLS the bytes must pass through the SSL object: no sendfile.
         self._zero_copy = not self.session.security.listener.tls
         self._local_peer = False  # a loopback peer (connection_made)
+        self._copy_buffer: memoryview | None = None  # see _write_copied
         self._on_close = on_close
         self.registry = registry
         self.decoder = FrameDecoder(max_frame_size if self.session.authenticated
@@ -376,9 +388,7 @@ class KafkaConnection(asyncio.Protocol):
             self._write(b"".join(parts))
             return
         if not self._zero_copy or (result.to_follower and self._local_peer):
-            self._write(head)  # the records each in a write of their own: no joining copy
-            for chunk in result.chunks:
-                self._write(chunk if isinstance(chunk, bytes | bytearray | memoryview) else _pread(chunk))
+            self._write_copied(head, result.chunks)
             return
         pending: list[bytes | bytearray | memoryview] = [head]
         for chunk in result.chunks:
@@ -389,6 +399,32 @@ class KafkaConnection(asyncio.Protocol):
                 pending = []
                 self._write(self._region(chunk))
         self._write(b"".join(pending))
+
+    def _write_copied(self, head: bytes, chunks: list[Any]) -> None:
+        """The regions read into one buffer, sent with the rest in one writev. The buffer is
+        kept for the next response unless the transport still holds it (a fresh one each time
+        cost page faults: the heap hands large blocks back to the kernel and takes them again)."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        size = sum(c.length for c in chunks if not isinstance(c, bytes | bytearray | memoryview))
+        buffer = self._copy_buffer
+        if buffer is None or len(buffer) < size:
+            buffer = memoryview(bytearray(size))
+            self._copy_buffer = buffer if size <= COPY_BUFFER_MAX else None
+        parts: list[bytes | bytearray | memoryview] = [head]
+        at = 0
+        for chunk in chunks:
+            if isinstance(chunk, bytes | bytearray | memoryview):
+                parts.append(chunk)
+            else:
+                view = buffer[at : at + chunk.length]
+                _read_into(chunk, view)
+                parts.append(view)
+                at += chunk.length
+        transport.writelines(parts)
+        if transport.get_write_buffer_size():
+            self._copy_buffer = None  # not all sent: the transport keeps (views of) it
 
     def _region(self, region: Any) -> bytes:
         """A file region's bytes: sent here with os.sendfile when the transport has nothing
