@@ -209,7 +209,11 @@ def touch_page_cache(nbytes: int, directory: str | None = None) -> None:
     memory (1.3 s against 0.1 s per 512 MiB, measured), charged to whichever process wrote it.
     A cluster writes each record three times and deleted topics keep their files for
     file.delete.delay.ms, so without this the cluster paid that toll more than the single
-    broker did, and by chance: its ratio swung from 4.6x to 8.5x between runs."""
+    broker did, and by chance: its ratio swung from 4.6x to 8.5x between runs. The guest also
+    hands free memory back to the host (free page reporting, in 2 MiB blocks) seconds after it
+    is freed, so this runs right before the workload: run before the topic's creation and ISR
+    wait, which take the cluster longer than the single broker, it left the cluster colder
+    memory."""
     chunk = os.urandom(1 << 20)
     fd, path = tempfile.mkstemp(prefix="strom-touch-", dir=directory)
     try:
@@ -227,9 +231,10 @@ def _produce_pairs(pair: list[KafkaBroker], client: KafkaClient, sizes: Sizes) -
         for rep in range(sizes.cluster_repeats):
             for broker in pair:
                 topic = f"c{size}-{rep}"
-                # room for every replica's copy plus batch and index overhead, on both sides
-                touch_page_cache(int(total * (size + 100) * REPLICATION_FACTOR * 1.25))
                 broker.create_topic(topic, 1)
+                # room for every replica's copy plus batch and index overhead, on both sides;
+                # after the topic is up, right before the run (see touch_page_cache)
+                touch_page_cache(int(total * (size + 100) * REPLICATION_FACTOR * 1.25))
                 reps[broker.name].append(_with_etcd(broker, topic, lambda b=broker, t=topic, s=size, n=total:
                                                     produce(b, client, t, s, "all", 1, n, sizes.producers)))
                 broker.delete_topic(topic)
@@ -244,6 +249,7 @@ def _produce_pairs(pair: list[KafkaBroker], client: KafkaClient, sizes: Sizes) -
                                                                f", etcd {etcd:.2f}s, by role {roles}"))
         size_name = "1 KiB" if size == 1024 else f"{size} B"
         out.append(_pair(f"produce {size_name} acks=all", chosen[0], chosen[1]))
+        out[-1]["repetitions"] = {name: [m[0].as_dict() for m in measured] for name, measured in reps.items()}
     return out
 
 
