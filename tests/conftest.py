@@ -66,9 +66,13 @@ class Broker:
         host: str = "127.0.0.1",
         extra_args: tuple[str, ...] | list[str] = (),
         log_dir: Path | None = None,
+        http: bool = False,
     ) -> None:
+        """``http``: an HTTP listener (/metrics, the console) on a free port, ``http_port``."""
         self.host = host
+        self._port_given = port is not None
         self.port = port or free_port(host)
+        self.http_port = free_port(host) if http else None
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.extra_args = list(extra_args)
@@ -97,6 +101,7 @@ class Broker:
             str(self.data_dir),
             "--listen",
             self.bootstrap,
+            *(["--http", f"{self.host}:{self.http_port}"] if self.http_port is not None else []),
             *self.extra_args,
         ]
 
@@ -121,6 +126,22 @@ class Broker:
         return self.proc is not None and self.proc.poll() is None
 
     def start(self, timeout: float = START_TIMEOUT) -> Broker:
+        for attempt in range(3):
+            try:
+                return self._start(timeout)
+            except BrokerError as exc:
+                # free_port() races with other test processes: a port taken meanwhile is picked
+                # again on a first start (a restart keeps its ports).
+                if "address already in use" not in str(exc) or self.starts > 1 or attempt == 2:
+                    raise
+                if not self._port_given:
+                    self.port = free_port(self.host)
+                if self.http_port is not None:
+                    self.http_port = free_port(self.host)
+                self.starts = 0
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout: float) -> Broker:
         if self.alive:
             raise BrokerError("broker already running")
         self.starts += 1

@@ -23,7 +23,7 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from tests.conftest import Broker, free_port
+from tests.conftest import Broker
 
 ALICE, ALICE_PASSWORD = "alice", "alice-secret"
 MINE, OTHERS, GROUP = "alice-orders", "payroll", "alice-g"
@@ -43,11 +43,9 @@ def secured(tmp_path_factory: pytest.TempPathFactory):
     added = subprocess.run([sys.executable, "-m", "strom", "user", "add", ALICE, "--password", ALICE_PASSWORD,
                             "--data-dir", str(data_dir)], capture_output=True, text=True, timeout=60)
     assert added.returncode == 0, added.stderr
-    http = free_port()
     # Kafka clients here are anonymous over PLAINTEXT, made super users to set things up;
     # the console's viewers are the SCRAM users.
-    broker = Broker(data_dir, extra_args=[
-        "--http", f"127.0.0.1:{http}",
+    broker = Broker(data_dir, http=True, extra_args=[
         "-o", "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
         "-o", "super.users=User:ANONYMOUS", "-o", "console.sample.interval.ms=300"])
     broker.start()
@@ -70,7 +68,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory):
         consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group})
         consumer.commit(offsets=[TopicPartition(topic, 0, 4)], asynchronous=False)
         consumer.close()
-    broker.url = f"http://127.0.0.1:{http}"
+    broker.url = f"http://127.0.0.1:{broker.http_port}"
     yield broker
     broker.stop()
 

@@ -14,7 +14,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from tests.conftest import Broker, free_port
+from tests.conftest import Broker
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
@@ -26,10 +26,10 @@ RECORDS, COMMITTED = 120, 50  # per partition: committed below the end, so the g
 
 @pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory):
-    http = free_port()
-    broker = Broker(tmp_path_factory.mktemp("console") / "data",
-                    extra_args=["--http", f"127.0.0.1:{http}", "-o", "console.sample.interval.ms=500"])
+    broker = Broker(tmp_path_factory.mktemp("console") / "data", http=True,
+                    extra_args=["-o", "console.sample.interval.ms=500"])
     broker.start()
+    http = broker.http_port
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     admin.create_topics([NewTopic(TOPIC, 2, 1)])[TOPIC].result()
     producer = Producer({"bootstrap.servers": broker.bootstrap})

@@ -19,7 +19,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 import strom
-from tests.conftest import free_port, running_in_ci
+from tests.conftest import running_in_ci
 
 HAVE_ETCD = shutil.which("etcd") is not None or Path("/usr/bin/etcd").exists()
 
@@ -80,8 +80,8 @@ def test_dashboard_is_valid_and_wired_to_its_variables():
 
 @pytest.mark.skipif(not HAVE_ETCD and not running_in_ci(), reason="etcd is not installed (apt-get install etcd-server)")
 def test_every_query_uses_metrics_and_labels_a_broker_exposes(tmp_path):
-    http = free_port()
-    with strom.Cluster(1, data_dir=tmp_path / "cluster", config={"http.listener": f"127.0.0.1:{http}"}) as cluster:
+    with strom.Cluster(1, data_dir=tmp_path / "cluster") as cluster:  # re-picks a port taken meanwhile
+        http = cluster.http_address(0)
         topic = cluster.create_topic("dash", partitions=2)
         p = Producer({"bootstrap.servers": cluster.bootstrap_servers, "linger.ms": 5})
         for i in range(20):
@@ -96,7 +96,7 @@ def test_every_query_uses_metrics_and_labels_a_broker_exposes(tmp_path):
             c.commit(offsets=[TopicPartition(topic, 0, 5)], asynchronous=False)
         finally:
             c.close()
-        with urllib.request.urlopen(f"http://127.0.0.1:{http}/metrics", timeout=10) as answer:
+        with urllib.request.urlopen(f"http://{http}/metrics", timeout=10) as answer:
             text = answer.read().decode()
     names = exposed(text)
     used: set[str] = set()

@@ -3,6 +3,7 @@ broker process; the metric names and labels of docs/metrics.md."""
 
 from __future__ import annotations
 
+import socket
 import time
 import urllib.request
 import uuid
@@ -13,7 +14,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
 from strom.console.metrics import BrokerMetrics, api_name
-from tests.conftest import Broker, free_port
+from tests.conftest import Broker
 
 
 def get(port: int, path: str) -> tuple[int, str]:
@@ -47,10 +48,9 @@ def test_registries_stay_apart():
 
 @pytest.fixture
 def metered(tmp_path):
-    http = free_port()
-    broker = Broker(tmp_path / "data", extra_args=["--http", f"127.0.0.1:{http}"])
+    broker = Broker(tmp_path / "data", http=True)
     broker.start()
-    broker.http = http
+    broker.http = broker.http_port
     yield broker
     broker.stop()
 
@@ -168,3 +168,18 @@ def test_http_off_and_a_busy_default(tmp_path):
         assert "HTTP" not in broker.log_text(0)
     finally:
         broker.stop()
+
+
+def test_a_broker_whose_http_port_was_taken_meanwhile_starts_on_another(tmp_path):
+    """The harness's free ports race with other test processes (seen in CI): it picks again."""
+    broker = Broker(tmp_path / "data", http=True)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        broker.http_port = taken.getsockname()[1]
+        broker.start()
+        try:
+            assert broker.http_port != taken.getsockname()[1]
+            assert get(broker.http_port, "/healthz") == (200, "ok\n")
+        finally:
+            broker.stop()
