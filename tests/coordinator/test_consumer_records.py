@@ -34,8 +34,8 @@ from strom.coordinator.records import (
     TopicPartitions,
     deserialize,
     serialize,
-    serialize_value,
 )
+from tests.coordinator.record_bytes import assert_key_and_tombstone, assert_round_trip, compact
 
 TOPIC_A = uuid.UUID("00112233-4455-6677-8899-aabbccddeeff")
 TOPIC_B = uuid.UUID("ffeeddcc-bbaa-9988-7766-554433221100")
@@ -84,34 +84,14 @@ KEYS_AND_TYPES = [
 ]
 
 
-def s16(text: str) -> bytes:
-    """A non-flexible (int16-length) string, as in the keys."""
-    raw = text.encode()
-    return struct.pack(">h", len(raw)) + raw
-
-
-def compact(raw: bytes) -> bytes:
-    """A compact string / bytes (uvarint length + 1; all lengths here are < 127)."""
-    return bytes([len(raw) + 1]) + raw
-
-
 @pytest.mark.parametrize("record", RECORDS, ids=lambda r: type(r.value).__name__)
 def test_round_trip(record: CoordinatorRecord) -> None:
-    key, value = serialize(record)
-    assert value is not None and value[:2] == b"\x00\x00"  # every value is written at version 0
-    assert deserialize(key, value) == record
-    assert serialize_value(record.value, 0) == value  # type: ignore[arg-type]
+    assert_round_trip(record)
 
 
 @pytest.mark.parametrize(("key", "record_type"), KEYS_AND_TYPES, ids=lambda k: type(k).__name__)
 def test_keys_and_tombstones(key: object, record_type: int) -> None:
-    record = CoordinatorRecord(key, None)  # type: ignore[arg-type]
-    key_bytes, value = serialize(record)
-    assert value is None
-    # The record type, then the key's fields at version 0: non-flexible, int16-length strings.
-    fields = b"".join(s16(getattr(key, name)) for name in key.__slots__)  # type: ignore[attr-defined]
-    assert key_bytes == struct.pack(">h", record_type) + fields
-    assert deserialize(key_bytes, None) == record
+    assert_key_and_tombstone(key, record_type)
 
 
 def test_metadata_value_bytes_with_and_without_hash() -> None:

@@ -44,7 +44,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Final
 
-from strom.coordinator.records import java_string_hashcode
+from strom.coordinator import records as group_records
 from strom.coordinator.schema_codec import (
     Field,
     RecordFormatError,
@@ -77,8 +77,7 @@ def share_coordinator_key(group_id: str, topic_id: uuid.UUID, partition: int) ->
 
 def partition_for(group_id: str, topic_id: uuid.UUID, partition: int, partitions: int) -> int:
     """The __share_group_state partition that holds the state of a share partition."""
-    h = java_string_hashcode(share_coordinator_key(group_id, topic_id, partition))
-    return (0 if h == -(2**31) else abs(h)) % partitions
+    return group_records.partition_for(share_coordinator_key(group_id, topic_id, partition), partitions)
 
 
 # --- record types ---------------------------------------------------------------------------
