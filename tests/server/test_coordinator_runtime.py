@@ -17,10 +17,11 @@ from strom.coordinator.records import (
     deserialize,
     partition_for,
 )
+from strom.metadata.broker_config import BrokerConfig
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
 from strom.protocol.records import decode_records
-from strom.server.coordinator_runtime import ShardState
+from strom.server.coordinator_runtime import ShardState, group_config
 
 SUBSCRIPTION = b"\x00\x00\x00\x00\x00\x01\x00\x01t\xff\xff\xff\xff"
 
@@ -143,3 +144,10 @@ def test_deleted_offsets_topic_is_recreated_on_find_coordinator(tmp_path: Path) 
             assert fetched.groups[0].error_code == 0 and fetched.groups[0].topics == ()
 
     run(main)
+
+
+def test_share_group_settings_reach_the_coordinators() -> None:
+    config = BrokerConfig.from_values({"log.dirs": "/unused", "group.share.max.size": "3",
+                                       "group.share.session.timeout.ms": "30000"})
+    settings = group_config(config)
+    assert (settings.share_max_size, settings.share_session_timeout_ms, settings.share_heartbeat_interval_ms) == (3, 30000, 5000)

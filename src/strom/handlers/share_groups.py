@@ -305,7 +305,7 @@ async def alter_share_group_offsets(ctx: BrokerContext, request: Request) -> dic
                     continue
                 # a new state epoch: a leader holding the old state is fenced and loads this one
                 value = ShareSnapshotValue(
-                    snapshot_epoch=0 if stored is None else stored.snapshot_epoch + 1,
+                    snapshot_epoch=0,  # the coordinator numbers the snapshots
                     state_epoch=0 if stored is None else stored.state_epoch + 1,
                     leader_epoch=-1 if stored is None else stored.leader_epoch, start_offset=p.start_offset,
                     create_timestamp=now, write_timestamp=now, state_batches=(), delivery_complete_count=0)

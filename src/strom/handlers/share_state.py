@@ -42,7 +42,12 @@ from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
 from strom.security.acl import Operation
 from strom.share.persister import ShareCoordinator
-from strom.share.records import PersistedBatch, ShareSnapshotKey, ShareSnapshotValue
+from strom.share.records import (
+    ShareSnapshotKey,
+    ShareSnapshotValue,
+    batches_as_fields,
+    batches_from_fields,
+)
 from strom.share.state_store import UNINITIALIZED_MESSAGE, invalid_key
 
 _MESSAGES: Final[dict[int, str]] = {
@@ -95,13 +100,6 @@ async def _results(ctx: BrokerContext, request: Request, operation: PartitionOp,
     return {"results": results}
 
 
-def _batches(value: ShareSnapshotValue) -> list[dict[str, int]]:
-    return [
-        {"first_offset": b.first_offset, "last_offset": b.last_offset, "delivery_state": b.delivery_state, "delivery_count": b.delivery_count}
-        for b in value.state_batches
-    ]
-
-
 # --- InitializeShareGroupState ----------------------------------------------------------------
 
 
@@ -124,7 +122,7 @@ async def _read(runtime: ShareCoordinator, key: ShareSnapshotKey, data: Any) -> 
         return error, UNINITIALIZED_MESSAGE, {}
     if error or value is None:
         return error, _message(error), {}
-    return ErrorCode.NONE, None, {"state_epoch": value.state_epoch, "start_offset": value.start_offset, "state_batches": _batches(value)}
+    return ErrorCode.NONE, None, {"state_epoch": value.state_epoch, "start_offset": value.start_offset, "state_batches": batches_as_fields(value.state_batches)}
 
 
 @handles(ApiKey.READ_SHARE_GROUP_STATE, 0, 0)
@@ -143,7 +141,7 @@ async def _write(runtime: ShareCoordinator, key: ShareSnapshotKey, data: Any) ->
         start_offset=data.start_offset,
         create_timestamp=0,
         write_timestamp=0,
-        state_batches=tuple(PersistedBatch(b.first_offset, b.last_offset, b.delivery_state, b.delivery_count) for b in data.state_batches),
+        state_batches=batches_from_fields(data.state_batches),
         delivery_complete_count=getattr(data, "delivery_complete_count", -1),  # v1
     )
     error = await runtime.write_state(key, value)

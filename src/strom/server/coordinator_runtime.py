@@ -68,7 +68,7 @@ from strom.log.partition import PartitionLog
 from strom.log.producer_state import ProducerStateError
 from strom.log.segment import LogSegment
 from strom.metadata.broker_config import BrokerConfig, consumer_assignors
-from strom.metadata.configs import ConfigError
+from strom.metadata.configs import ConfigError, broker_config_value
 from strom.protocol.errors import ErrorCode
 from strom.protocol.records import (
     BatchHeader,
@@ -106,7 +106,15 @@ def group_config(config: BrokerConfig) -> GroupConfig:
         consumer_heartbeat_interval_ms=config.group_consumer_heartbeat_interval_ms,
         consumer_max_size=config.group_consumer_max_size,
         consumer_assignors=consumer_assignors(config),
+        share_session_timeout_ms=_static_int("group.share.session.timeout.ms", config),
+        share_heartbeat_interval_ms=_static_int("group.share.heartbeat.interval.ms", config),
+        share_max_size=_static_int("group.share.max.size", config),
     )
+
+
+def _static_int(name: str, config: BrokerConfig) -> int:
+    """A broker setting BrokerConfig has no field for (``-o name=value``, or Kafka's default)."""
+    return int(broker_config_value(name, config, {}) or 0)
 
 
 class ShardState(enum.Enum):

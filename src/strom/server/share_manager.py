@@ -24,8 +24,8 @@ from typing import Any, Final
 from strom.handlers.context import BrokerContext
 from strom.metadata import group_configs
 from strom.protocol.errors import ErrorCode
-from strom.share.partition import LogBatch, PersistedState, ShareConfig, SharePartition, StateBatch
-from strom.share.records import PersistedBatch, ShareSnapshotValue
+from strom.share.partition import LogBatch, PersistedState, ShareConfig, SharePartition
+from strom.share.records import ShareSnapshotValue
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,6 @@ class _Entry:
     partition: SharePartition
     topic: str
     leader_epoch: int
-    snapshot_epoch: int
     state_epoch: int
     persisted: PersistedState
     timer: asyncio.TimerHandle | None = None
@@ -139,12 +138,11 @@ class SharePartitionManager:
         if stored is None:
             start = await self._initial_offset(group_id, topic, partition)
             state = PersistedState(start, ())
-            snapshot_epoch = state_epoch = -1
+            state_epoch = -1
         else:
-            state = PersistedState(stored.start_offset, tuple(
-                StateBatch(b.first_offset, b.last_offset, b.delivery_state, b.delivery_count) for b in stored.state_batches))
-            snapshot_epoch, state_epoch = stored.snapshot_epoch, stored.state_epoch
-        entry = _Entry(SharePartition(self.share_config(group_id), state), topic, leader_epoch, snapshot_epoch,
+            state = PersistedState(stored.start_offset, tuple(stored.state_batches))
+            state_epoch = stored.state_epoch
+        entry = _Entry(SharePartition(self.share_config(group_id), state), topic, leader_epoch,
                        state_epoch, state if stored is not None else PersistedState(-1, ()))
         log_, _ = self.ctx.leader_log(topic, partition)
         if log_ is not None and entry.partition.start_offset < log_.log_start_offset:
@@ -178,16 +176,13 @@ class SharePartitionManager:
         if persister is None:
             return ErrorCode.COORDINATOR_NOT_AVAILABLE
         now = int(time.time() * 1000)
-        value = ShareSnapshotValue(
-            snapshot_epoch=entry.snapshot_epoch + 1, state_epoch=max(entry.state_epoch, 0), leader_epoch=entry.leader_epoch,
-            start_offset=state.start_offset, create_timestamp=now, write_timestamp=now,
-            state_batches=tuple(PersistedBatch(b.first_offset, b.last_offset, b.delivery_state, b.delivery_count)
-                                for b in state.batches),
+        value = ShareSnapshotValue(  # the coordinator numbers the snapshots
+            snapshot_epoch=0, state_epoch=max(entry.state_epoch, 0), leader_epoch=entry.leader_epoch,
+            start_offset=state.start_offset, create_timestamp=now, write_timestamp=now, state_batches=state.batches,
             delivery_complete_count=entry.partition.delivery_complete_count())
         error: int = await persister.write(group_id, topic_id, partition, value)
         if error == ErrorCode.NONE:
             entry.persisted = state
-            entry.snapshot_epoch += 1
         elif error in (ErrorCode.FENCED_STATE_EPOCH, ErrorCode.FENCED_LEADER_EPOCH):
             # the state was reset (AlterShareGroupOffsets) or another leader wrote: load it again
             self._drop((group_id, topic_id, partition))

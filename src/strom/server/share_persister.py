@@ -43,9 +43,10 @@ from strom.protocol.errors import ErrorCode
 from strom.share.persister import ShareCoordinator, SharePersisterError
 from strom.share.records import (
     SHARE_STATE_TOPIC,
-    PersistedBatch,
     ShareSnapshotKey,
     ShareSnapshotValue,
+    batches_as_fields,
+    batches_from_fields,
     partition_for,
 )
 
@@ -68,13 +69,6 @@ Outcome = tuple[int, ShareSnapshotValue | None]
 def read_view(value: ShareSnapshotValue) -> ShareSnapshotValue:
     """What a read returns of a stored state: the fields ReadShareGroupState carries."""
     return ShareSnapshotValue(-1, value.state_epoch, -1, value.start_offset, -1, -1, tuple(value.state_batches))
-
-
-def _batches(value: ShareSnapshotValue) -> list[dict[str, int]]:
-    return [
-        {"first_offset": b.first_offset, "last_offset": b.last_offset, "delivery_state": b.delivery_state, "delivery_count": b.delivery_count}
-        for b in value.state_batches
-    ]
 
 
 def _partition_result(response: Any) -> Any:
@@ -138,7 +132,7 @@ class RuntimePersister:
                 return ErrorCode.NONE, None
             if result.error_code:
                 return result.error_code, None
-            batches = tuple(PersistedBatch(b.first_offset, b.last_offset, b.delivery_state, b.delivery_count) for b in result.state_batches)
+            batches = batches_from_fields(result.state_batches)
             return ErrorCode.NONE, ShareSnapshotValue(-1, result.state_epoch, -1, result.start_offset, -1, -1, batches)
 
         error, value = await self._retried(key, "read", local, remote)
@@ -156,7 +150,7 @@ class RuntimePersister:
             data = {
                 "partition": partition, "state_epoch": value.state_epoch, "leader_epoch": value.leader_epoch,
                 "start_offset": value.start_offset, "delivery_complete_count": value.delivery_complete_count,
-                "state_batches": _batches(value),
+                "state_batches": batches_as_fields(value.state_batches),
             }
             body = {"group_id": group_id, "topics": [{"topic_id": topic_id, "partitions": [data]}]}
             result = _partition_result(await conn.request(ApiKey.WRITE_SHARE_GROUP_STATE, 1, body, timeout_s=REQUEST_TIMEOUT_S))

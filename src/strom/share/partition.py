@@ -124,9 +124,11 @@ class ShareConfig:
     max_record_locks: int = 2000  # group.share.partition.max.record.locks
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StateBatch:
-    """A persisted run of offsets (ShareSnapshot's StateBatches): never ACQUIRED."""
+    """A persisted run of offsets (ShareSnapshot's StateBatches): never ACQUIRED. The same
+    type is the records' ``PersistedBatch`` (share.records), so states pass to and from the
+    persister as they are."""
 
     first_offset: int
     last_offset: int

@@ -41,8 +41,9 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from strom.coordinator import records as group_records
 from strom.coordinator.schema_codec import (
@@ -54,6 +55,11 @@ from strom.coordinator.schema_codec import (
     key_version,
     plain,
 )
+from strom.share.partition import StateBatch
+
+# A run of offsets in one delivery state (Kafka's StateBatch / PersisterStateBatch):
+# delivery_state int8 (0 available, 2 acknowledged, 4 archived), delivery_count int16.
+PersistedBatch = StateBatch
 
 SHARE_STATE_TOPIC: Final = "__share_group_state"
 
@@ -80,17 +86,18 @@ def partition_for(group_id: str, topic_id: uuid.UUID, partition: int, partitions
     return group_records.partition_for(share_coordinator_key(group_id, topic_id, partition), partitions)
 
 
+def batches_as_fields(batches: Iterable[PersistedBatch]) -> list[dict[str, int]]:
+    """State batches as Read/WriteShareGroupState carry them (the codec's dict form)."""
+    return [{"first_offset": b.first_offset, "last_offset": b.last_offset, "delivery_state": b.delivery_state,
+             "delivery_count": b.delivery_count} for b in batches]
+
+
+def batches_from_fields(items: Iterable[Any]) -> tuple[PersistedBatch, ...]:
+    """The state batches of a decoded Read/WriteShareGroupState message."""
+    return tuple(PersistedBatch(b.first_offset, b.last_offset, b.delivery_state, b.delivery_count) for b in items)
+
+
 # --- record types ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class PersistedBatch:
-    """A run of offsets in one delivery state (Kafka's StateBatch / PersisterStateBatch)."""
-
-    first_offset: int
-    last_offset: int
-    delivery_state: int  # int8: 0 available, 2 acknowledged, 4 archived
-    delivery_count: int  # int16
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +253,8 @@ __all__ = [
     "SHARE_STATE_VALUE_VERSION",
     "SHARE_UPDATE_TYPE",
     "PersistedBatch",
+    "batches_as_fields",
+    "batches_from_fields",
     "RecordFormatError",
     "ShareSnapshotKey",
     "ShareSnapshotValue",
