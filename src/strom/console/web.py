@@ -8,10 +8,10 @@ import contextlib
 import datetime
 import logging
 from collections.abc import Awaitable, Callable, Iterator
+from functools import cached_property
 from importlib import resources
 from typing import Any
 
-import jinja2
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
@@ -75,10 +75,17 @@ class Console:
         # Samples are taken only while someone looks (a page within the history's span): an
         # unwatched broker does no console work and sends other brokers nothing.
         self._viewed_at = -float("inf")
-        self.templates = jinja2.Environment(
+
+    @cached_property
+    def templates(self) -> Any:  # jinja2.Environment
+        """Made at the first page: jinja2 stays off the broker's start-up."""
+        import jinja2
+
+        environment = jinja2.Environment(
             loader=jinja2.PackageLoader("strom.console", "templates"), autoescape=True,
             undefined=jinja2.StrictUndefined)
-        self.templates.filters.update(ts=_ts, bytes=human_bytes)
+        environment.filters.update(ts=_ts, bytes=human_bytes)
+        return environment
 
     def attach(self, ctx: BrokerContext) -> None:
         """The broker is loaded: serve pages and start sampling."""

@@ -37,7 +37,7 @@ from strom.coordinator.consumer_group import (
     ConsumerMember,
     pairs,
 )
-from strom.coordinator.group import DEAD, ClassicGroup
+from strom.coordinator.group import DEAD, ClassicGroup, subscription_topics_and_end
 from strom.coordinator.records import CoordinatorRecord, GroupMetadataValue, MemberMetadata
 from strom.coordinator.shard import heartbeat_key, join_key, join_response, sync_key, sync_response
 from strom.protocol.errors import ErrorCode
@@ -66,14 +66,9 @@ def decode_subscription(metadata: bytes) -> tuple[list[str], list[tuple[str, lis
     """A ConsumerProtocolSubscription's topics and owned partitions (v1+; none in v0, as Kafka
     reads it: an eager client has given up everything before it joins); ValueError when it does
     not parse."""
+    topics, pos = subscription_topics_and_end(metadata)
     try:
-        version, count = struct.unpack_from(">hi", metadata, 0)
-        pos = 6
-        topics = []
-        for _ in range(max(count, 0)):
-            (length,) = struct.unpack_from(">h", metadata, pos)
-            topics.append(bytes(metadata[pos + 2:pos + 2 + length]).decode())
-            pos += 2 + length
+        (version,) = struct.unpack_from(">h", metadata, 0)
         (user_data,) = struct.unpack_from(">i", metadata, pos)
         pos += 4 + max(user_data, 0)
         if version < 1 or pos >= len(metadata):

@@ -38,6 +38,7 @@ from strom.coordinator.consumer_group import (
     reconcile,
 )
 from strom.coordinator.offset_manager import OffsetManager
+from strom.coordinator.offsets import is_expired
 from strom.coordinator.records import (
     ClassicMemberMetadata,
     ClassicProtocol,
@@ -611,8 +612,7 @@ class ConsumerGroupManager(OffsetManager):
             left = False
             for topic, partitions in self.offsets.group(group_id).items() if self.offsets.has_group(group_id) else ():
                 for partition, offset in partitions.items():
-                    expires = offset.expire_timestamp_ms or offset.commit_timestamp_ms + retention
-                    if topic in subscribed or expires > self._now:
+                    if topic in subscribed or not is_expired(offset, None, "commit", self._now, retention):
                         left = True
                     else:
                         self._append(CoordinatorRecord.offset_commit(group_id, topic, partition, None))

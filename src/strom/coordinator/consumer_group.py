@@ -35,12 +35,10 @@ LEAVE_STATIC_EPOCH: Final = -2
 
 def partitions_of(pairs: Iterable[tuple[uuid.UUID, Iterable[int]]]) -> dict[uuid.UUID, frozenset[int]]:
     """A Partitions mapping without empty topics."""
-    out: dict[uuid.UUID, frozenset[int]] = {}
+    collected: dict[uuid.UUID, set[int]] = {}
     for topic, parts in pairs:
-        merged = out.get(topic, frozenset()) | frozenset(parts)
-        if merged:
-            out[topic] = merged
-    return out
+        collected.setdefault(topic, set()).update(parts)
+    return {topic: frozenset(parts) for topic, parts in collected.items() if parts}
 
 
 def pairs(partitions: Partitions) -> set[tuple[uuid.UUID, int]]:

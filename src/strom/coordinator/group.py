@@ -63,6 +63,11 @@ class IllegalStateTransition(AssertionError):
 def subscription_topics(metadata: bytes) -> list[str]:
     """The topics of a ConsumerProtocolSubscription (any version: the topic list comes first
     after the int16 version, never flexible). ValueError when it does not parse."""
+    return subscription_topics_and_end(metadata)[0]
+
+
+def subscription_topics_and_end(metadata: bytes) -> tuple[list[str], int]:
+    """``subscription_topics``, and where the topic list ends."""
     try:
         (count,) = struct.unpack_from(">i", metadata, 2)
         if count < 0 or count > len(metadata):
@@ -76,7 +81,7 @@ def subscription_topics(metadata: bytes) -> list[str]:
                 raise ValueError("bad topic name length")
             topics.append(metadata[pos : pos + length].decode("utf-8"))
             pos += length
-        return topics
+        return topics, pos
     except (struct.error, UnicodeDecodeError) as exc:
         raise ValueError(str(exc)) from exc
 

@@ -40,7 +40,6 @@ INVALID_REQUEST; there is no AlterConfigPolicy.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -372,14 +371,11 @@ async def _apply(ctx: BrokerContext, target: _Target, configs: dict[str, str]) -
         await ctx.metadata.set_broker_configs(target.node_id, configs)
 
 
-# one alteration at a time per broker: an incremental one reads the current configs, then
-# stores them changed, and two at once would each lose the other's change
-_alter_locks: dict[int, asyncio.Lock] = {}
-
-
 async def _alter(ctx: BrokerContext, request: Request, *, incremental: bool) -> AlterConfigsResponse:
-    """AlterConfigs and IncrementalAlterConfigs (their responses have the same fields)."""
-    async with _alter_locks.setdefault(id(ctx), asyncio.Lock()):
+    """AlterConfigs and IncrementalAlterConfigs (their responses have the same fields). One
+    at a time per broker: an incremental one reads the current configs, then stores them
+    changed, and two at once would each lose the other's change."""
+    async with ctx.config_alter_lock:
         return await _alter_locked(ctx, request, incremental=incremental)
 
 

@@ -216,6 +216,8 @@ class BrokerContext:
     metrics: BrokerMetrics = field(default_factory=BrokerMetrics)
     # client quota rates (quota.window.*: set by the server)
     quotas: QuotaManager = field(default_factory=QuotaManager)
+    # one config alteration at a time (handlers.configs)
+    config_alter_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def cluster_id(self) -> str:

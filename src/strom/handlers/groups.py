@@ -21,14 +21,15 @@ Per version:
 - LeaveGroup v0-2 name one member; v3+ a batch, possibly by group.instance.id alone (KIP-345).
 - Heartbeat answers NONE while the group's partition loads, as Kafka does.
 - DescribeGroups v6 answers GROUP_ID_NOT_FOUND for an unknown group (KIP-1043); before, Dead.
-- ListGroups v4+ filters by state (KIP-518), v5+ by type (only "classic" groups exist).
+- ListGroups v4+ filters by state (KIP-518), v5+ by type (classic, consumer, share).
 Authorization as Kafka's KafkaApis, checked before anything else about the group (its id's
 validity included): FindCoordinator needs DESCRIBE on the group or transactional id
 (GROUP_ / TRANSACTIONAL_ID_AUTHORIZATION_FAILED); JoinGroup, SyncGroup, Heartbeat and
 LeaveGroup READ on the group, DescribeGroups DESCRIBE, DeleteGroups DELETE
 (GROUP_AUTHORIZATION_FAILED). ListGroups lists every group to a principal that may DESCRIBE
 the cluster, else only the groups it may DESCRIBE.
-Not done: KIP-848 groups (ConsumerGroupHeartbeat and ConsumerGroupDescribe are not advertised).
+KIP-848 consumer groups and KIP-932 share groups have their own modules (consumer_groups,
+share_groups); a classic member of a consumer group is served here through the same calls.
 """
 
 from __future__ import annotations
@@ -71,12 +72,15 @@ _topics: tuple[object, TopicImage] | None = None
 
 
 def topic_image(ctx: BrokerContext) -> TopicImage:
-    """The topics as the coordinator sees them, rebuilt only when the image's topics change."""
+    """The topics as the coordinator sees them. A new version only when names, ids or
+    partition counts change: a cluster's image is replaced on every ISR or leader change, and
+    a new version makes every group recompute its metadata hash and regexes."""
     global _topics
     topics = ctx.image.topics
     if _topics is None or _topics[0] is not topics:
         by_name = {name: (t.topic_id, t.partitions) for name, t in topics.items()}
-        image = TopicImage(by_name, {tid: (name, count) for name, (tid, count) in by_name.items()}, next(_versions))
+        image = _topics[1] if _topics is not None and _topics[1].by_name == by_name else TopicImage(
+            by_name, {tid: (name, count) for name, (tid, count) in by_name.items()}, next(_versions))
         _topics = (topics, image)
     return _topics[1]
 

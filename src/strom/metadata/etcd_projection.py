@@ -50,6 +50,7 @@ class Projection:
         self.partitions: dict[uuid.UUID, dict[int, PartitionState]] = {}
         self.broker_configs: dict[str, str] = {}
         self.node_configs: dict[int, dict[str, str]] = {}
+        self.group_configs: dict[str, dict[str, str]] = {}  # by group id
         self.scram: dict[str, dict[str, ScramCredential]] = {}
         self.acls: dict[str, AclBinding] = {}  # by key
         self.client_quotas: dict[str, tuple[QuotaEntity, dict[str, float]]] = {}  # by key
@@ -133,6 +134,12 @@ class Projection:
                 if not configs:
                     del self.node_configs[node_id]
                 self._changed.add("node_configs")
+            elif scope == "group":
+                group = unquote(name)
+                self.group_configs[group] = configs
+                if not configs:
+                    del self.group_configs[group]
+                self._changed.add("group_configs")
         elif kind == "scram":
             encoded, _, mechanism = rest.rpartition("/")
             user = unquote(encoded)
@@ -188,6 +195,8 @@ class Projection:
             changes["scram"] = {user: dict(creds) for user, creds in self.scram.items()}
         if "node_configs" in self._changed:
             changes["node_configs"] = dict(self.node_configs)  # inner dicts are never mutated
+        if "group_configs" in self._changed:
+            changes["group_configs"] = dict(self.group_configs)
         for topic_id, _ in self._states:
             name = self.names.get(topic_id)
             shown = old.topics.get(name) if name is not None else None

@@ -96,39 +96,6 @@ _CHANNEL_OPTIONS = {
 _GROUP_CONFIGS = "configs/group/"
 
 
-class _Projection(Projection):
-    """The projection plus the group configs (``configs/group/<group id>``), which
-    etcd_projection's Projection leaves out of the image."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.group_configs: dict[str, dict[str, str]] = {}
-        self._groups_changed = False
-
-    def apply(self, key: str, kv: rpc.KeyValue, deleted: bool) -> None:
-        if not key.startswith(_GROUP_CONFIGS):
-            super().apply(key, kv, deleted)
-            return
-        group = urllib.parse.unquote(key[len(_GROUP_CONFIGS):])
-        try:
-            configs = {} if deleted else {str(k): str(v) for k, v in json.loads(kv.value).items()}
-        except (ValueError, TypeError, AttributeError) as exc:
-            log.warning("ignoring malformed metadata key %r: %s", key, exc)
-            return
-        if configs:
-            self.group_configs[group] = configs
-        else:
-            self.group_configs.pop(group, None)
-        self._groups_changed = True
-
-    def build(self, old: ClusterImage, revision: int) -> ClusterImage:
-        image = super().build(old, revision)
-        if self._groups_changed:
-            self._groups_changed = False
-            image = image.with_changes(group_configs=dict(self.group_configs))  # inner dicts never mutated
-        return image
-
-
 class DuplicateBrokerId(RuntimeError):
     """Another live broker holds this node id's registration."""
 
@@ -259,7 +226,7 @@ class EtcdMetadataStore(ImageHolder):
         self._client: aetcd.Client | None = None
         self._endpoint = 0  # index into endpoints
         self._lease_id = 0
-        self._projection = _Projection()
+        self._projection = Projection()
         self._applied = 0  # the revision ``image`` reflects
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._check_lease = asyncio.Event()
@@ -663,7 +630,7 @@ class EtcdMetadataStore(ImageHolder):
         """List the prefix at one revision R, publish the image it makes, return R."""
         deadline = self._deadline()
         end = _prefix_end(self._prefix)
-        projection = _Projection()
+        projection = Projection()
         start, revision = self._prefix, 0
         while True:  # paged, all pages at the first page's revision
             request = rpc.RangeRequest(

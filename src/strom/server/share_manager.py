@@ -23,6 +23,7 @@ from typing import Any, Final
 
 from strom.handlers.context import BrokerContext
 from strom.metadata import group_configs
+from strom.metadata.configs import broker_config_value
 from strom.protocol.errors import ErrorCode
 from strom.share.partition import LogBatch, PersistedState, ShareConfig, SharePartition
 from strom.share.records import ShareSnapshotValue
@@ -82,16 +83,18 @@ class SharePartitionManager:
         return group_configs.effective(self.ctx.image, self.ctx.config, group_id, name)
 
     def share_config(self, group_id: str) -> ShareConfig:
-        values = self.ctx.config.values
         return ShareConfig(
-            delivery_count_limit=int(values.get("group.share.delivery.count.limit", 5)),
-            record_lock_duration_ms=group_configs.effective_int(self.ctx.image, self.ctx.config, group_id,
-                                                                "share.record.lock.duration.ms"),
-            max_record_locks=int(values.get("group.share.partition.max.record.locks", 2000)),
+            delivery_count_limit=self._broker_int("group.share.delivery.count.limit"),
+            record_lock_duration_ms=self.lock_duration_ms(group_id),
+            max_record_locks=self._broker_int("group.share.partition.max.record.locks"),
         )
 
     def lock_duration_ms(self, group_id: str) -> int:
-        return self.share_config(group_id).record_lock_duration_ms
+        return group_configs.effective_int(self.ctx.image, self.ctx.config, group_id, "share.record.lock.duration.ms")
+
+    def _broker_int(self, name: str) -> int:
+        """A broker setting: the dynamic cluster default, the static one, or Kafka's default."""
+        return int(broker_config_value(name, self.ctx.config, self.ctx.image.broker_configs) or 0)
 
     # --- loading and persisting ------------------------------------------------------------------
 
@@ -235,7 +238,7 @@ class SharePartitionManager:
         epoch n > 0 must be the one expected, and -1 names the session it ends."""
         key = (group_id, member_id)
         if epoch == 0:
-            limit = int(self.ctx.config.values.get("group.share.max.share.sessions", 2000))
+            limit = self._broker_int("group.share.max.share.sessions")
             if key not in self.sessions and len(self.sessions) >= limit:
                 raise ShareError(ErrorCode.SHARE_SESSION_LIMIT_REACHED,
                                  f"This broker has {limit} share sessions (group.share.max.share.sessions).")

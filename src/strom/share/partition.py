@@ -259,7 +259,8 @@ class SharePartition:
         return self._end() + 1
 
     def acquirable(self, high_watermark: int) -> bool:
-        """Whether a fetch could acquire something now (for long-polls)."""
+        """Whether a fetch could acquire something now (the tests' view; a long-poll simply
+        fetches again when the log or a lock changes)."""
         nfo = self.next_fetch_offset()
         if nfo >= high_watermark:
             return False
@@ -291,7 +292,7 @@ class SharePartition:
         return None if m == _NO_DEADLINE else m
 
     def ranges(self) -> tuple[InFlightRange, ...]:
-        """The cached ranges, for tests, metrics and the console."""
+        """The cached ranges (the tests' view of the state)."""
         return tuple(
             InFlightRange(
                 x.first,
