@@ -302,11 +302,13 @@ def test_cluster_up_without_etcd_says_what_to_install(tmp_path):
 # --- strom cluster up ---------------------------------------------------------------------------
 
 
-def _console(up: Up) -> str:
+def _console(up: Up, timeout: float = 10) -> str:
     """The address in the "Console: http://ADDRESS/ (broker 0)" line (printed after the
-    bootstrap servers)."""
-    match = re.search(r"^Console: http://(\S+)/ \(broker 0\)$", "".join(up.stdout), re.M)
-    assert match, up.output()
+    bootstrap servers, so it may not have been read yet)."""
+    deadline = time.monotonic() + timeout
+    while (match := re.search(r"^Console: http://(\S+)/ \(broker 0\)$", "".join(up.stdout), re.M)) is None:
+        assert time.monotonic() < deadline, up.output()
+        time.sleep(0.05)
     return match.group(1)
 
 
