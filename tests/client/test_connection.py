@@ -14,6 +14,7 @@ import struct
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -430,3 +431,65 @@ def test_a_large_frame_buffer_is_reused_only_once_no_view_of_it_is_left() -> Non
     del fourth
     (fifth,) = _raw_frames(reader, framed[0])  # smaller, no view left: the same buffer
     assert id(fifth.obj) == kept and fifth == bodies[0] and len(fifth) == len(bodies[0]) and fifth.readonly
+
+
+def test_frame_reader_tells_what_a_large_frame_still_misses() -> None:
+    reader = _FrameReader(max_frame_size=1 << 20, buffer_size=2048)
+    body = random.randbytes(5000)
+    assert reader.missing == 0
+    stream = struct.pack(">i", len(body)) + body
+    reader.get_buffer()[:104] = stream[:104]
+    assert reader.buffer_updated(104) == [] and reader.missing == 4900
+    reader.get_buffer()[:900] = stream[104:1004]
+    assert reader.buffer_updated(900) == [] and reader.missing == 4000
+    reader.get_buffer()[:] = stream[1004:]
+    assert reader.buffer_updated(4000) == [body] and reader.missing == 0
+
+
+@pytest.mark.parametrize("size", [300 * 1024, 20 << 20], ids=["300KiB", "20MiB"])
+def test_the_rest_of_a_large_response_is_read_at_once(run: Runner[Any], size: int) -> None:
+    """SO_RCVLOWAT: after a large response's first bytes, the socket is reported readable only
+    once the rest is in (one read for pieces sent apart), then from any byte again. 20 MiB is
+    above the kernel's cap on the mark (half net.ipv4.tcp_rmem's largest, 16 MiB by default):
+    the mark comes down as the frame fills, so nothing waits for bytes that never come."""
+
+    async def main() -> None:
+        body = struct.pack(">i", 0) + random.randbytes(size - 4)  # correlation id 0
+        frame = struct.pack(">i", size) + body
+        first, rest = frame[:1000], frame[1000:]
+        pieces = [rest[i : i + len(rest) // 4 + 1] for i in range(0, len(rest), len(rest) // 4 + 1)]
+        marks: list[int] = []
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readexactly(struct.unpack(">i", await reader.readexactly(4))[0])
+            writer.write(first)
+            await asyncio.sleep(0.1)
+            marks.append(conn._lowat_socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT))
+            for piece in pieces:
+                writer.write(piece)
+                await writer.drain()
+                await asyncio.sleep(0.05)
+            await reader.read()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        async with server:
+            conn = await BrokerConnection.open("127.0.0.1", server.sockets[0].getsockname()[1])
+            reads = 0
+            updated = conn._reader.buffer_updated
+
+            def counting(nbytes: int) -> Any:
+                nonlocal reads
+                reads += 1
+                return updated(nbytes)
+
+            conn._reader.buffer_updated = counting  # type: ignore[method-assign]
+            got = await conn.request(ApiKey.API_VERSIONS, 0, {}, decode=lambda version, frame, offset: frame)
+            assert got == body
+            cap = int(Path("/proc/sys/net/ipv4/tcp_rmem").read_text().split()[2]) // 2
+            assert marks == [min(size + 4 - 1000, cap)]
+            assert conn._lowat_socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) == 1
+            if size + 4 - 1000 <= cap:
+                assert reads == 2  # the first bytes, then everything else in one read
+            conn.close()
+
+    run(main())

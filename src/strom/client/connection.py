@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import socket
 import sys
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -45,6 +46,8 @@ DEFAULT_REQUEST_TIMEOUT_S: Final = 30.0
 DEFAULT_MAX_FRAME_SIZE: Final = 100 * 1024 * 1024
 _READ_BUFFER_SIZE: Final = 64 * 1024
 _SPARE_MAX: Final = 16 << 20  # a large frame's buffer is kept for the next one up to this size
+# The rest of a frame at least this large is waited for with SO_RCVLOWAT (BrokerConnection).
+_RCVLOWAT_MIN: Final = 64 * 1024
 _CORRELATION_ID_MASK: Final = 0x7FFF_FFFF
 
 Frame = bytes | memoryview
@@ -135,6 +138,12 @@ class _FrameReader:
         self._start, self._end = start, end
         return frames
 
+    @property
+    def missing(self) -> int:
+        """Bytes still to come for the large frame being received (0: none in progress)."""
+        large = self._large
+        return 0 if large is None else len(large) - self._large_filled
+
     def _large_buffer(self, size: int) -> memoryview:
         spare = self._spare
         # Its references: self._spare, ``spare`` and getrefcount's argument; a frame view
@@ -193,6 +202,8 @@ class BrokerConnection(asyncio.BufferedProtocol):
         self._loop = asyncio.get_running_loop()
         self._closed_waiter: asyncio.Future[None] = self._loop.create_future()
         self._drain_waiter: asyncio.Future[None] | None = None  # set while writing is paused
+        self._lowat_socket: Any = None  # a plain TCP socket: see _wait_for_rest
+        self._rcvlowat = 1
 
     @classmethod
     async def open(
@@ -343,6 +354,15 @@ class BrokerConnection(asyncio.BufferedProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        sock = transport.get_extra_info("socket")
+        # Not under TLS: there the kernel holds ciphertext, and plaintext may wait in the
+        # TLS layer, so a byte count on the socket could wait for bytes that never come.
+        if (
+            sock is not None
+            and sock.family in (socket.AF_INET, socket.AF_INET6)
+            and transport.get_extra_info("sslcontext") is None
+        ):
+            self._lowat_socket = sock
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self._reader.get_buffer()
@@ -353,6 +373,8 @@ class BrokerConnection(asyncio.BufferedProtocol):
         except RemoteProtocolError as exc:
             self._close(CloseReason.MALFORMED_RESPONSE, str(exc))
             return
+        if self._lowat_socket is not None:
+            self._wait_for_rest()
         for frame in frames:
             if not self._pending:
                 self._close(CloseReason.OUT_OF_SYNC, "a response with no request pending")
@@ -394,6 +416,23 @@ class BrokerConnection(asyncio.BufferedProtocol):
             waiter.set_result(None)
 
     # --- internals --------------------------------------------------------------------------
+
+    def _wait_for_rest(self) -> None:
+        """Have the kernel report the socket readable only once the rest of a large frame is
+        in (SO_RCVLOWAT), and from any byte again after it. A follower's 1 MiB fetch response
+        otherwise arrives in many reads, each waking this event loop, and each wake-up is also
+        paid by the sender's network stack (on one host, by the leader, through a cross-CPU
+        wake-up that is dear on a VM): see docs/performance.md for what it saved. The kernel caps the mark at half the largest receive buffer and grows the buffer to
+        hold it, so the sender is never stalled by it."""
+        missing = self._reader.missing
+        want = missing if missing >= _RCVLOWAT_MIN else 1
+        if want != self._rcvlowat:
+            try:
+                self._lowat_socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, want)
+            except OSError:  # closed meanwhile, or a kernel without it
+                self._lowat_socket = None
+                return
+            self._rcvlowat = want
 
     def _check_open(self) -> None:
         if self.close_reason is not None:
