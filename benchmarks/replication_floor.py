@@ -138,7 +138,10 @@ def measure(total: int, repeats: int, touch: Any = None) -> dict[str, Any]:
     out: dict[str, Any] = {"bytes": total, "repeats": repeats, "single_cpu_s_per_gb": single, "runs": runs}
     for mode in MODES:
         cluster = statistics.median(r["cpu_s"] for r in runs[mode]) / gb
-        out[mode] = {"cluster_cpu_s_per_gb": cluster, "ratio": cluster / single if single else None}
+        out[mode] = {"cluster_cpu_s_per_gb": cluster, "ratio": cluster / single if single else None,
+                     "leader_cpu_s_per_gb": statistics.median(r["leader_cpu_s"] for r in runs[mode]) / gb,
+                     "followers_cpu_s_per_gb": [statistics.median(r["follower_cpu_s"][i] for r in runs[mode]) / gb
+                                                for i in range(FOLLOWERS)]}
     return out
 
 

@@ -234,6 +234,13 @@ def _roles(pair: dict[str, Any], scale: float) -> str:
     return f" (leader {roles['leader'] * scale:.2f}, followers {followers})"
 
 
+def _floor_roles(mode: dict[str, Any]) -> str:
+    if mode.get("leader_cpu_s_per_gb") is None:  # results written before the split was kept
+        return ""
+    followers = " + ".join(f"{f:.2f}" for f in mode["followers_cpu_s_per_gb"])
+    return f" (leader {mode['leader_cpu_s_per_gb']:.2f}, followers {followers})"
+
+
 def cluster_markdown(data: dict[str, Any]) -> str:
     """The single broker beside the 3-broker cluster (workload | single | cluster | ratio), then
     the failover rows."""
@@ -263,7 +270,7 @@ def cluster_markdown(data: dict[str, Any]) -> str:
         for mode, how in (("sendfile", "with sendfile, as Kafka"), ("copy", "by a pread copy, as strom to a follower on its host")):
             lines.append(f"| floor: the produce bytes moved by a minimal program (no broker), CPU s per GB; "
                          f"the leader sends to 2 followers {how} | {_s(floor['single_cpu_s_per_gb'])} "
-                         f"| {_s(floor[mode]['cluster_cpu_s_per_gb'])} "
+                         f"| {_s(floor[mode]['cluster_cpu_s_per_gb'])}{_floor_roles(floor[mode])} "
                          f"| {_ratio(floor[mode]['cluster_cpu_s_per_gb'], floor['single_cpu_s_per_gb'])} |")
     idle = data.get("idle")
     if idle:

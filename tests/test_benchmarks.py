@@ -89,6 +89,7 @@ def test_quick_cluster_run_prints_one_broker_beside_three_and_a_failover(tmp_pat
         assert pair["cluster"]["broker_cpu_s"] > 0 and pair["etcd_cpu_s"] >= 0
     floor = cluster["floor"]  # three copies cost more than one
     assert all(floor[m]["cluster_cpu_s_per_gb"] > floor["single_cpu_s_per_gb"] > 0 for m in ("sendfile", "copy"))
+    assert all(floor[m]["leader_cpu_s_per_gb"] > 0 and len(floor[m]["followers_cpu_s_per_gb"]) == 2 for m in ("sendfile", "copy"))
     [failover] = cluster["failover"]
     assert failover["session_timeout_ms"] == 3000 and failover["failed_kills"] == 0
     assert len(failover["kills"]) == 1 and failover["kills"][0]["seconds"] > 0
