@@ -313,6 +313,46 @@ def test_a_broker_that_does_not_lead_answers_not_leader_or_follower(strom_cluste
         assert part.error_code == want, (node, holder, part)
 
 
+def test_not_leader_answers_name_the_current_leader_and_its_endpoint(strom_cluster):
+    """KIP-951: Produce v10+ and Fetch v16+ answered NOT_LEADER_OR_FOLLOWER carry the partition's
+    current leader and epoch, and the response lists that leader's endpoint; older versions
+    and the leader's own answers carry neither."""
+    topic = strom_cluster.create_topic(new_name("kip951"), partitions=1, replication_factor=3)
+    leader = strom_cluster.leader(topic, 0)
+    (described,) = metadata(strom_cluster, leader, [topic]).topics
+    epoch = described.partitions[0].leader_epoch
+    host, port = host_port(strom_cluster, leader)
+    batch = build_batch([(b"k", b"v", (), int(time.time() * 1000))])
+    produce = {"transactional_id": None, "acks": -1, "timeout": 5000,
+               "topic_data": [{"name": topic, "partition_data": [{"index": 0, "records": batch}]}]}
+    fetch = {"replica_id": -1, "max_wait": 0, "min_bytes": 1, "max_bytes": 1 << 20, "isolation_level": 0,
+             "session_id": 0, "session_epoch": -1, "forgotten_topics_data": [], "rack_id": "",
+             "topics": [{"topic_id": described.topic_id, "partitions": [{
+                 "partition": 0, "current_leader_epoch": -1, "fetch_offset": 0, "last_fetched_epoch": -1,
+                 "log_start_offset": -1, "partition_max_bytes": 1 << 20}]}]}
+    for node in (n for n in strom_cluster.nodes if n != leader):
+        response = raw(strom_cluster, node, ApiKey.PRODUCE, 10, produce)
+        (part,) = response.responses[0].partition_responses
+        assert part.error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
+        assert (part.current_leader.leader_id, part.current_leader.leader_epoch) == (leader, epoch)
+        assert [(e.node_id, e.host, e.port) for e in response.node_endpoints] == [(leader, host, port)]
+        response = raw(strom_cluster, node, ApiKey.FETCH, 16, fetch)
+        (part,) = response.responses[0].partitions
+        assert part.error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
+        assert (part.current_leader.leader_id, part.current_leader.leader_epoch) == (leader, epoch)
+        assert [(e.node_id, e.host, e.port) for e in response.node_endpoints] == [(leader, host, port)]
+        response = raw(strom_cluster, node, ApiKey.FETCH, 15, fetch)  # before KIP-951: no hint
+        (part,) = response.responses[0].partitions
+        assert part.error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
+        assert (part.current_leader.leader_id, part.current_leader.leader_epoch) == (-1, -1)
+    response = raw(strom_cluster, leader, ApiKey.PRODUCE, 10, produce)
+    (part,) = response.responses[0].partition_responses
+    assert part.error_code == ErrorCode.NONE and part.current_leader.leader_id == -1 and not response.node_endpoints
+    response = raw(strom_cluster, leader, ApiKey.FETCH, 16, fetch)
+    (part,) = response.responses[0].partitions
+    assert part.error_code == ErrorCode.NONE and part.current_leader.leader_id == -1 and not response.node_endpoints
+
+
 # --- replication factors ------------------------------------------------------------------------
 
 

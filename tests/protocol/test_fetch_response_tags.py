@@ -95,3 +95,23 @@ def test_versions_before_12_are_unchanged_by_tags(version):
     assert tagged == plain
     first, second = decoded_partitions(version, partition(0, records=True), partition(1))
     assert (first.high_watermark, bytes(first.records), second.partition_index) == (40, RECORDS, 1)
+
+
+@pytest.mark.parametrize("version", [16, 17, 18])
+def test_node_endpoints_are_the_responses_tag_0_from_v16(version):
+    nodes = [(2, "10.0.0.2", 9092, None), (7, "broker-7.example", 19092, "rack-b")]
+    chunks, size = encode_fetch_response(
+        version, [FetchTopicResult("orders", TOPIC_ID, [partition(0, current_leader=(7, 3))])], node_endpoints=nodes
+    )
+    body = b"".join(chunks)
+    assert len(body) == size
+    decoded = decode_response(FETCH, version, body)
+    assert [(n.node_id, n.host, n.port, n.rack) for n in decoded.node_endpoints] == nodes
+    assert decoded.responses[0].partitions[0].current_leader.leader_id == 7
+    assert not decode_response(FETCH, version, encode(version, partition(0))).node_endpoints
+
+
+@pytest.mark.parametrize("version", [12, 15])
+def test_node_endpoints_are_not_sent_before_v16(version):
+    chunks, size = encode_fetch_response(version, [], node_endpoints=[(2, "h", 1, None)])
+    assert b"".join(chunks) == b"".join(encode_fetch_response(version, [])[0])

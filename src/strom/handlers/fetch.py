@@ -33,6 +33,7 @@ from strom.handlers.fetch_sessions import (
 )
 from strom.handlers.groups import milliseconds
 from strom.handlers.leader_epoch import check_leader_epoch
+from strom.handlers.leader_hints import FETCH_ERRORS, LeaderHints
 from strom.handlers.registry import RawResponse, Request, handles
 from strom.log.partition import OffsetOutOfRange
 from strom.protocol.api import ApiKey
@@ -101,13 +102,7 @@ def _read(
             topics.setdefault(key.topic_id or key.topic, FetchTopicResult(key.topic, key.topic_id, [])).partitions.append(result)
             continue
         log, error = ctx.leader_log(key.topic, key.partition) if key.topic is not None else (None, ErrorCode.UNKNOWN_TOPIC_ID)
-        if log is None:
-            result.error_code = error
-            errors = True
-            state = ctx.partition_state(key.topic, key.partition) if key.topic is not None else None
-            if state is not None and state.leader >= 0:
-                result.current_leader = (state.leader, state.leader_epoch)
-        elif error := check_leader_epoch(log, position.current_leader_epoch):
+        if log is None or (error := check_leader_epoch(log, position.current_leader_epoch)):
             result.error_code = error
             errors = True
         elif replica_id >= 0 and (diverging := _diverging(log, position.fetch_offset, (last_fetched or {}).get((key.topic, key.partition), -1))):
@@ -248,5 +243,17 @@ async def fetch(ctx: BrokerContext, request: Request) -> RawResponse:
         for topic in topics:
             if (sent := sum(p.records_size for p in topic.partitions if p.records_size)) and topic.name is not None:
                 ctx.metrics.fetched(topic.name, sent)
-    chunks, size = encode_fetch_response(version, topics, session_id=start.session_id)
+    endpoints = _name_leaders(ctx, request, topics) if errors and version >= 16 else None
+    chunks, size = encode_fetch_response(version, topics, session_id=start.session_id, node_endpoints=endpoints)
     return RawResponse(chunks, size, to_follower=replica_id >= 0)
+
+
+def _name_leaders(ctx: BrokerContext, request: Request, topics: list[FetchTopicResult]) -> list[Any]:
+    """KIP-951: the current leader of each partition answered NOT_LEADER_OR_FOLLOWER or
+    FENCED_LEADER_EPOCH, and those leaders' endpoints."""
+    hints = LeaderHints(ctx, request)
+    for topic in topics:
+        for result in topic.partitions:
+            if result.error_code in FETCH_ERRORS:
+                result.current_leader = hints.leader(topic.name, result.partition_index)
+    return [(n["node_id"], n["host"], n["port"], n["rack"]) for n in hints.node_endpoints]

@@ -34,6 +34,7 @@ from typing import Any
 from strom.handlers.auth import allowed, quota_throttle
 from strom.handlers.context import BrokerContext, Commit
 from strom.handlers.groups import milliseconds
+from strom.handlers.leader_hints import NOT_LEADER, LeaderHints
 from strom.handlers.registry import Delayed, Request, handles
 from strom.log.producer_state import ProducerStateError
 from strom.log.validator import validate_append
@@ -150,8 +151,23 @@ async def produce(ctx: BrokerContext, request: Request) -> dict[str, Any] | Dela
         size = sum(len(d.records or b"") for t in body.topic_data for d in t.partition_data)
         throttle = quota_throttle(ctx, request, PRODUCER_BYTE_RATE, size)
     if not to_flush and not waits:
-        return None if body.acks == 0 else {"responses": responses, "throttle_time": throttle}
-    return Delayed(_complete(ctx, body, responses, to_flush, waits, throttle))
+        return None if body.acks == 0 else _answer(ctx, request, responses, throttle)
+    return Delayed(_complete(ctx, request, responses, to_flush, waits, throttle))
+
+
+def _answer(ctx: BrokerContext, request: Request, responses: list[dict[str, Any]], throttle: int) -> dict[str, Any]:
+    answer: dict[str, Any] = {"responses": responses, "throttle_time": throttle}
+    if request.version < 10:
+        return answer
+    hints = None  # KIP-951: where the partitions this broker does not lead are led
+    for topic in responses:
+        for result in topic["partition_responses"]:
+            if result["error_code"] == NOT_LEADER:
+                hints = hints or LeaderHints(ctx, request)
+                result["current_leader"] = hints.leader_field(topic["name"], result["index"])
+    if hints is not None and hints.node_endpoints:
+        answer["node_endpoints"] = hints.node_endpoints
+    return answer
 
 
 def _refusal(ctx: BrokerContext, request: Request) -> int:
@@ -164,9 +180,10 @@ def _refusal(ctx: BrokerContext, request: Request) -> int:
 
 
 async def _complete(
-    ctx: BrokerContext, body: Any, responses: list[dict[str, Any]], to_flush: list[Any], waits: list[Wait],
+    ctx: BrokerContext, request: Request, responses: list[dict[str, Any]], to_flush: list[Any], waits: list[Wait],
     throttle: int = 0,
 ) -> dict[str, Any] | None:
+    body = request.body
     # flush.messages: Kafka fsyncs in the append path once that many messages are unflushed,
     # so the acknowledgement waits for it (in a worker thread, not on the event loop).
     for log_ in to_flush:
@@ -179,4 +196,4 @@ async def _complete(
                 result.update(error_code=error, base_offset=-1, log_append_time=-1, log_start_offset=-1)
     if body.acks == 0:
         return None
-    return {"responses": responses, "throttle_time": throttle}
+    return _answer(ctx, request, responses, throttle)

@@ -24,6 +24,7 @@ from strom.handlers.groups import (
     runtime,
     topic_image,
 )
+from strom.handlers.leader_hints import FETCH_ERRORS, LeaderHints
 from strom.handlers.registry import Request, handles
 from strom.metadata.group_configs import effective_int
 from strom.protocol.api import ApiKey
@@ -151,18 +152,29 @@ async def share_fetch(ctx: BrokerContext, request: Request) -> dict[str, Any]:
              or (tp in fetched and (fetched[tp][1] or fetched[tp][2]))]
     session.new.difference_update(shown)
     by_topic: dict[uuid.UUID, list[dict[str, Any]]] = {}
+    hints = LeaderHints(ctx, request)
     for tp in shown:
         data, acquired, fetch_error = fetched.get(tp, (b"", [], ErrorCode.NONE))
+        error = errors[tp] or fetch_error
         by_topic.setdefault(tp[0], []).append({
-            "partition_index": tp[1], "error_code": errors[tp] or fetch_error, "error_message": None,
+            "partition_index": tp[1], "error_code": error, "error_message": None,
             "acknowledge_error_code": ack_results.get(tp, ErrorCode.NONE), "acknowledge_error_message": None,
-            "current_leader": {"leader_id": 0, "leader_epoch": 0}, "records": data,
+            "current_leader": _current_leader(ctx, hints, tp, error), "records": data,
             "acquired_records": [{"first_offset": a.first_offset, "last_offset": a.last_offset,
                                   "delivery_count": a.delivery_count} for a in acquired],
         })
     response["responses"] = [{"topic_id": t, "partitions": ps} for t, ps in by_topic.items()]
     response["acquisition_lock_timeout"] = manager.lock_duration_ms(group)
+    response["node_endpoints"] = hints.node_endpoints
     return response
+
+
+def _current_leader(ctx: BrokerContext, hints: LeaderHints, tp: TopicPartition, error: int) -> dict[str, int]:
+    """KIP-951 for the share RPCs: the leader after NOT_LEADER_OR_FOLLOWER or
+    FENCED_LEADER_EPOCH; otherwise the field's schema defaults (0, 0), as Kafka leaves it."""
+    if error in FETCH_ERRORS:
+        return hints.leader_field(ctx.topic_name(tp[0]), tp[1])
+    return {"leader_id": 0, "leader_epoch": 0}
 
 
 @handles(ApiKey.SHARE_ACKNOWLEDGE, 1, 1)
@@ -182,14 +194,16 @@ async def share_acknowledge(ctx: BrokerContext, request: Request) -> dict[str, A
     except ShareError as exc:
         return {**response, "error_code": exc.error, "error_message": exc.message}
     by_topic: dict[uuid.UUID, list[dict[str, Any]]] = {}
+    hints = LeaderHints(ctx, request)
     for tp in order:
         result = _topic_error(ctx, request, tp[0]) or await manager.acknowledge(
             body.group_id, body.member_id, tp[0], tp[1], acks[tp])
         by_topic.setdefault(tp[0], []).append({"partition_index": tp[1], "error_code": result, "error_message": None,
-                                               "current_leader": {"leader_id": 0, "leader_epoch": 0}})
+                                               "current_leader": _current_leader(ctx, hints, tp, result)})
     if body.share_session_epoch == FINAL_EPOCH:
         await manager.close_session(session)
     response["responses"] = [{"topic_id": t, "partitions": ps} for t, ps in by_topic.items()]
+    response["node_endpoints"] = hints.node_endpoints
     return response
 
 

@@ -69,6 +69,23 @@ class FetchTopicResult:
     partitions: list[FetchPartitionResult]
 
 
+def _node_endpoints(nodes: list[tuple[int, str, int, str | None]]) -> bytes:
+    """The response's tagged fields section (v16+): NodeEndpoints (tag 0, KIP-951) or none."""
+    if not nodes:
+        return b"\x00"
+    data = bytearray(uvarint(len(nodes) + 1))
+    for node_id, host, port, rack in nodes:
+        data += _I32.pack(node_id) + _compact_string(host) + _I32.pack(port) + _compact_string(rack) + b"\x00"
+    return b"\x01" + uvarint(0) + uvarint(len(data)) + bytes(data)
+
+
+def _compact_string(value: str | None) -> bytes:
+    if value is None:
+        return b"\x00"
+    data = value.encode()
+    return uvarint(len(data) + 1) + data
+
+
 def encode_fetch_response(
     version: int,
     topics: list[FetchTopicResult],
@@ -76,7 +93,10 @@ def encode_fetch_response(
     error_code: int = 0,
     session_id: int = 0,
     throttle_time_ms: int = 0,
+    node_endpoints: list[tuple[int, str, int, str | None]] | None = None,
 ) -> tuple[list[Any], int]:
+    """The body as chunks, and its size. ``node_endpoints`` (node id, host, port, rack) go out
+    from v16 on, for the leaders named in partitions' ``current_leader``."""
     flexible = version >= 12
     count: Callable[[int], bytes] = (lambda n: uvarint(n + 1)) if flexible else _I32.pack  # an array's length prefix
     out: list[Any] = []
@@ -119,7 +139,9 @@ def encode_fetch_response(
                 buf += _partition_tags(p)
         if flexible:
             buf.append(0)  # topic tagged fields
-    if flexible:
+    if version >= 16:
+        buf += _node_endpoints(node_endpoints or [])
+    elif flexible:
         buf.append(0)  # top-level tagged fields
     out.append(bytes(buf))
     return out, total + len(buf)
