@@ -422,8 +422,9 @@ class BrokerConnection(asyncio.BufferedProtocol):
         in (SO_RCVLOWAT), and from any byte again after it. A follower's 1 MiB fetch response
         otherwise arrives in many reads, each waking this event loop, and each wake-up is also
         paid by the sender's network stack (on one host, by the leader, through a cross-CPU
-        wake-up that is dear on a VM): see docs/performance.md for what it saved. The kernel caps the mark at half the largest receive buffer and grows the buffer to
-        hold it, so the sender is never stalled by it."""
+        wake-up that is dear on a VM; docs/performance.md). The kernel caps the mark at half
+        the largest receive buffer and grows the buffer to hold it, so the sender is never
+        stalled by it."""
         missing = self._reader.missing
         want = missing if missing >= _RCVLOWAT_MIN else 1
         if want != self._rcvlowat:
