@@ -63,7 +63,7 @@ def test_fetch_names_leaders_after_not_leader_and_fenced_epoch_only() -> None:
     topic = FetchTopicResult("t", TOPIC_ID, [FetchPartitionResult(i, error) for i, error in enumerate(errors)])
     endpoints = _name_leaders(Context(), REQUEST, [topic])  # type: ignore[arg-type]
     assert [p.current_leader for p in topic.partitions] == [(2, 7), (3, 4), None, None]
-    assert endpoints == [(2, "h2", 9002, None)]
+    assert endpoints == [{"node_id": 2, "host": "h2", "port": 9002, "rack": None}]
 
 
 def test_share_answers_keep_the_schema_defaults_without_a_leadership_error() -> None:

@@ -100,8 +100,9 @@ def test_versions_before_12_are_unchanged_by_tags(version):
 @pytest.mark.parametrize("version", [16, 17, 18])
 def test_node_endpoints_are_the_responses_tag_0_from_v16(version):
     nodes = [(2, "10.0.0.2", 9092, None), (7, "broker-7.example", 19092, "rack-b")]
+    endpoints = [dict(zip(("node_id", "host", "port", "rack"), n, strict=True)) for n in nodes]
     chunks, size = encode_fetch_response(
-        version, [FetchTopicResult("orders", TOPIC_ID, [partition(0, current_leader=(7, 3))])], node_endpoints=nodes
+        version, [FetchTopicResult("orders", TOPIC_ID, [partition(0, current_leader=(7, 3))])], node_endpoints=endpoints
     )
     body = b"".join(chunks)
     assert len(body) == size
@@ -113,5 +114,5 @@ def test_node_endpoints_are_the_responses_tag_0_from_v16(version):
 
 @pytest.mark.parametrize("version", [12, 15])
 def test_node_endpoints_are_not_sent_before_v16(version):
-    chunks, size = encode_fetch_response(version, [], node_endpoints=[(2, "h", 1, None)])
+    chunks, size = encode_fetch_response(version, [], node_endpoints=[{"node_id": 2, "host": "h", "port": 1, "rack": None}])
     assert b"".join(chunks) == b"".join(encode_fetch_response(version, [])[0])

@@ -248,7 +248,7 @@ async def fetch(ctx: BrokerContext, request: Request) -> RawResponse:
     return RawResponse(chunks, size, to_follower=replica_id >= 0)
 
 
-def _name_leaders(ctx: BrokerContext, request: Request, topics: list[FetchTopicResult]) -> list[Any]:
+def _name_leaders(ctx: BrokerContext, request: Request, topics: list[FetchTopicResult]) -> list[dict[str, Any]]:
     """KIP-951: the current leader of each partition answered NOT_LEADER_OR_FOLLOWER or
     FENCED_LEADER_EPOCH, and those leaders' endpoints."""
     hints = LeaderHints(ctx, request)
@@ -256,4 +256,4 @@ def _name_leaders(ctx: BrokerContext, request: Request, topics: list[FetchTopicR
         for result in topic.partitions:
             if result.error_code in FETCH_ERRORS:
                 result.current_leader = hints.leader(topic.name, result.partition_index)
-    return [(n["node_id"], n["host"], n["port"], n["rack"]) for n in hints.node_endpoints]
+    return hints.node_endpoints

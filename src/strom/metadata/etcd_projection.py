@@ -121,24 +121,16 @@ class Projection:
             scope, _, name = rest.partition("/")
             configs = {} if doc is None else {str(k): str(v) for k, v in doc.items()}
             if scope == "topic":
-                self.topic_configs[name] = configs
-                if not configs:
-                    del self.topic_configs[name]
+                _set_or_drop(self.topic_configs, name, configs)
                 self._topics.add(name)
             elif scope == "broker" and name == "default":
                 self.broker_configs = configs
                 self._changed.add("broker_configs")
             elif scope == "broker":
-                node_id = int(name)
-                self.node_configs[node_id] = configs
-                if not configs:
-                    del self.node_configs[node_id]
+                _set_or_drop(self.node_configs, int(name), configs)
                 self._changed.add("node_configs")
             elif scope == "group":
-                group = unquote(name)
-                self.group_configs[group] = configs
-                if not configs:
-                    del self.group_configs[group]
+                _set_or_drop(self.group_configs, unquote(name), configs)
                 self._changed.add("group_configs")
         elif kind == "scram":
             encoded, _, mechanism = rest.rpartition("/")
@@ -237,3 +229,11 @@ class Projection:
 
 
 # --- the store ------------------------------------------------------------------------------------
+
+
+def _set_or_drop(configs_by_name: dict[Any, dict[str, str]], name: Any, configs: dict[str, str]) -> None:
+    """An entity's configs, or none kept once the last one is deleted."""
+    if configs:
+        configs_by_name[name] = configs
+    else:
+        configs_by_name.pop(name, None)

@@ -69,13 +69,14 @@ class FetchTopicResult:
     partitions: list[FetchPartitionResult]
 
 
-def _node_endpoints(nodes: list[tuple[int, str, int, str | None]]) -> bytes:
+def _node_endpoints(nodes: list[dict[str, Any]]) -> bytes:
     """The response's tagged fields section (v16+): NodeEndpoints (tag 0, KIP-951) or none."""
     if not nodes:
         return b"\x00"
     data = bytearray(uvarint(len(nodes) + 1))
-    for node_id, host, port, rack in nodes:
-        data += _I32.pack(node_id) + _compact_string(host) + _I32.pack(port) + _compact_string(rack) + b"\x00"
+    for n in nodes:
+        data += _I32.pack(n["node_id"]) + _compact_string(n["host"]) + _I32.pack(n["port"])
+        data += _compact_string(n.get("rack")) + b"\x00"
     return b"\x01" + uvarint(0) + uvarint(len(data)) + bytes(data)
 
 
@@ -93,9 +94,9 @@ def encode_fetch_response(
     error_code: int = 0,
     session_id: int = 0,
     throttle_time_ms: int = 0,
-    node_endpoints: list[tuple[int, str, int, str | None]] | None = None,
+    node_endpoints: list[dict[str, Any]] | None = None,
 ) -> tuple[list[Any], int]:
-    """The body as chunks, and its size. ``node_endpoints`` (node id, host, port, rack) go out
+    """The body as chunks, and its size. ``node_endpoints`` (node_id, host, port, rack) go out
     from v16 on, for the leaders named in partitions' ``current_leader``."""
     flexible = version >= 12
     count: Callable[[int], bytes] = (lambda n: uvarint(n + 1)) if flexible else _I32.pack  # an array's length prefix
