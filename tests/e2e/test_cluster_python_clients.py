@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -88,14 +89,30 @@ def test_kafka_python_producer_and_group_through_single_brokers(strom_cluster):
         for c in consumers:
             assert c.partitions_for_topic(topic) == set(range(6))
 
-        def settled() -> bool:
-            for c in consumers:
-                for records in c.poll(timeout_ms=50).values():
+        # Each member polls in a thread of its own, as applications do. kafka-python 3.0 finishes
+        # a join only inside a poll that awaits it: polled in turn from one thread, a member whose
+        # JoinGroup/SyncGroup round trip outlasts its short poll (a busy machine) finds the join
+        # done at its next poll, drops it and joins again, and the group rebalances forever.
+        stop = threading.Event()
+
+        def pump(c: KafkaConsumer) -> None:
+            while not stop.is_set():
+                for records in c.poll(timeout_ms=100).values():
                     got.extend(records)
+
+        def settled() -> bool:
             owned = [sorted(tp.partition for tp in c.assignment()) for c in consumers]
             return [len(o) for o in owned] == [3, 3] and sorted(p for o in owned for p in o) == list(range(6))
 
-        wait_for("two consumers owning three partitions each", settled, timeout=60)
+        pumps = [threading.Thread(target=pump, args=(c,), daemon=True) for c in consumers]
+        for t in pumps:
+            t.start()
+        try:
+            wait_for("two consumers owning three partitions each", settled, timeout=60)
+        finally:
+            stop.set()
+            for t in pumps:
+                t.join(10)
         assert got == []  # nothing produced yet
 
         # kafka-python's default producer: idempotent, acks=all
