@@ -510,7 +510,8 @@ def test_e2e_kill_leader_under_acks_all_loses_nothing(three):
 
 
 def test_e2e_pause_and_resume(three):
-    victim = next(n for n in three.nodes if n != three.leader(three.create_topic(), 0))
+    leader = three.leader(three.create_topic(), 0)  # once: inside the generator it ran per node
+    victim = next(n for n in three.nodes if n != leader)
     three.pause(victim)
     try:
         three.wait_ready(10)  # a paused broker is not waited for
