@@ -86,6 +86,38 @@ def test_state_survives_clean_restart_through_a_snapshot(open_log, tmp_path):
         send(again, idempotent(1, 0, 5))
 
 
+def test_every_remembered_batch_survives_a_clean_restart(open_log):
+    # A producer may have five batches in flight when the broker stops; each retry afterwards
+    # must be answered as a duplicate. An out-of-order answer to an older one would make
+    # librdkafka bump its epoch (or fail) and send those records again.
+    log = open_log()
+    offsets = [send(log, idempotent(1, 0, seq, 2)).base_offset for seq in range(0, 12, 2)]
+    log.close()
+    again = open_log()
+    end = again.log_end_offset
+    for seq, offset in zip(range(2, 12, 2), offsets[1:], strict=True):
+        assert send(again, idempotent(1, 0, seq, 2)).base_offset == offset
+    assert again.log_end_offset == end
+    with pytest.raises(OutOfOrderSequence):
+        send(again, idempotent(1, 0, 0, 2))  # the sixth-newest was not remembered before either
+
+
+def test_a_version_1_snapshot_still_loads(tmp_path):
+    import struct
+
+    from crc32c import crc32c
+
+    # Kafka's ProducerSnapshot v1 entry: the last batch only (the format strom wrote before).
+    body = struct.pack(">qhiqiqiq", 7, 2, 9, 40, 4, NOW, 3, -1)
+    count = struct.pack(">i", 1)
+    (tmp_path / f"{41:020d}.snapshot").write_bytes(struct.pack(">hI", 1, crc32c(count + body)) + count + body)
+    state = ProducerStateManager(tmp_path)
+    assert state.load_snapshot(41) == 41
+    entry = state.producers[7]
+    assert (entry.epoch, entry.coordinator_epoch, entry.last_timestamp) == (2, 3, NOW)
+    assert [(b.first_seq, b.last_seq, b.first_offset, b.last_offset) for b in entry.batches] == [(5, 9, 36, 40)]
+
+
 def test_state_is_rebuilt_from_the_log_after_a_crash(open_log, tmp_path):
     log = open_log(LogConfig(segment_bytes=1024))
     for seq in range(0, 60, 3):

@@ -20,10 +20,12 @@ the partition's last stable offset. A non-transactional write while the producer
 transaction open is INVALID_TXN_STATE, as in Kafka.
 
 The state is rebuilt from batch headers alone (plus each marker's record), so recovery decodes
-no data records. Snapshots
-(``<offset>.snapshot``, Kafka's ProducerSnapshot format with a CRC-32C) are written when a
-segment rolls and on clean shutdown; loading takes the newest snapshot at or below the log end
-and replays the batches after it.
+no data records. Snapshots (``<offset>.snapshot``, with a CRC-32C) are written when a segment
+rolls and on clean shutdown; loading takes the newest snapshot at or below the log end and
+replays the batches after it. Version 2 keeps all five batches of each producer: Kafka's
+version 1 keeps the last only, so after a clean restart the retry of an older batch still in
+flight is refused as out of order, and librdkafka answers that by bumping its epoch and sending
+the batches again, duplicating the ones in the log. Version 1 snapshots are still read.
 """
 
 from __future__ import annotations
@@ -49,11 +51,15 @@ INT32_MAX = 2**31 - 1
 NO_SEQUENCE = -1
 NO_EPOCH = -1
 
-_SNAPSHOT_VERSION = 1
+_SNAPSHOT_VERSION = 2
 _SNAPSHOT_HEADER = struct.Struct(">hIi")  # version, crc (of what follows), entry count
-_SNAPSHOT_ENTRY = struct.Struct(">qhiqiqiq")
+_SNAPSHOT_ENTRY_V1 = struct.Struct(">qhiqiqiq")
 # producer id, epoch, last sequence, last offset, offset delta, timestamp, coordinator epoch,
 # current transaction's first offset (-1: none)
+_SNAPSHOT_ENTRY = struct.Struct(">qhqiqb")
+# producer id, epoch, last timestamp, coordinator epoch, current transaction's first offset,
+# batch count; then that many _SNAPSHOT_BATCH, oldest first
+_SNAPSHOT_BATCH = struct.Struct(">iiqiq")  # first sequence, last sequence, first offset, offset delta, timestamp
 
 
 class ProducerStateError(Exception):
@@ -297,12 +303,11 @@ class ProducerStateManager:
         """Write the state as of ``offset`` (the log end) and keep only the newest ``keep``."""
         body = bytearray()
         for e in self.producers.values():
-            last = e.batches[-1] if e.batches else None
             body += _SNAPSHOT_ENTRY.pack(
-                e.producer_id, e.epoch, last.last_seq if last else NO_SEQUENCE, last.last_offset if last else -1,
-                (last.last_offset - last.first_offset) if last else 0, e.last_timestamp, e.coordinator_epoch,
-                e.current_txn_first_offset,
+                e.producer_id, e.epoch, e.last_timestamp, e.coordinator_epoch, e.current_txn_first_offset, len(e.batches)
             )
+            for b in e.batches:
+                body += _SNAPSHOT_BATCH.pack(b.first_seq, b.last_seq, b.first_offset, b.last_offset - b.first_offset, b.timestamp)
         count = len(self.producers)
         crc = crc32c(struct.pack(">i", count) + bytes(body))
         data = _SNAPSHOT_HEADER.pack(_SNAPSHOT_VERSION, crc, count) + bytes(body)
@@ -342,22 +347,43 @@ def _snapshot_offset(path: Path) -> int:
 
 def _read_snapshot(data: bytes) -> dict[int, ProducerEntry]:
     version, crc, count = _SNAPSHOT_HEADER.unpack_from(data, 0)
-    if version != _SNAPSHOT_VERSION:
+    if version not in (1, _SNAPSHOT_VERSION):
         raise ValueError(f"snapshot version {version}")
-    if crc32c(data[6:]) != crc or len(data) != _SNAPSHOT_HEADER.size + count * _SNAPSHOT_ENTRY.size:
-        raise ValueError("snapshot CRC or size mismatch")
+    if crc32c(data[6:]) != crc:
+        raise ValueError("snapshot CRC mismatch")
+    read = _read_entry_v1 if version == 1 else _read_entry
     producers = {}
-    for i in range(count):
-        pid, epoch, last_seq, last_offset, delta, timestamp, coordinator_epoch, txn_first = _SNAPSHOT_ENTRY.unpack_from(
-            data, _SNAPSHOT_HEADER.size + i * _SNAPSHOT_ENTRY.size
-        )
-        entry = ProducerEntry(pid, epoch, last_timestamp=timestamp, coordinator_epoch=coordinator_epoch,
-                              current_txn_first_offset=txn_first)
-        if last_offset >= 0:
-            first_seq = (last_seq - delta) % (INT32_MAX + 1)
-            entry.batches.append(BatchMetadata(first_seq, last_seq, last_offset - delta, last_offset, timestamp))
-        producers[pid] = entry
+    position = _SNAPSHOT_HEADER.size
+    for _ in range(count):
+        entry, position = read(data, position)
+        producers[entry.producer_id] = entry
+    if position != len(data):
+        raise ValueError("snapshot size mismatch")
     return producers
+
+
+def _read_entry(data: bytes, position: int) -> tuple[ProducerEntry, int]:
+    pid, epoch, timestamp, coordinator_epoch, txn_first, batches = _SNAPSHOT_ENTRY.unpack_from(data, position)
+    entry = ProducerEntry(pid, epoch, last_timestamp=timestamp, coordinator_epoch=coordinator_epoch,
+                          current_txn_first_offset=txn_first)
+    position += _SNAPSHOT_ENTRY.size
+    for _ in range(batches):
+        first_seq, last_seq, first_offset, delta, batch_timestamp = _SNAPSHOT_BATCH.unpack_from(data, position)
+        entry.batches.append(BatchMetadata(first_seq, last_seq, first_offset, first_offset + delta, batch_timestamp))
+        position += _SNAPSHOT_BATCH.size
+    return entry, position
+
+
+def _read_entry_v1(data: bytes, position: int) -> tuple[ProducerEntry, int]:
+    pid, epoch, last_seq, last_offset, delta, timestamp, coordinator_epoch, txn_first = _SNAPSHOT_ENTRY_V1.unpack_from(
+        data, position
+    )
+    entry = ProducerEntry(pid, epoch, last_timestamp=timestamp, coordinator_epoch=coordinator_epoch,
+                          current_txn_first_offset=txn_first)
+    if last_offset >= 0:
+        first_seq = (last_seq - delta) % (INT32_MAX + 1)
+        entry.batches.append(BatchMetadata(first_seq, last_seq, last_offset - delta, last_offset, timestamp))
+    return entry, position + _SNAPSHOT_ENTRY_V1.size
 
 
 __all__ = [
