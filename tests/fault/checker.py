@@ -7,10 +7,16 @@ Shared by the fault tests (tests/fault/test_cluster_faults.py) and the long run
 of its own, sending unique values ``<run>-<seq>`` round-robin over a topic's partitions at a
 bounded rate until told to stop (or until ``max_records`` / ``max_seconds``). Its delivery
 callback records every *acknowledged* record's partition and offset, and counts the failed ones
-by error name. A fatal producer error (librdkafka's idempotence gives up, e.g. an
-OUT_OF_ORDER_SEQUENCE_NUMBER after a full restart) is recorded and the load goes on with a new
-producer under a new run id, as an application would. Loopback only: it talks to the cluster
-it is given.
+by error name. A fatal producer error (librdkafka's idempotence gives up) is recorded and the
+load goes on with a new producer under a new run id, as an application would. Loopback only:
+it talks to the cluster it is given.
+
+confluent-kafka (2.x, on Python before 3.12) raises a fatal error from ``poll``/``flush`` by
+leaving the exception set while the rest of that poll's callbacks run, so any C call in a
+delivery callback may fail after doing its work: a lock acquired there stays held forever. The
+delivery callback therefore takes no lock; it appends to a deque that readers drain under the
+lock. What a fatal poll raises may even be a ``KafkaError``, which is no exception class: the
+load catches whatever it raises.
 
 ``read_log``: every partition read from its log start to its high watermark by a plain
 consumer (assign, read_uncommitted, no group membership).
@@ -42,10 +48,11 @@ import os
 import shutil
 import struct
 import subprocess
+import sys
 import threading
 import time
 import uuid
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +66,7 @@ T = TypeVar("T")
 QUIET = logging.getLogger("tests.fault.librdkafka")
 QUIET.addHandler(logging.NullHandler())
 QUIET.propagate = False
-QUIET.setLevel(logging.CRITICAL + 1)  # fatal errors reach error_cb
+QUIET.setLevel(logging.CRITICAL + 1)
 
 # Broker settings that make failures play out in seconds: a killed broker's lease expires after
 # 2 s, a stalled follower leaves the ISR after 3 s, a follower retries its leader every 0.2 s.
@@ -116,6 +123,11 @@ class Ack:
     at: float  # time.monotonic() of the delivery report
 
 
+def _describe(raised: object) -> str:
+    """A fatal producer error as text (a KafkaException, a SystemError, or a bare KafkaError)."""
+    return str(raised) or type(raised).__name__
+
+
 class Load:
     """An acks=all idempotent producer of unique values in a thread (see the module docstring).
 
@@ -150,21 +162,23 @@ class Load:
         self.sent = 0
         self.fatal: list[str] = []  # fatal producer errors (each replaced the producer)
         self.unflushed = 0
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # over the fields above; never taken in a callback
+        self._reports: deque[tuple[Any, Any, float]] = deque()  # (error, message, when), see _collect
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._started = 0.0
         self._producer: Any = None
-        self._fatal_pending: str | None = None
 
     # --- what tests look at ----------------------------------------------------------------------
 
     def acked_count(self) -> int:
         with self._lock:
+            self._collect()
             return len(self.acked)
 
     def acked_since(self, moment: float) -> int:
         with self._lock:
+            self._collect()
             return sum(1 for ack in self.acked.values() if ack.at >= moment)
 
     def wait_acked(self, count: int, timeout: float = 20.0, since: float | None = None) -> None:
@@ -180,6 +194,7 @@ class Load:
     def max_acked_offsets(self, before: float | None = None) -> dict[int, int]:
         """The highest acknowledged offset per partition (of acks before ``before``)."""
         with self._lock:
+            self._collect()
             acks = list(self.acked.values())
         top: dict[int, int] = {}
         for ack in acks:
@@ -189,6 +204,7 @@ class Load:
 
     def summary(self) -> str:
         with self._lock:
+            self._collect()
             failed = ", ".join(f"{k} {v}" for k, v in self.failed.most_common()) or "none"
             return f"sent {self.sent}, acknowledged {len(self.acked)}, failed: {failed}" + (
                 f"; {len(self.fatal)} fatal producer error(s), the first: {self.fatal[0]}" if self.fatal else ""
@@ -206,13 +222,11 @@ class Load:
     def _new_producer(self) -> Any:
         from confluent_kafka import Producer
 
-        return Producer({"bootstrap.servers": self.bootstrap, "logger": QUIET, "error_cb": self._on_error, **self.config})
+        return Producer({"bootstrap.servers": self.bootstrap, "logger": QUIET, **self.config})
 
     def stop(self, flush_timeout: float = 30.0) -> Load:
         """Stop sending, wait up to ``flush_timeout`` s for the outstanding records' delivery
         reports, then give up the rest (purged: counted as failed)."""
-        from confluent_kafka import KafkaException
-
         self._stop.set()
         if self._thread is not None:
             self._thread.join(self.max_seconds + flush_timeout + 10)
@@ -224,9 +238,11 @@ class Load:
                     self.unflushed = remaining
                     producer.purge()
                     producer.flush(5.0)
-            except KafkaException as exc:
+            except:  # noqa: E722 - a fatal error, maybe not even an exception class (module docstring)
                 with self._lock:
-                    self.fatal.append(str(exc))
+                    self.fatal.append(_describe(sys.exc_info()[1]))
+        with self._lock:
+            self._collect()
         return self
 
     def __enter__(self) -> Load:
@@ -235,47 +251,42 @@ class Load:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _on_error(self, error: Any) -> None:
-        if error.fatal():
-            with self._lock:
-                self._fatal_pending = str(error)
-
     def _on_delivery(self, error: Any, message: Any) -> None:
-        value = message.value().decode()
-        with self._lock:
+        self._reports.append((error, message, time.monotonic()))  # atomic, no lock: see the module docstring
+
+    def _collect(self) -> None:
+        """Take in the delivery reports received so far (under ``_lock``)."""
+        while self._reports:
+            error, message, at = self._reports.popleft()
+            value = message.value().decode()
             if error is None:
                 seq = int(value.rsplit("-", 1)[1])
                 offset = message.offset()
-                self.acked[value] = Ack(message.partition(), -1 if offset is None else offset, seq, time.monotonic())
+                self.acked[value] = Ack(message.partition(), -1 if offset is None else offset, seq, at)
             else:
                 self.failed[error.name()] += 1
                 self.failed_values.add(value)
 
     def _run(self) -> None:
-        from confluent_kafka import KafkaException
-
         while True:
             try:
                 self._send()
                 return
-            except KafkaException as exc:
-                self._fatal_pending = self._fatal_pending or str(exc)
-            if not self._replace_producer():
+            except:  # noqa: E722 - a fatal error, maybe not even an exception class (module docstring)
+                fatal = _describe(sys.exc_info()[1])
+            if not self._replace_producer(fatal):
                 return
 
-    def _replace_producer(self) -> bool:
+    def _replace_producer(self, fatal: str) -> bool:
         """After a fatal error: fail what the old producer holds, go on with a new one under a
         new run id (its sequence restarts its own order). False once told to stop."""
-        from confluent_kafka import KafkaException
-
         old, self._producer = self._producer, None
         with self._lock:
-            self.fatal.append(self._fatal_pending or "fatal error")
-            self._fatal_pending = None
+            self.fatal.append(fatal)
         try:
             old.purge()
             old.flush(5.0)
-        except KafkaException:
+        except:  # noqa: E722 - the same fatal error again
             pass
         if self._stop.is_set():
             return False
@@ -286,16 +297,12 @@ class Load:
         return True
 
     def _send(self) -> None:
-        """Produce until told to stop (returns), or raise KafkaException on a fatal error."""
-        from confluent_kafka import KafkaException
-
+        """Produce until told to stop (returns), or raise on a fatal error."""
         producer = self._producer
         interval = 1.0 / self.rate
         next_send = time.monotonic()
         deadline = self._started + self.max_seconds
         while not self._stop.is_set():
-            if self._fatal_pending is not None:
-                raise KafkaException(self._fatal_pending)
             now = time.monotonic()
             seq = self.sent
             if now > deadline or (self.max_records is not None and seq >= self.max_records):
