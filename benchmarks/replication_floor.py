@@ -13,7 +13,9 @@ the least code that can (no protocol, no per-record work, 1 MiB at a time), once
 * follower: receives a chunk, writes it to its own log file, asks for the next (1 byte).
 
 The leader sends either with ``os.sendfile`` from its file (Kafka's zero copy) or by a
-``pread`` copy and an ordinary send (what strom does for a follower on the same host). The
+``pread`` copy and an ordinary send (what strom does for a follower on the same host). In a
+third mode the leader copies and the followers receive with ``os.splice`` (socket to pipe to
+file, no copy in user space: less than Kafka or strom do, to see how low the floor can go). The
 ratio of the summed CPU (getrusage of each role over its transfer) is what a cluster on this
 machine pays per byte at least, before any broker's own work.
 
@@ -23,6 +25,7 @@ benchmarks.cluster calls.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import resource
@@ -35,8 +38,9 @@ from pathlib import Path
 from typing import Any
 
 CHUNK = 1 << 20
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 FOLLOWERS = 2
-MODES = ("sendfile", "copy")
+MODES = ("sendfile", "copy", "splice")
 
 
 def _cpu() -> float:
@@ -62,17 +66,41 @@ def _client(port: int, total: int) -> None:
         sock.recv(1)
 
 
-def _follower(port: int, total: int, path: str) -> float:
+def _follower(port: int, total: int, path: str, mode: str) -> float:
     sock = socket.create_connection(("127.0.0.1", port))
     sock.sendall(b"F")
     view = memoryview(bytearray(CHUNK))
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    pipe = _pipe() if mode == "splice" else None
     start = _cpu()
     for position in range(0, total, CHUNK):
-        _receive(sock, view)
-        os.pwrite(fd, view, position)
+        if pipe is None:
+            _receive(sock, view)
+            os.pwrite(fd, view, position)
+        else:
+            _splice(sock, pipe, fd, position)
         sock.sendall(b"f")  # the next fetch
     return _cpu() - start
+
+
+def _pipe() -> tuple[int, int]:
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, F_SETPIPE_SZ, CHUNK)  # a whole chunk fits (pipe-max-size is 1 MiB by default)
+    return read_end, write_end
+
+
+def _splice(sock: socket.socket, pipe: tuple[int, int], fd: int, position: int) -> None:
+    """One chunk from the socket into the file at ``position`` through the pipe."""
+    read_end, write_end = pipe
+    got = 0
+    while got < CHUNK:
+        n = os.splice(sock.fileno(), write_end, CHUNK - got)
+        if not n:
+            raise EOFError("peer closed")
+        moved = 0
+        while moved < n:
+            moved += os.splice(read_end, fd, n - moved, offset_dst=position + got + moved)
+        got += n
 
 
 def _leader(listener: socket.socket, total: int, followers: int, mode: str, path: str) -> float:
@@ -113,7 +141,7 @@ def run_once(total: int, followers: int, mode: str, directory: str) -> dict[str,
     leader = _spawn("leader", total, followers, mode, directory)
     assert leader.stdout is not None
     port = int(leader.stdout.readline())
-    others = [_spawn("follower", port, total, os.path.join(directory, f"follower-{i}")) for i in range(followers)]
+    others = [_spawn("follower", port, total, os.path.join(directory, f"follower-{i}"), mode) for i in range(followers)]
     client = _spawn("client", port, total)
     outputs = [p.communicate(timeout=600)[0] for p in (leader, *others, client)]
     leader_cpu = json.loads(outputs[0])["cpu_s"]
@@ -155,7 +183,7 @@ def main(argv: list[str]) -> None:
         print(listener.getsockname()[1], flush=True)
         print(json.dumps({"cpu_s": _leader(listener, total, followers, mode, os.path.join(directory, "leader"))}))
     elif role == "follower":
-        print(json.dumps({"cpu_s": _follower(int(argv[1]), int(argv[2]), argv[3])}))
+        print(json.dumps({"cpu_s": _follower(int(argv[1]), int(argv[2]), argv[3], argv[4])}))
     elif role == "client":
         _client(int(argv[1]), int(argv[2]))
     else:  # a measurement from the command line

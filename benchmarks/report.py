@@ -267,7 +267,10 @@ def cluster_markdown(data: dict[str, Any]) -> str:
                          f"| {_ratio(three['broker_cpu_s'], one['broker_cpu_s'])} |")
     floor = data.get("floor")
     if floor:
-        for mode, how in (("sendfile", "with sendfile, as Kafka"), ("copy", "by a pread copy, as strom to a follower on its host")):
+        for mode, how in (("sendfile", "with sendfile, as Kafka"), ("copy", "by a pread copy, as strom to a follower on its host"),
+                          ("splice", "by a pread copy, and they receive with splice (no copy in user space)")):
+            if mode not in floor:  # (results from before the splice mode)
+                continue
             lines.append(f"| floor: the produce bytes moved by a minimal program (no broker), CPU s per GB; "
                          f"the leader sends to 2 followers {how} | {_s(floor['single_cpu_s_per_gb'])} "
                          f"| {_s(floor[mode]['cluster_cpu_s_per_gb'])}{_floor_roles(floor[mode])} "
