@@ -11,11 +11,11 @@ by error name. A fatal producer error (librdkafka's idempotence gives up) is rec
 load goes on with a new producer under a new run id, as an application would. Loopback only:
 it talks to the cluster it is given.
 
-confluent-kafka (2.x, on Python before 3.12) raises a fatal error from ``poll``/``flush`` by
-leaving the exception set while the rest of that poll's callbacks run, so any C call in a
-delivery callback may fail after doing its work: a lock acquired there stays held forever. The
-delivery callback therefore takes no lock; it appends to a deque that readers drain under the
-lock. What a fatal poll raises may even be a ``KafkaError``, which is no exception class: the
+confluent-kafka (2.x) raises a fatal error from ``poll``/``flush`` by leaving the exception set
+while the rest of that poll's callbacks run, so any C call in a delivery callback may fail
+after doing its work: a lock acquired there stays held forever. The delivery callback
+therefore takes no lock; it appends to a deque that readers drain under the lock. On Python
+3.11 what a fatal poll raises may even be a ``KafkaError``, which is no exception class: the
 load catches whatever it raises.
 
 ``read_log``: every partition read from its log start to its high watermark by a plain

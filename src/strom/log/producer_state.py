@@ -24,8 +24,9 @@ no data records. Snapshots (``<offset>.snapshot``, with a CRC-32C) are written w
 rolls and on clean shutdown; loading takes the newest snapshot at or below the log end and
 replays the batches after it. Version 2 keeps all five batches of each producer: Kafka's
 version 1 keeps the last only, so after a clean restart the retry of an older batch still in
-flight is refused as out of order, and librdkafka answers that by bumping its epoch and sending
-the batches again, duplicating the ones in the log. Version 1 snapshots are still read.
+flight is refused as out of order, and librdkafka then fails the producer (the oldest batch in
+flight) or bumps its epoch and sends the batches again (a later one), duplicating those in the
+log. Version 1 snapshots are still read.
 """
 
 from __future__ import annotations
