@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import struct
@@ -9,6 +10,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -283,3 +285,17 @@ def check_api_versions(host: str, port: int, timeout: float = 5.0, correlation_i
         keys[k] = (lo, hi)
     assert 18 in keys, f"ApiVersions not advertised: {keys}"
     return keys
+
+
+def ask(host: str, port: int, api_key: int, version: int, body: dict[str, Any], timeout: float = 15.0) -> Any:
+    """One request on a connection of its own to one broker, its decoded response."""
+    from strom.client.connection import BrokerConnection
+
+    async def request() -> Any:
+        conn = await BrokerConnection.open(host, port, client_id="strom-e2e", request_timeout_s=timeout)
+        try:
+            return await conn.request(api_key, version, body)
+        finally:
+            conn.close()
+
+    return asyncio.run(asyncio.wait_for(request(), timeout + 5))

@@ -14,7 +14,6 @@ last and start it again, so the others see three live brokers.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import subprocess
@@ -43,13 +42,12 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from strom.client.connection import BrokerConnection
 from strom.coordinator.records import partition_for
 from strom.protocol.api import ApiKey
 from strom.protocol.errors import ErrorCode
 from strom.protocol.records import build_batch
 
-from .helpers import DeliveryLog, consume, produce_many, producer, running_in_ci
+from .helpers import DeliveryLog, ask, consume, produce_many, producer, running_in_ci
 
 SESSION_MS = 3000
 INTERNAL_PARTITIONS = 6
@@ -103,15 +101,7 @@ def host_port(cluster: Any, node: int) -> tuple[str, int]:
 
 def raw(cluster: Any, node: int, api_key: int, version: int, body: dict[str, Any], timeout: float = 15.0) -> Any:
     """One request to one named broker, its decoded response."""
-
-    async def ask() -> Any:
-        conn = await BrokerConnection.open(*host_port(cluster, node), client_id="strom-e2e", request_timeout_s=timeout)
-        try:
-            return await conn.request(api_key, version, body)
-        finally:
-            conn.close()
-
-    return asyncio.run(asyncio.wait_for(ask(), timeout + 5))
+    return ask(*host_port(cluster, node), api_key, version, body, timeout)
 
 
 def metadata(cluster: Any, node: int, topics: list[str] | None) -> Any:

@@ -19,7 +19,7 @@ from kafka import KafkaProducer
 
 from strom.protocol.records import read_header
 
-from .helpers import DeliveryLog, consume, create_topic, producer
+from .helpers import DeliveryLog, ask, consume, create_topic, producer
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -146,35 +146,24 @@ def test_kafka_python_default_producer_is_idempotent(broker, unique_topic):
 def test_every_in_flight_batch_is_still_a_duplicate_after_a_clean_restart(broker_factory, unique_topic):
     """A producer with five batches in flight when the broker stops sends them all again
     afterwards: each is answered with its first offsets and none is written twice."""
-    import asyncio
-
-    from strom.client.connection import BrokerConnection
     from strom.protocol.api import ApiKey
     from strom.protocol.records import build_batch
 
     broker = broker_factory()
     topic = unique_topic()
     create_topic(broker.bootstrap, topic)
-
-    async def ask(api_key: int, version: int, body: dict) -> object:
-        conn = await BrokerConnection.open(*broker.address, client_id="e2e", request_timeout_s=10)
-        try:
-            return await conn.request(api_key, version, body)
-        finally:
-            conn.close()
-
-    init = asyncio.run(ask(ApiKey.INIT_PRODUCER_ID, 4, {
+    init = ask(*broker.address, ApiKey.INIT_PRODUCER_ID, 4, {
         "transactional_id": None, "transaction_timeout": 60_000, "producer_id": -1, "producer_epoch": -1,
-    }))
+    })
     now = int(time.time() * 1000)
 
     def produce(seq: int) -> tuple[int, int]:
         batch = build_batch([(None, f"v{seq + i}".encode(), (), now) for i in range(3)],
                             producer_id=init.producer_id, producer_epoch=init.producer_epoch, base_sequence=seq)
-        response = asyncio.run(ask(ApiKey.PRODUCE, 9, {
+        response = ask(*broker.address, ApiKey.PRODUCE, 9, {
             "transactional_id": None, "acks": -1, "timeout": 5000,
             "topic_data": [{"name": topic, "partition_data": [{"index": 0, "records": batch}]}],
-        }))
+        })
         (part,) = response.responses[0].partition_responses
         return part.error_code, part.base_offset
 
