@@ -343,14 +343,28 @@ def test_cluster_up_serves_until_ctrl_c(tmp_path):
         again.kill()
 
 
-def test_cluster_up_json_and_temporary_data():
-    port = _free_ports(1)[0]
-    up = Up("--brokers", "2", "--output", "json", "--base-port", str(port))
-    try:
+def _json_up_on_base_port(brokers: int, attempts: int = 3) -> tuple[Up, int]:
+    """``cluster up --output json --base-port P`` once its document is out. A base port is the
+    user's choice, never picked again, so another test's socket taking P + i between our check
+    and the broker's bind fails the start: then the test tries another P."""
+    for _ in range(attempts):
+        port = _free_ports(1)[0]
+        up = Up("--brokers", str(brokers), "--output", "json", "--base-port", str(port))
         deadline = time.monotonic() + 60
         while not any(line.startswith("}") for line in up.stdout):
+            if up.process.poll() is not None and "already in use" in up.output():
+                break
             assert time.monotonic() < deadline and up.process.poll() is None, up.output()
             time.sleep(0.05)
+        else:
+            return up, port
+        up.kill()
+    raise AssertionError(f"no free base port in {attempts} attempts:\n{up.output()}")
+
+
+def test_cluster_up_json_and_temporary_data():
+    up, port = _json_up_on_base_port(2)
+    try:
         document = json.loads("".join(up.stdout))
         addresses = [f"127.0.0.1:{port}", f"127.0.0.1:{port + 1}"]
         assert document["bootstrap_servers"] == ",".join(addresses)
